@@ -1,0 +1,180 @@
+/**
+ * The JSON parts of geminio frames, written byte for byte as Go's encoding/json writes them (keys in struct order,
+ * compact, HTML-escaped strings, padded standard base64 for bytes, the zero time for unset deadlines) and read
+ * tolerantly (case-insensitive keys, null, missing keys, any RFC 3339 time) but strictly typed: anything Go would
+ * refuse is a ProtocolError.
+ */
+import { ProtocolError } from '../errors.js';
+import { GO_ZERO_TIME } from './constants.js';
+import type { ConnData, MessageData, RegisterData, SessionData } from './packet.js';
+
+const EMPTY_OBJECT = Buffer.from('{}');
+const ZERO_TAIL = `"deadline":"${GO_ZERO_TIME}","context":{"deadline":"${GO_ZERO_TIME}"}}`;
+const HTML_UNSAFE = /[<>&\u2028\u2029]/g;
+const BASE64_STD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** The zero time.Time and anything at or before it means "unset". */
+const GO_ZERO_MS = -62135596800000; // 0001-01-01T00:00:00Z
+
+/** A string as Go's json.Marshal writes it: JSON.stringify plus Go's HTML-safe escapes. */
+export function goString(s: string): string {
+  const json = JSON.stringify(s);
+  return HTML_UNSAFE.test(json)
+    ? json.replace(HTML_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    : json;
+}
+
+/** A time as Go's json.Marshal writes a time.Time (RFC 3339, trailing fraction zeros trimmed, UTC as Z). */
+export function goTime(ms: number | undefined): string {
+  if (ms === undefined) return GO_ZERO_TIME;
+  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  const fraction = iso.slice(20, 23).replace(/0+$/, '');
+  return `${iso.slice(0, 19)}${fraction ? `.${fraction}` : ''}Z`;
+}
+
+function bytesField(out: string[], key: string, value: Buffer | undefined): void {
+  if (value !== undefined && value.length > 0) out.push(`"${key}":"${value.toString('base64')}"`);
+}
+
+function stringField(out: string[], key: string, value: string | undefined): void {
+  if (value !== undefined && value !== '') out.push(`"${key}":${goString(value)}`);
+}
+
+function finish(out: string[]): Buffer {
+  return out.length === 0 ? EMPTY_OBJECT : Buffer.from(`{${out.join(',')}}`);
+}
+
+export function encodeConnData(d: ConnData): Buffer {
+  const out: string[] = [];
+  bytesField(out, 'meta', d.meta);
+  stringField(out, 'error', d.error);
+  return finish(out);
+}
+
+export function encodeSessionData(d: SessionData): Buffer {
+  const out: string[] = [];
+  bytesField(out, 'meta', d.meta);
+  stringField(out, 'error', d.error);
+  stringField(out, 'peer', d.peer);
+  return finish(out);
+}
+
+export function encodeRegisterData(d: RegisterData): Buffer {
+  const out: string[] = [];
+  stringField(out, 'error', d.error);
+  return finish(out);
+}
+
+/** MessageData always carries `deadline` and `context` (Go never omits a time.Time); the common tail is constant. */
+export function encodeMessageData(d: MessageData): Buffer {
+  const out: string[] = [];
+  bytesField(out, 'key', d.key);
+  bytesField(out, 'value', d.value);
+  stringField(out, 'topic', d.topic);
+  bytesField(out, 'custom', d.custom);
+  stringField(out, 'error', d.error);
+  if (d.timeout !== undefined && d.timeout !== 0) out.push(`"timeout":${Math.trunc(d.timeout)}`);
+  const head = out.length === 0 ? '{' : `{${out.join(',')},`;
+  if (d.deadline === undefined && d.contextDeadline === undefined) return Buffer.from(head + ZERO_TAIL);
+  return Buffer.from(
+    `${head}"deadline":"${goTime(d.deadline)}","context":{"deadline":"${goTime(d.contextDeadline)}"}}`,
+  );
+}
+
+// ---- decoding ----
+
+type JsonObject = Record<string, unknown>;
+
+/** Parses a JSON part into a map with lower-cased keys (Go matches struct fields case-insensitively). */
+function parseObject(buf: Buffer, what: string): JsonObject {
+  let value: unknown;
+  try {
+    value = JSON.parse(buf.toString('utf8'));
+  } catch (err) {
+    throw new ProtocolError(`invalid JSON in ${what}`, { cause: err });
+  }
+  if (value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ProtocolError(`JSON in ${what} is not an object`);
+  }
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(value as JsonObject)) {
+    const lower = k.toLowerCase();
+    // An exact-case key wins over a case-folded one, as in Go.
+    if (!(lower in out) || k === lower) out[lower] = v;
+  }
+  return out;
+}
+
+function readBytes(o: JsonObject, key: string, what: string): Buffer | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ProtocolError(`${what}.${key} must be a base64 string`);
+  if (!BASE64_STD.test(v)) throw new ProtocolError(`${what}.${key} is not padded standard base64`);
+  return Buffer.from(v, 'base64');
+}
+
+function readString(o: JsonObject, key: string, what: string): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ProtocolError(`${what}.${key} must be a string`);
+  return v === '' ? undefined : v;
+}
+
+function readTime(v: unknown, what: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new ProtocolError(`${what} must be an RFC 3339 string`);
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i.test(v)) {
+    throw new ProtocolError(`${what} is not an RFC 3339 time`);
+  }
+  // Date.parse accepts at most millisecond precision reliably: cut longer fractions.
+  const ms = Date.parse(v.replace(/(\.\d{3})\d+/, '$1'));
+  if (Number.isNaN(ms)) throw new ProtocolError(`${what} is not a valid time`);
+  return ms <= GO_ZERO_MS ? undefined : ms;
+}
+
+export function decodeConnData(buf: Buffer): ConnData {
+  const o = parseObject(buf, 'ConnData');
+  return { meta: readBytes(o, 'meta', 'ConnData'), error: readString(o, 'error', 'ConnData') };
+}
+
+export function decodeSessionData(buf: Buffer): SessionData {
+  const o = parseObject(buf, 'SessionData');
+  return {
+    meta: readBytes(o, 'meta', 'SessionData'),
+    error: readString(o, 'error', 'SessionData'),
+    peer: readString(o, 'peer', 'SessionData'),
+  };
+}
+
+export function decodeRegisterData(buf: Buffer): RegisterData {
+  const o = parseObject(buf, 'RegisterData');
+  return { error: readString(o, 'error', 'RegisterData') };
+}
+
+export function decodeMessageData(buf: Buffer): MessageData {
+  const o = parseObject(buf, 'MessageData');
+  const timeout = o.timeout;
+  if (timeout !== undefined && timeout !== null && !Number.isInteger(timeout)) {
+    throw new ProtocolError('MessageData.timeout must be an integer number of nanoseconds');
+  }
+  const context = o.context;
+  if (context !== undefined && context !== null && (typeof context !== 'object' || Array.isArray(context))) {
+    throw new ProtocolError('MessageData.context must be an object');
+  }
+  let contextDeadline: number | undefined;
+  if (context) {
+    const c: JsonObject = {};
+    for (const [k, v] of Object.entries(context as JsonObject)) c[k.toLowerCase()] = v;
+    contextDeadline = readTime(c.deadline, 'MessageData.context.deadline');
+  }
+  return {
+    key: readBytes(o, 'key', 'MessageData'),
+    value: readBytes(o, 'value', 'MessageData'),
+    topic: readString(o, 'topic', 'MessageData'),
+    custom: readBytes(o, 'custom', 'MessageData'),
+    error: readString(o, 'error', 'MessageData'),
+    timeout: typeof timeout === 'number' && timeout !== 0 ? timeout : undefined,
+    deadline: readTime(o.deadline, 'MessageData.deadline'),
+    contextDeadline,
+  };
+}
