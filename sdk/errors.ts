@@ -26,6 +26,7 @@ export class GeminioError extends Error {
     const code = (value as Record<symbol, unknown>)[BRAND];
     if (typeof code !== 'string') return false;
     // The base class matches every branded error; subclasses match their own code.
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the subclass being tested against, on purpose.
     const own = (this as unknown as { CODE?: string }).CODE;
     return own === undefined || own === code;
   }

@@ -1,0 +1,43 @@
+import type { EndLimits } from '../config.js';
+
+/**
+ * What RPC and messaging need from the stream they run on: its identity, a way to send frames, fresh packet IDs
+ * and read-side backpressure. Nothing else, so they test without a socket.
+ */
+export interface StreamPort {
+  readonly streamId: bigint;
+  readonly clientId: bigint;
+  readonly limits: EndLimits;
+  /** Queues one encoded frame; returns false once the connection is closed. */
+  send(frame: Buffer): boolean;
+  nextId(): bigint;
+  pauseReading(by: unknown): void;
+  resumeReading(by: unknown): void;
+}
+
+/** Bytes from what users pass: Buffer, Uint8Array or string (UTF-8). */
+export function toBytes(value: unknown, what: string): Buffer | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (Buffer.isBuffer(value)) return value;
+  if (typeof value === 'string') return Buffer.from(value);
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError(`${what} must be a Buffer, Uint8Array or string`);
+}
+
+/**
+ * A one-shot wait with a timeout and an AbortSignal, cleaned up on every path (no timer or listener left behind).
+ */
+export function guard(
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  onTimeout: () => void,
+  onAbort: (reason: unknown) => void,
+): () => void {
+  const timer = Number.isFinite(timeoutMs) && timeoutMs > 0 ? setTimeout(onTimeout, timeoutMs) : undefined;
+  const abort = () => onAbort(signal?.reason);
+  signal?.addEventListener('abort', abort, { once: true });
+  return () => {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', abort);
+  };
+}

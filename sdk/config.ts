@@ -1,0 +1,120 @@
+/**
+ * Every limit and timeout of an End, with its default and its check. Durations are milliseconds; sizes are bytes.
+ */
+
+import { InvalidArgumentError } from './errors.js';
+import { HEARTBEAT_INTERVALS_MS } from './frame/constants.js';
+import { DEFAULT_MAX_PACKET_LENGTH } from './frame/decode.js';
+
+export interface EndLimits {
+  /** How long the Conn/ConnAck handshake may take. Default 10 s, as in Go. */
+  handshakeTimeout: number;
+  /**
+   * Client: how often a Heartbeat is sent. Default 20 s, as in Go. The Conn packet can only declare 5, 20, 80 or
+   * 320 s, so the smallest of those at or above this value is declared (the server times out after twice that).
+   */
+  heartbeatInterval: number;
+  /**
+   * How long the peer may stay silent before the connection is declared dead. Any packet counts as a sign of life.
+   * Client default: 2 x heartbeatInterval (the Go client has no such check). Server default: 2 x the interval the
+   * client declared, as in Go.
+   */
+  heartbeatTimeout: number | undefined;
+  /** Largest body a frame may declare; checked from the header before any allocation. Default 16 MiB. */
+  maxPacketLength: number;
+  /** Largest payload of one Stream packet we send; bigger writes are split. Default 64 KiB. */
+  maxStreamPayload: number;
+  /** How long a stream open waits for SessionAck. Default 10 s (Go: 30 s). */
+  streamOpenTimeout: number;
+  /** How long a graceful close (Dismiss or DisConn exchange) may take before the stream or socket is dropped. */
+  closeTimeout: number;
+  /** Most streams open at once on one connection, both directions, stream 1 excluded. Default 4096. */
+  maxStreams: number;
+  /** Most incoming streams waiting for acceptStream(); more are refused with an error SessionAck. Default 256. */
+  acceptBacklog: number;
+  /** Bytes a stream buffers for a slow reader before the socket is paused. Default 256 KiB. */
+  streamHighWaterMark: number;
+  /** Default timeout of call() when the call gives none. Default 30 s (Go: none). */
+  callTimeout: number;
+  /** Default timeout of an acknowledged publish(). Default 30 s (Go: none). */
+  publishTimeout: number;
+  /** How long register() waits for RegisterAck. Default 10 s (Go: forever). */
+  registerTimeout: number;
+  /** Messages a stream queues for a receiver that does not keep up before the socket is paused. Default 1024. */
+  receiveQueue: number;
+}
+
+export const defaultLimits: Readonly<EndLimits> = Object.freeze({
+  handshakeTimeout: 10_000,
+  heartbeatInterval: 20_000,
+  heartbeatTimeout: undefined,
+  maxPacketLength: DEFAULT_MAX_PACKET_LENGTH,
+  maxStreamPayload: 64 * 1024,
+  streamOpenTimeout: 10_000,
+  closeTimeout: 5_000,
+  maxStreams: 4096,
+  acceptBacklog: 256,
+  streamHighWaterMark: 256 * 1024,
+  callTimeout: 30_000,
+  publishTimeout: 30_000,
+  registerTimeout: 10_000,
+  receiveQueue: 1024,
+});
+
+const positive: Array<keyof EndLimits> = [
+  'handshakeTimeout',
+  'heartbeatInterval',
+  'maxPacketLength',
+  'maxStreamPayload',
+  'streamOpenTimeout',
+  'closeTimeout',
+  'maxStreams',
+  'acceptBacklog',
+  'streamHighWaterMark',
+  'callTimeout',
+  'publishTimeout',
+  'registerTimeout',
+  'receiveQueue',
+];
+
+/** Merges user options over the defaults and checks each value; the error names the option and the value. */
+export function resolveLimits(options: Partial<EndLimits> = {}): EndLimits {
+  const out: EndLimits = { ...defaultLimits };
+  for (const key of Object.keys(defaultLimits) as Array<keyof EndLimits>) {
+    const value = options[key];
+    if (value !== undefined) (out as unknown as Record<string, unknown>)[key] = value;
+  }
+  for (const key of positive) {
+    const value = out[key];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new InvalidArgumentError(`option ${key} must be a positive number, got ${String(value)}`);
+    }
+  }
+  if (out.heartbeatTimeout !== undefined && !(out.heartbeatTimeout > 0)) {
+    throw new InvalidArgumentError(
+      `option heartbeatTimeout must be a positive number, got ${out.heartbeatTimeout}`,
+    );
+  }
+  if (out.heartbeatInterval > HEARTBEAT_INTERVALS_MS[3]) {
+    throw new InvalidArgumentError(
+      `option heartbeatInterval must be at most 320000 ms, got ${out.heartbeatInterval}`,
+    );
+  }
+  if (out.maxStreamPayload > out.maxPacketLength - 8) {
+    throw new InvalidArgumentError('option maxStreamPayload must be smaller than maxPacketLength - 8');
+  }
+  return out;
+}
+
+/** The heartbeat code a client declares for an interval: the smallest expressible interval at or above it. */
+export function heartbeatCode(intervalMs: number): number {
+  const code = HEARTBEAT_INTERVALS_MS.findIndex((ms) => ms >= intervalMs);
+  return code === -1 ? 3 : code;
+}
+
+/** Converts meta given as string or bytes to bytes. */
+export function toBuffer(value: string | Uint8Array | undefined): Buffer | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') return Buffer.from(value);
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}

@@ -1,0 +1,454 @@
+/**
+ * The connection layer: one transport (TCP, TLS or any Duplex), its handshake, heartbeats, liveness and the
+ * DisConn close exchange. It decodes frames, answers connection-level packets itself and hands every other packet
+ * to `onPacket` (the multiplexer). It knows nothing of streams.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import type { EndLimits } from '../config.js';
+import { heartbeatCode } from '../config.js';
+import {
+  ConnectionClosedError,
+  GeminioError,
+  HandshakeRejectedError,
+  HandshakeTimeoutError,
+  HeartbeatTimeoutError,
+  ProtocolError,
+} from '../errors.js';
+import {
+  ConnFlag,
+  HEARTBEAT_INTERVALS_MS,
+  packetTypeName,
+  RetCode,
+  PacketType as T,
+} from '../frame/constants.js';
+import { FrameDecoder } from '../frame/decode.js';
+import { encodePacket, encodeStreamHeader } from '../frame/encode.js';
+import type { ConnPacket, Packet } from '../frame/packet.js';
+import { IdFactory } from '../ids.js';
+import { Liveness } from './liveness.js';
+
+export type Role = 'client' | 'server';
+export type ConnectionState = 'handshaking' | 'open' | 'closing' | 'closed';
+
+/** What the server's connect hook sees. */
+export interface ConnectInfo {
+  /** The ClientID the client asked for (0 when none). Never trusted unless the hook returns it. */
+  proposedClientId: bigint;
+  /** True when the client asked the server to choose (the Go client always does). */
+  clientIdAcquire: boolean;
+  meta: Buffer;
+  remoteAddress: string | undefined;
+  /** The TLS peer certificate when the transport is TLS with client certificates. */
+  peerCertificate: unknown;
+}
+
+/**
+ * Decides a new connection: return a ClientID (or nothing to have one assigned), throw or reject to refuse it; the
+ * error's message is sent to the client in the error ConnAck.
+ */
+export type ConnectHook = (
+  info: ConnectInfo,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a hook that returns nothing means "assign a ClientID".
+) => bigint | undefined | void | Promise<bigint | undefined | void>;
+
+/** Process-wide, like Go's DefaultIncIDCounter: ClientIDs assigned by this process never repeat. */
+const clientIds = new IdFactory();
+
+export interface ConnectionInit {
+  role: Role;
+  transport: Duplex;
+  limits: EndLimits;
+  /** Client: meta sent in Conn. */
+  meta?: Buffer | undefined;
+  /** Client: ClientID to propose (the server decides). */
+  clientId?: bigint | undefined;
+  /** Server: decides the ClientID or refuses. */
+  onConnect?: ConnectHook | undefined;
+}
+
+/**
+ * Events: 'close' (error: GeminioError | undefined) once, when the transport is gone; `error` is undefined after a
+ * clean DisConn exchange.
+ */
+export class Connection extends EventEmitter {
+  readonly role: Role;
+  readonly transport: Duplex;
+  readonly limits: EndLimits;
+  readonly ids = new IdFactory();
+  clientId = 0n;
+  meta: Buffer;
+  state: ConnectionState = 'handshaking';
+  /** Why the connection closed; undefined while open or after a clean close. */
+  closeError: GeminioError | undefined;
+  /** Set by the multiplexer: every packet that is not connection-level. */
+  onPacket: (packet: Packet) => void = () => {};
+  /** Set by the multiplexer: called once when a graceful close starts (either side), before DisConn is sent. */
+  onClosing: () => void = () => {};
+
+  private readonly decoder: FrameDecoder;
+  private readonly liveness: Liveness;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private handshake: { resolve: () => void; reject: (err: Error) => void; connId: bigint } | undefined;
+  private corked = false;
+  private readonly pausers = new Set<unknown>();
+  private drainWaiters: Array<() => void> = [];
+  private sentDisConn = false;
+  private gotDisConnAck = false;
+  private gotDisConn = false;
+  private closedEmitted = false;
+  private gotConn = false;
+  private readonly proposedClientId: bigint;
+  private readonly onConnectHook: ConnectHook | undefined;
+
+  constructor(init: ConnectionInit) {
+    super();
+    this.role = init.role;
+    this.transport = init.transport;
+    this.limits = init.limits;
+    this.meta = init.meta ?? Buffer.alloc(0);
+    this.proposedClientId = init.clientId ?? 0n;
+    this.onConnectHook = init.onConnect;
+    this.decoder = new FrameDecoder({ maxPacketLength: init.limits.maxPacketLength });
+    this.liveness = new Liveness(() => this.destroy(new HeartbeatTimeoutError()));
+    this.transport.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.transport.on('drain', () => this.onDrain());
+    this.transport.on('error', (err: Error) =>
+      this.destroy(new ConnectionClosedError(err.message, { cause: err })),
+    );
+    this.transport.on('close', () => this.onTransportClose());
+    this.transport.on('end', () => {
+      // The peer half-closed the socket: geminio has no use for half-open connections.
+      if (this.state !== 'closed') this.transport.end();
+    });
+  }
+
+  get remoteAddress(): string | undefined {
+    return (this.transport as { remoteAddress?: string }).remoteAddress;
+  }
+
+  /** Runs the handshake; resolves when the connection is open, rejects with a typed error otherwise. */
+  start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const connId = this.role === 'client' ? this.ids.next() : 0n;
+      this.handshake = { resolve, reject, connId };
+      this.handshakeTimer = setTimeout(
+        () => this.destroy(new HandshakeTimeoutError()),
+        this.limits.handshakeTimeout,
+      );
+      if (this.role === 'client') {
+        const code = heartbeatCode(this.limits.heartbeatInterval);
+        this.send(
+          encodePacket({
+            type: T.Conn,
+            id: connId,
+            flags: ConnFlag.ClientIdAcquire | (code << ConnFlag.HeartbeatShift),
+            clientId: this.proposedClientId,
+            data: { meta: this.meta },
+          }),
+        );
+      }
+    });
+  }
+
+  // ---- writing ----
+
+  /** Queues one encoded frame. Writes within one tick are corked together into one syscall. */
+  send(frame: Buffer): boolean {
+    if (this.state === 'closed') return false;
+    this.cork();
+    return this.transport.write(frame);
+  }
+
+  /** Queues one Stream packet without copying the payload. Returns false when the caller should wait for drain. */
+  sendStream(sessionId: bigint, payload: Buffer): boolean {
+    if (this.state === 'closed') return false;
+    this.cork();
+    this.transport.write(encodeStreamHeader(this.ids.next(), sessionId, payload.length));
+    return this.transport.write(payload);
+  }
+
+  /** True when the transport's buffer is over its high-water mark. */
+  get needsDrain(): boolean {
+    return this.transport.writableNeedDrain;
+  }
+
+  /** Calls `cb` once the transport drains (or the connection closes). */
+  waitDrain(cb: () => void): void {
+    if (this.state === 'closed' || !this.transport.writableNeedDrain) {
+      process.nextTick(cb);
+      return;
+    }
+    this.drainWaiters.push(cb);
+  }
+
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.transport.cork();
+    process.nextTick(uncork, this);
+  }
+
+  private onDrain(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of waiters) cb();
+  }
+
+  // ---- reading ----
+
+  /** Stops reading the socket while any stream's buffer is full (there is no window on the wire). */
+  pauseReading(by: unknown): void {
+    this.pausers.add(by);
+    this.transport.pause();
+  }
+
+  resumeReading(by: unknown): void {
+    if (!this.pausers.delete(by)) return;
+    if (this.pausers.size === 0 && this.state !== 'closed') this.transport.resume();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    try {
+      this.decoder.push(chunk, (p) => this.dispatch(p));
+    } catch (err) {
+      this.fail(err instanceof GeminioError ? err : new ProtocolError(String(err), { cause: err }));
+    }
+  }
+
+  private dispatch(p: Packet): void {
+    if (this.state === 'closed') return;
+    this.liveness.saw();
+    switch (p.type) {
+      case T.Conn:
+        return this.onConn(p);
+      case T.ConnAck:
+        return this.onConnAck(p.retCode, p.clientId, p.data.error);
+      case T.Heartbeat:
+        if (this.state === 'handshaking') throw new ProtocolError('Heartbeat before the handshake completed');
+        // Only clients send heartbeats; a client that receives one ignores it, as the Go client does.
+        if (this.role === 'server') this.send(encodePacket({ type: T.HeartbeatAck, id: p.id }));
+        return;
+      case T.HeartbeatAck:
+        return;
+      case T.DisConn:
+        return this.onDisConn(p.id);
+      case T.DisConnAck:
+        this.gotDisConnAck = true;
+        return this.maybeFinishClose();
+      default:
+        if (this.state === 'handshaking') {
+          throw new ProtocolError(`${packetTypeName[p.type]} before the handshake completed`);
+        }
+        this.onPacket(p);
+    }
+  }
+
+  // ---- handshake ----
+
+  private onConn(p: ConnPacket): void {
+    if (this.role === 'client') throw new ProtocolError('a client received Conn');
+    if (this.state !== 'handshaking' || this.gotConn || !this.handshake) {
+      throw new ProtocolError('second Conn on an established connection');
+    }
+    this.gotConn = true;
+    const code = (p.flags & ConnFlag.HeartbeatMask) >> ConnFlag.HeartbeatShift;
+    this.meta = p.data.meta ?? Buffer.alloc(0);
+    const info: ConnectInfo = {
+      proposedClientId: p.clientId,
+      clientIdAcquire: (p.flags & ConnFlag.ClientIdAcquire) !== 0,
+      meta: this.meta,
+      remoteAddress: this.remoteAddress,
+      peerCertificate: peerCertificate(this.transport),
+    };
+    const timeout = this.limits.heartbeatTimeout ?? 2 * HEARTBEAT_INTERVALS_MS[code]!;
+    Promise.resolve()
+      .then(() => this.onConnectHook?.(info))
+      .then(
+        (decided) => {
+          if (this.state !== 'handshaking') return;
+          this.clientId = typeof decided === 'bigint' && decided !== 0n ? decided : clientIds.next();
+          this.send(
+            encodePacket({
+              type: T.ConnAck,
+              id: p.id,
+              retCode: RetCode.OK,
+              clientId: this.clientId,
+              data: {},
+            }),
+          );
+          this.opened(timeout);
+        },
+        (err: unknown) => {
+          if (this.state !== 'handshaking') return;
+          const reason = err instanceof Error ? err.message : String(err);
+          this.send(
+            encodePacket({
+              type: T.ConnAck,
+              id: p.id,
+              retCode: RetCode.ERR,
+              clientId: p.clientId,
+              data: { error: reason || 'rejected' },
+            }),
+          );
+          // Like Go: an error ConnAck is followed by DisConn, then the socket closes.
+          this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
+          this.sentDisConn = true;
+          this.destroy(new HandshakeRejectedError(reason || 'rejected', { cause: err }), true);
+        },
+      );
+  }
+
+  private onConnAck(retCode: number, clientId: bigint, error: string | undefined): void {
+    if (this.role === 'server' || this.state !== 'handshaking') {
+      throw new ProtocolError('unexpected ConnAck');
+    }
+    // The Go client looks only at the error string; we also honour RetCode.
+    if (error || retCode !== RetCode.OK) {
+      this.destroy(new HandshakeRejectedError(error || `ConnAck return code ${retCode}`));
+      return;
+    }
+    if (clientId === 0n) throw new ProtocolError('server assigned ClientID 0');
+    this.clientId = clientId;
+    this.opened(this.limits.heartbeatTimeout ?? 2 * this.limits.heartbeatInterval);
+    this.heartbeatTimer = setInterval(sendHeartbeat, this.limits.heartbeatInterval, this);
+  }
+
+  private opened(livenessTimeout: number): void {
+    clearTimeout(this.handshakeTimer);
+    this.state = 'open';
+    this.liveness.start(livenessTimeout);
+    const hs = this.handshake;
+    this.handshake = undefined;
+    hs?.resolve();
+  }
+
+  // ---- closing ----
+
+  /**
+   * Graceful close: DisConn, then wait for the peer's DisConnAck and DisConn (up to closeTimeout), then end the
+   * socket. Resolves when the transport is closed. Idempotent.
+   */
+  close(): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      if (this.closedEmitted) resolve();
+      else this.once('close', () => resolve());
+    });
+    if (this.state === 'handshaking') this.destroy(new ConnectionClosedError('closed during handshake'));
+    else if (this.state === 'open') this.beginClose();
+    return done;
+  }
+
+  private beginClose(): void {
+    this.state = 'closing';
+    this.onClosing();
+    if (!this.sentDisConn) {
+      this.sentDisConn = true;
+      this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
+    }
+    this.closeTimer ??= setTimeout(
+      () => this.destroy(new ConnectionClosedError('peer did not complete the close exchange')),
+      this.limits.closeTimeout,
+    );
+    this.maybeFinishClose();
+  }
+
+  private onDisConn(id: bigint): void {
+    if (this.state === 'handshaking') throw new ProtocolError('DisConn before the handshake completed');
+    // DisConnAck first: the peer may be waiting for it alone (simultaneous close works too).
+    this.send(encodePacket({ type: T.DisConnAck, id, retCode: RetCode.OK, data: {} }));
+    this.gotDisConn = true;
+    if (this.state === 'open') this.beginClose();
+    else this.maybeFinishClose();
+  }
+
+  private maybeFinishClose(): void {
+    if (this.state !== 'closing' || !this.sentDisConn || !this.gotDisConn || !this.gotDisConnAck) return;
+    this.state = 'closed';
+    this.stopTimers();
+    this.uncorkNow();
+    this.transport.end();
+    // A peer that never closes its side must not hold the socket: drop it after closeTimeout.
+    this.closeTimer = setTimeout(() => this.transport.destroy(), this.limits.closeTimeout);
+  }
+
+  /** A malformed packet: tell a Go peer to close (DisConn), then drop the socket. */
+  private fail(err: GeminioError): void {
+    if (this.state === 'closed') return;
+    if (this.state !== 'handshaking' && !this.sentDisConn) {
+      this.sentDisConn = true;
+      this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
+    }
+    this.destroy(err, true);
+  }
+
+  /** Closes now. `flush` ends the socket after what is queued (used after a last DisConn) instead of resetting. */
+  destroy(err?: GeminioError, flush = false): void {
+    if (this.state === 'closed') {
+      if (!flush) this.transport.destroy();
+      return;
+    }
+    this.state = 'closed';
+    this.closeError = err ?? new ConnectionClosedError();
+    this.stopTimers();
+    const hs = this.handshake;
+    this.handshake = undefined;
+    hs?.reject(this.closeError);
+    if (flush) {
+      this.uncorkNow();
+      this.transport.end();
+      this.closeTimer = setTimeout(() => this.transport.destroy(), this.limits.closeTimeout);
+    } else {
+      this.transport.destroy();
+    }
+    this.onDrain();
+  }
+
+  private onTransportClose(): void {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.closeError = new ConnectionClosedError('connection lost');
+      this.stopTimers();
+      const hs = this.handshake;
+      this.handshake = undefined;
+      hs?.reject(this.closeError);
+    }
+    clearTimeout(this.closeTimer);
+    this.onDrain();
+    if (this.closedEmitted) return;
+    this.closedEmitted = true;
+    this.emit('close', this.closeError);
+  }
+
+  private stopTimers(): void {
+    clearTimeout(this.handshakeTimer);
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.closeTimer);
+    this.liveness.stop();
+  }
+
+  /** @internal Flushes corked writes (called on the next tick after the first write of a tick). */
+  uncorkNow(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.transport.uncork();
+  }
+}
+
+function uncork(conn: Connection): void {
+  conn.uncorkNow();
+}
+
+function sendHeartbeat(conn: Connection): void {
+  if (conn.state === 'open') conn.send(encodePacket({ type: T.Heartbeat, id: conn.ids.next() }));
+}
+
+function peerCertificate(transport: Duplex): unknown {
+  const t = transport as { getPeerCertificate?: (detailed?: boolean) => unknown };
+  if (typeof t.getPeerCertificate !== 'function') return undefined;
+  const cert = t.getPeerCertificate(true) as Record<string, unknown> | null;
+  return cert && Object.keys(cert).length > 0 ? cert : undefined;
+}

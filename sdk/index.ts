@@ -1,0 +1,21 @@
+/**
+ * geminio for Node.js: one TCP or TLS connection carrying bidirectional RPC, acknowledged messages and many
+ * multiplexed streams, wire-compatible with the Go library github.com/singchia/geminio.
+ */
+export type { Address, HostPort } from './address.js';
+export { clientEnd, type DialOptions, dial } from './client.js';
+export { defaultLimits, type EndLimits } from './config.js';
+export { End, type OpenStreamOptions } from './end.js';
+export * from './errors.js';
+export { type Delivery, Message, type PublishOptions } from './messaging/messaging.js';
+export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './rpc/rpc.js';
+export {
+  type ConnectHook,
+  type ConnectInfo,
+  Listener,
+  type ListenOptions,
+  listen,
+  type ServerEndOptions,
+  serverEnd,
+} from './server.js';
+export { Stream } from './stream/stream.js';

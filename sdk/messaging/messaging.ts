@@ -1,0 +1,226 @@
+/**
+ * Acknowledged messages on one stream. publish() sends a Message and, unless at-most-once, waits for the
+ * MessageAck with the same PacketID on the same stream. Received messages queue up for receive(); a receiver that
+ * falls behind by `receiveQueue` messages pauses the socket (never drops, never grows without bound).
+ */
+import { guard, type StreamPort, toBytes } from '../application/port.js';
+import { type GeminioError, ProtocolError, RemoteError, TimeoutError } from '../errors.js';
+import { PacketType as T } from '../frame/constants.js';
+import { encodePacket } from '../frame/encode.js';
+import type { MessagePacket, Packet } from '../frame/packet.js';
+import { abortError } from '../rpc/rpc.js';
+
+export type Delivery = 'at-least-once' | 'at-most-once';
+
+export interface PublishOptions {
+  topic?: string;
+  custom?: string | Uint8Array;
+  /** Milliseconds to wait for the ack; default the End's publishTimeout (30 s). */
+  timeout?: number;
+  signal?: AbortSignal;
+  /** 'at-least-once' (default) waits for the receiver's ack; 'at-most-once' resolves once the frame is queued. */
+  delivery?: Delivery;
+  /** @internal Re-send with this PacketID (replay after reconnect). */
+  id?: bigint;
+}
+
+/** A received message. Call done() or error() exactly once; the sender waits for it. */
+export class Message {
+  private acked = false;
+
+  /** @internal */
+  constructor(
+    private readonly port: StreamPort,
+    readonly id: bigint,
+    readonly data: Buffer,
+    readonly topic: string | undefined,
+    readonly custom: Buffer | undefined,
+  ) {}
+
+  get clientId(): bigint {
+    return this.port.clientId;
+  }
+
+  get streamId(): bigint {
+    return this.port.streamId;
+  }
+
+  /** Acknowledges the message: the sender's publish() resolves. */
+  done(): void {
+    this.ack(undefined);
+  }
+
+  /** Refuses the message: the sender's publish() rejects with this text. */
+  error(err: Error | string): void {
+    const text = typeof err === 'string' ? err : err.message;
+    this.ack(text || 'error');
+  }
+
+  private ack(error: string | undefined): void {
+    if (this.acked) return;
+    this.acked = true;
+    this.port.send(
+      encodePacket({ type: T.MessageAck, id: this.id, sessionId: this.port.streamId, data: { error } }),
+    );
+  }
+}
+
+interface PendingPublish {
+  resolve: () => void;
+  reject: (e: Error) => void;
+  release: () => void;
+}
+
+export class Messenger {
+  private readonly pending = new Map<bigint, PendingPublish>();
+  private readonly queue: Message[] = [];
+  private waiters: Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }> = [];
+  private closedWith: GeminioError | undefined;
+  private paused = false;
+  /** Acks that matched no pending publish. */
+  unmatchedAcks = 0;
+
+  constructor(private readonly port: StreamPort) {}
+
+  publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (options.signal?.aborted) return Promise.reject(abortError(options.signal.reason));
+    let value: Buffer | undefined;
+    let custom: Buffer | undefined;
+    try {
+      value = toBytes(data, 'data');
+      custom = toBytes(options.custom, 'custom');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const id = options.id ?? this.port.nextId();
+    const timeout = options.timeout ?? this.port.limits.publishTimeout;
+    const frame = encodePacket({
+      type: T.Message,
+      id,
+      sessionId: this.port.streamId,
+      data: {
+        value,
+        topic: options.topic,
+        custom,
+        deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
+      },
+    });
+    if (options.delivery === 'at-most-once') {
+      this.port.send(frame);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const release = guard(
+        timeout,
+        options.signal,
+        () => this.settle(id, new TimeoutError(`message not acknowledged within ${timeout} ms`)),
+        (reason) => this.settle(id, abortError(reason)),
+      );
+      this.pending.set(id, { resolve, reject, release });
+      this.port.send(frame);
+    });
+  }
+
+  /** Resolves with the next message on this stream. */
+  receive(options: { signal?: AbortSignal } = {}): Promise<Message> {
+    const next = this.queue.shift();
+    if (next) {
+      this.maybeResume();
+      return Promise.resolve(next);
+    }
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal.reason));
+    return new Promise<Message>((resolve, reject) => {
+      const waiter = {
+        resolve: (m: Message) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(m);
+        },
+        reject: (e: Error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
+      const onAbort = () => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(abortError(signal?.reason));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Iterates received messages until the stream closes. */
+  async *messages(): AsyncGenerator<Message> {
+    for (;;) {
+      try {
+        yield await this.receive();
+      } catch (err) {
+        if (this.closedWith && err === this.closedWith) return;
+        throw err;
+      }
+    }
+  }
+
+  handlePacket(p: Packet): void {
+    if (p.type === T.Message) return this.onMessage(p);
+    if (p.type === T.MessageAck) {
+      if (!this.pending.has(p.id)) this.unmatchedAcks++;
+      return this.settle(p.id, p.data.error ? new RemoteError(p.data.error) : undefined);
+    }
+    throw new ProtocolError(`messaging layer got packet type ${p.type}`);
+  }
+
+  /** @internal Overridden by the End to drop replayed duplicates. */
+  accept: (p: MessagePacket) => boolean = () => true;
+
+  private onMessage(p: MessagePacket): void {
+    if (!this.accept(p)) {
+      // A duplicate of a message already delivered: acknowledge again, deliver nothing.
+      this.port.send(encodePacket({ type: T.MessageAck, id: p.id, sessionId: this.port.streamId, data: {} }));
+      return;
+    }
+    const m = new Message(this.port, p.id, p.data.value ?? Buffer.alloc(0), p.data.topic, p.data.custom);
+    const w = this.waiters.shift();
+    if (w) {
+      w.resolve(m);
+      return;
+    }
+    this.queue.push(m);
+    if (!this.paused && this.queue.length >= this.port.limits.receiveQueue) {
+      this.paused = true;
+      this.port.pauseReading(this);
+    }
+  }
+
+  private maybeResume(): void {
+    if (this.paused && this.queue.length < this.port.limits.receiveQueue / 2) {
+      this.paused = false;
+      this.port.resumeReading(this);
+    }
+  }
+
+  private settle(id: bigint, err: Error | undefined): void {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    this.pending.delete(id);
+    pending.release();
+    if (err) pending.reject(err);
+    else pending.resolve();
+  }
+
+  close(err: GeminioError): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    for (const id of [...this.pending.keys()]) this.settle(id, err);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(err);
+    if (this.paused) {
+      this.paused = false;
+      this.port.resumeReading(this);
+    }
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * RPC on one stream, both ways: Register/RegisterAck announce methods, Request/Response carry calls matched by
+ * PacketID on the same stream, RequestCancel (accepted, never sent to a peer that has not said it understands it)
+ * aborts a running handler. Handlers run concurrently; responses go out in completion order.
+ */
+
+import { guard, type StreamPort, toBytes } from '../application/port.js';
+import {
+  AbortError,
+  type GeminioError,
+  NoSuchMethodError,
+  ProtocolError,
+  RemoteError,
+  TimeoutError,
+} from '../errors.js';
+import { PacketType as T } from '../frame/constants.js';
+import { encodePacket } from '../frame/encode.js';
+import type { MessagePacket, Packet, RegisterAckPacket, RegisterPacket } from '../frame/packet.js';
+
+/** What a handler receives. */
+export interface RpcRequest {
+  data: Buffer;
+  custom: Buffer | undefined;
+  method: string;
+  clientId: bigint;
+  streamId: bigint;
+  /** The caller's deadline (its clock), when it set a timeout. */
+  deadline: Date | undefined;
+  /** Aborted at the deadline, on RequestCancel, or when the stream or connection closes. */
+  signal: AbortSignal;
+}
+
+/** Returns the response data (Buffer, Uint8Array, string or nothing) or throws: the message becomes the error. */
+export type RpcHandler = (request: RpcRequest) => unknown;
+
+export interface CallOptions {
+  /** Milliseconds; default the End's callTimeout (30 s). Sent to the peer as the request's deadline. */
+  timeout?: number;
+  signal?: AbortSignal;
+  custom?: string | Uint8Array;
+}
+
+export interface CallResult {
+  data: Buffer;
+  /** Go never sends custom in a response; a geminio-node peer does not either. Kept for symmetry. */
+  custom: Buffer | undefined;
+}
+
+interface PendingCall {
+  method: string;
+  resolve: (r: CallResult) => void;
+  reject: (e: Error) => void;
+  release: () => void;
+}
+
+interface PendingRegister {
+  resolve: () => void;
+  reject: (e: Error) => void;
+  release: () => void;
+}
+
+const NO_SUCH_RPC = 'no such rpc';
+
+export class RpcEndpoint {
+  private readonly handlers = new Map<string, RpcHandler>();
+  /** Methods the peer registered on this stream. */
+  readonly remoteMethods = new Set<string>();
+  private remoteWaiters: Array<() => void> = [];
+  private readonly calls = new Map<bigint, PendingCall>();
+  private readonly registers = new Map<bigint, PendingRegister>();
+  private readonly running = new Map<bigint, AbortController>();
+  private closedWith: GeminioError | undefined;
+  /** Responses that matched no pending call (late, after a timeout, or bogus). */
+  unmatchedResponses = 0;
+
+  constructor(private readonly port: StreamPort) {}
+
+  /** Names of the methods registered locally. */
+  get localMethods(): string[] {
+    return [...this.handlers.keys()];
+  }
+
+  /**
+   * Serves `method` on this stream and tells the peer (Register). Resolves on RegisterAck; the handler serves
+   * calls as soon as this is called.
+   */
+  register(
+    method: string,
+    handler: RpcHandler,
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    if (typeof method !== 'string' || method === '')
+      return Promise.reject(new TypeError('method must be a non-empty string'));
+    if (typeof handler !== 'function') return Promise.reject(new TypeError('handler must be a function'));
+    this.handlers.set(method, handler);
+    return this.announce(method, options.timeout ?? this.port.limits.registerTimeout, options.signal);
+  }
+
+  /** Sends Register for a method already served (used again after a reconnect). */
+  announce(method: string, timeout: number, signal?: AbortSignal): Promise<void> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const id = this.port.nextId();
+    return new Promise<void>((resolve, reject) => {
+      const release = guard(
+        timeout,
+        signal,
+        () =>
+          this.settleRegister(
+            id,
+            new TimeoutError(`register ${method}: no RegisterAck within ${timeout} ms`),
+          ),
+        (reason) => this.settleRegister(id, abortError(reason)),
+      );
+      this.registers.set(id, { resolve, reject, release });
+      this.port.send(
+        encodePacket({ type: T.Register, id, sessionId: this.port.streamId, method: Buffer.from(method) }),
+      );
+    });
+  }
+
+  /** Calls a method the peer serves on this stream. */
+  call(method: string, data?: string | Uint8Array, options: CallOptions = {}): Promise<CallResult> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (typeof method !== 'string' || method === '')
+      return Promise.reject(new TypeError('method must be a non-empty string'));
+    if (options.signal?.aborted) return Promise.reject(abortError(options.signal.reason));
+    let value: Buffer | undefined;
+    let custom: Buffer | undefined;
+    try {
+      value = toBytes(data, 'data');
+      custom = toBytes(options.custom, 'custom');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const timeout = options.timeout ?? this.port.limits.callTimeout;
+    const id = this.port.nextId();
+    return new Promise<CallResult>((resolve, reject) => {
+      const release = guard(
+        timeout,
+        options.signal,
+        () => this.settleCall(id, new TimeoutError(`call ${method} timed out after ${timeout} ms`)),
+        (reason) => this.settleCall(id, abortError(reason)),
+      );
+      this.calls.set(id, { method, resolve, reject, release });
+      const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
+      this.port.send(
+        encodePacket({
+          type: T.Request,
+          id,
+          sessionId: this.port.streamId,
+          data: { key: Buffer.from(method), value, custom, deadline },
+        }),
+      );
+    });
+  }
+
+  /** Resolves once the peer has registered every one of `methods` on this stream. */
+  waitRemote(methods: string[], timeout: number, signal?: AbortSignal): Promise<void> {
+    const missing = () => methods.filter((m) => !this.remoteMethods.has(m));
+    if (missing().length === 0) return Promise.resolve();
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (missing().length > 0) return;
+        done();
+        resolve();
+      };
+      const fail = (err: Error) => {
+        done();
+        reject(err);
+      };
+      const release = guard(
+        timeout,
+        signal,
+        () => fail(new TimeoutError(`peer did not register ${missing().join(', ')} within ${timeout} ms`)),
+        (reason) => fail(abortError(reason)),
+      );
+      const onClose = (err: Error) => fail(err);
+      const done = () => {
+        release();
+        this.remoteWaiters = this.remoteWaiters.filter((w) => w !== check);
+        this.closeWaiters.delete(onClose);
+      };
+      this.remoteWaiters.push(check);
+      this.closeWaiters.add(onClose);
+    });
+  }
+
+  private readonly closeWaiters = new Set<(err: Error) => void>();
+
+  handlePacket(p: Packet): void {
+    switch (p.type) {
+      case T.Request:
+        return this.onRequest(p);
+      case T.Response:
+        return this.onResponse(p);
+      case T.Register:
+        return this.onRegister(p);
+      case T.RegisterAck:
+        return this.onRegisterAck(p);
+      case T.RequestCancel: {
+        const ctl = this.running.get(p.id);
+        ctl?.abort(new AbortError(p.cancelType === 2 ? 'caller deadline exceeded' : 'caller canceled'));
+        return;
+      }
+      default:
+        throw new ProtocolError(`RPC layer got packet type ${p.type}`);
+    }
+  }
+
+  private onRegister(p: RegisterPacket): void {
+    const method = p.method.toString('utf8');
+    // Acknowledge at once, always: a Go peer waits for this with no timeout.
+    if (method === '') {
+      this.port.send(
+        encodePacket({
+          type: T.RegisterAck,
+          id: p.id,
+          sessionId: this.port.streamId,
+          data: { error: 'empty method name' },
+        }),
+      );
+      return;
+    }
+    this.port.send(encodePacket({ type: T.RegisterAck, id: p.id, sessionId: this.port.streamId, data: {} }));
+    this.remoteMethods.add(method);
+    for (const w of [...this.remoteWaiters]) w();
+  }
+
+  private onRegisterAck(p: RegisterAckPacket): void {
+    this.settleRegister(p.id, p.data.error ? new RemoteError(p.data.error) : undefined);
+  }
+
+  private settleRegister(id: bigint, err: Error | undefined): void {
+    const pending = this.registers.get(id);
+    if (!pending) return;
+    this.registers.delete(id);
+    pending.release();
+    if (err) pending.reject(err);
+    else pending.resolve();
+  }
+
+  private onResponse(p: MessagePacket): void {
+    const pending = this.calls.get(p.id);
+    if (!pending) {
+      this.unmatchedResponses++;
+      return;
+    }
+    const error = p.data.error;
+    if (error) {
+      this.settleCall(
+        p.id,
+        error.startsWith(NO_SUCH_RPC) ? new NoSuchMethodError(error) : new RemoteError(error),
+      );
+      return;
+    }
+    this.calls.delete(p.id);
+    pending.release();
+    pending.resolve({ data: p.data.value ?? Buffer.alloc(0), custom: p.data.custom });
+  }
+
+  private settleCall(id: bigint, err: Error): void {
+    const pending = this.calls.get(id);
+    if (!pending) return;
+    this.calls.delete(id);
+    pending.release();
+    pending.reject(err);
+  }
+
+  private onRequest(p: MessagePacket): void {
+    const method = p.data.key?.toString('utf8') ?? '';
+    const handler = this.handlers.get(method);
+    if (!handler) {
+      this.respond(p.id, method, undefined, `${NO_SUCH_RPC}: ${method}`);
+      return;
+    }
+    const deadlineMs = earliest(p.data.deadline, p.data.contextDeadline);
+    const ctl = new AbortController();
+    const timer =
+      deadlineMs === undefined
+        ? undefined
+        : setTimeout(
+            () => ctl.abort(new TimeoutError('deadline exceeded')),
+            Math.max(0, deadlineMs - Date.now()),
+          );
+    this.running.set(p.id, ctl);
+    const request: RpcRequest = {
+      data: p.data.value ?? Buffer.alloc(0),
+      custom: p.data.custom,
+      method,
+      clientId: this.port.clientId,
+      streamId: this.port.streamId,
+      deadline: deadlineMs === undefined ? undefined : new Date(deadlineMs),
+      signal: ctl.signal,
+    };
+    new Promise((resolve) => resolve(handler(request)))
+      .then(
+        (result) => this.respond(p.id, method, toBytes(result, 'handler result'), undefined),
+        (err: unknown) => this.respond(p.id, method, undefined, errorText(err)),
+      )
+      .catch((err: unknown) => this.respond(p.id, method, undefined, errorText(err)))
+      .finally(() => {
+        clearTimeout(timer);
+        this.running.delete(p.id);
+      });
+  }
+
+  private respond(id: bigint, method: string, value: Buffer | undefined, error: string | undefined): void {
+    if (this.closedWith) return;
+    this.port.send(
+      encodePacket({
+        type: T.Response,
+        id,
+        sessionId: this.port.streamId,
+        data: { key: Buffer.from(method), value: error ? undefined : value, error },
+      }),
+    );
+  }
+
+  /** The stream or connection closed: fail pending calls and registrations, abort running handlers. */
+  close(err: GeminioError): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    for (const id of [...this.calls.keys()]) this.settleCall(id, err);
+    for (const id of [...this.registers.keys()]) this.settleRegister(id, err);
+    for (const w of [...this.closeWaiters]) w(err);
+    for (const ctl of this.running.values()) ctl.abort(err);
+    this.running.clear();
+  }
+}
+
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text || 'error';
+}
+
+export function abortError(reason: unknown): Error {
+  if (reason instanceof AbortError) return reason;
+  return new AbortError(reason instanceof Error ? reason.message : 'aborted', { cause: reason });
+}

@@ -1,0 +1,262 @@
+/**
+ * Opens, accepts, routes and forgets streams on one connection.
+ *
+ * Stream IDs follow the Go rules: the server chooses every ID. A client opens with sessionIDAcquire and adopts the
+ * ID in the SessionAck; a server opens with its chosen ID as negotiateID. A new stream is entered in the table when
+ * its ID is known (on SessionAck for the opener), so no early packet is lost, and data waits for the SessionAck.
+ */
+import type { Connection } from '../connection/connection.js';
+import {
+  ConnectionClosedError,
+  type GeminioError,
+  LimitExceededError,
+  ProtocolError,
+  StreamOpenTimeoutError,
+  StreamRefusedError,
+} from '../errors.js';
+import { DEFAULT_STREAM_ID, SessionFlag, PacketType as T } from '../frame/constants.js';
+import { encodePacket } from '../frame/encode.js';
+import type { Packet, SessionAckPacket, SessionPacket } from '../frame/packet.js';
+import { type ApplicationFactory, Stream } from './stream.js';
+
+export interface OpenStreamOptions {
+  /** Meta the peer sees as `stream.meta`. */
+  meta?: string | Uint8Array | undefined;
+  /** Free-form peer string (Go's OpenStreamOptions.SetPeer). */
+  peer?: string | undefined;
+  /** Default false: see Stream for what half-open means on a protocol without half-close. */
+  allowHalfOpen?: boolean | undefined;
+  /** Aborts the open. */
+  signal?: AbortSignal | undefined;
+}
+
+interface PendingOpen {
+  packetId: bigint;
+  meta: Buffer;
+  peer: string | undefined;
+  allowHalfOpen: boolean;
+  resolve: (s: Stream) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class Multiplexer {
+  /** Established streams (and aborted ones until their Dismiss exchange ends), by stream ID. */
+  readonly streams = new Map<bigint, Stream>();
+  private readonly opening = new Map<bigint, PendingOpen>();
+  private readonly backlog: Stream[] = [];
+  private acceptWaiters: Array<{ resolve: (s: Stream) => void; reject: (e: Error) => void }> = [];
+  private closingError: GeminioError | undefined;
+  /** Packets dropped because they named no known stream (the Go library drops them too). */
+  unknownStreamPackets = 0;
+
+  constructor(
+    readonly conn: Connection,
+    private readonly application: ApplicationFactory | undefined,
+  ) {}
+
+  /** Registers the default stream (the End). */
+  addDefault(stream: Stream): void {
+    this.streams.set(DEFAULT_STREAM_ID, stream);
+  }
+
+  /** Number of open streams, the default stream excluded. */
+  get openCount(): number {
+    return this.streams.size - (this.streams.has(DEFAULT_STREAM_ID) ? 1 : 0);
+  }
+
+  open(meta: Buffer, options: OpenStreamOptions): Promise<Stream> {
+    if (this.closingError) return Promise.reject(this.closingError);
+    if (this.openCount + this.opening.size >= this.conn.limits.maxStreams) {
+      return Promise.reject(new LimitExceededError(`maxStreams (${this.conn.limits.maxStreams}) reached`));
+    }
+    const negotiateId = this.conn.ids.next();
+    const packetId = this.conn.ids.next();
+    const peer = options.peer;
+    return new Promise<Stream>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.opening.delete(negotiateId);
+        reject(new StreamOpenTimeoutError());
+      }, this.conn.limits.streamOpenTimeout);
+      const pending: PendingOpen = {
+        packetId,
+        meta,
+        peer,
+        allowHalfOpen: options.allowHalfOpen ?? false,
+        resolve,
+        reject,
+        timer,
+      };
+      this.opening.set(negotiateId, pending);
+      const signal = options.signal;
+      if (signal) {
+        const onAbort = () => {
+          if (this.opening.delete(negotiateId)) {
+            clearTimeout(timer);
+            reject(signal.reason instanceof Error ? signal.reason : new StreamRefusedError('open aborted'));
+          }
+        };
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      // A client asks the server to choose the ID; a server proposes its own (the client takes it as is).
+      const flags = this.conn.role === 'client' ? SessionFlag.SessionIdAcquire : 0;
+      this.conn.send(
+        encodePacket({
+          type: T.Session,
+          id: packetId,
+          priority: 0,
+          flags,
+          negotiateId,
+          data: { meta, peer },
+        }),
+      );
+    });
+  }
+
+  accept(): Promise<Stream> {
+    const ready = this.backlog.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.closingError) return Promise.reject(this.closingError);
+    return new Promise((resolve, reject) => this.acceptWaiters.push({ resolve, reject }));
+  }
+
+  /** Routes one packet from the connection. */
+  handlePacket(p: Packet): void {
+    switch (p.type) {
+      case T.Session:
+        return this.onSession(p);
+      case T.SessionAck:
+        return this.onSessionAck(p);
+      default:
+        break;
+    }
+    if (!('sessionId' in p)) throw new ProtocolError(`unexpected packet type ${p.type} after the handshake`);
+    const stream = this.streams.get(p.sessionId);
+    if (!stream) {
+      this.unknownStreamPackets++;
+      // Acknowledge a Dismiss for a stream we no longer know, so the peer's close does not wait for its timeout.
+      if (p.type === T.Dismiss) {
+        this.conn.send(encodePacket({ type: T.DismissAck, id: p.id, sessionId: p.sessionId, data: {} }));
+      }
+      return;
+    }
+    switch (p.type) {
+      case T.Stream:
+        return stream.receiveData(p.payload);
+      case T.Dismiss:
+        return stream.receiveDismiss(p.id);
+      case T.DismissAck:
+        return stream.receiveDismissAck();
+      default:
+        if (!stream.destroyed) stream.app.handlePacket(p);
+    }
+  }
+
+  private onSession(p: SessionPacket): void {
+    const meta = p.data.meta ?? Buffer.alloc(0);
+    let streamId: bigint;
+    if (this.conn.role === 'server' || (p.flags & SessionFlag.SessionIdAcquire) !== 0)
+      streamId = this.conn.ids.next();
+    else streamId = p.negotiateId;
+    let refusal: string | undefined;
+    if (this.closingError) refusal = 'end is closing';
+    else if (streamId === 0n || streamId === DEFAULT_STREAM_ID || this.streams.has(streamId)) {
+      refusal = `stream id ${streamId} is in use`;
+    } else if (this.openCount >= this.conn.limits.maxStreams) refusal = 'too many streams';
+    else if (this.backlog.length >= this.conn.limits.acceptBacklog) refusal = 'accept backlog full';
+
+    if (refusal !== undefined) {
+      const collides = this.streams.has(streamId) || streamId <= DEFAULT_STREAM_ID;
+      // A Go opener ignores the error and believes the stream open, so, like Go, follow with a Dismiss (unless
+      // the ID names a live stream of ours, which a Dismiss would close).
+      this.conn.send(
+        encodePacket({
+          type: T.SessionAck,
+          id: p.id,
+          negotiateId: p.negotiateId,
+          sessionId: streamId,
+          data: { error: refusal },
+        }),
+      );
+      if (!collides) this.track(this.create(streamId, meta, p.data.peer, false)).destroy();
+      return;
+    }
+    const stream = this.track(this.create(streamId, meta, p.data.peer, false));
+    this.conn.send(
+      encodePacket({
+        type: T.SessionAck,
+        id: p.id,
+        negotiateId: p.negotiateId,
+        sessionId: streamId,
+        data: {},
+      }),
+    );
+    const waiter = this.acceptWaiters.shift();
+    if (waiter) waiter.resolve(stream);
+    else this.backlog.push(stream);
+  }
+
+  private onSessionAck(p: SessionAckPacket): void {
+    const pending = this.opening.get(p.negotiateId);
+    if (!pending) {
+      // A late ack for an open that timed out or was aborted: close the stream the peer made for it.
+      if (!p.data.error && p.sessionId > DEFAULT_STREAM_ID && !this.streams.has(p.sessionId)) {
+        this.track(this.create(p.sessionId, Buffer.alloc(0), undefined, false)).destroy();
+      }
+      return;
+    }
+    this.opening.delete(p.negotiateId);
+    clearTimeout(pending.timer);
+    if (p.data.error) {
+      pending.reject(new StreamRefusedError(p.data.error));
+      return;
+    }
+    if (p.sessionId <= DEFAULT_STREAM_ID || this.streams.has(p.sessionId)) {
+      pending.reject(new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`));
+      throw new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`);
+    }
+    pending.resolve(this.track(this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen)));
+  }
+
+  private create(streamId: bigint, meta: Buffer, peer: string | undefined, allowHalfOpen: boolean): Stream {
+    return new Stream({
+      conn: this.conn,
+      streamId,
+      meta,
+      peer,
+      allowHalfOpen,
+      application: this.application,
+      onFinalized: (s) => {
+        if (this.streams.get(s.streamId) === s) this.streams.delete(s.streamId);
+      },
+    });
+  }
+
+  private track(stream: Stream): Stream {
+    this.streams.set(stream.streamId, stream);
+    return stream;
+  }
+
+  /** No new streams from now on (a graceful close has begun). */
+  stopAccepting(err: GeminioError): void {
+    if (this.closingError) return;
+    this.closingError = err;
+    for (const [id, pending] of this.opening) {
+      this.opening.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(err);
+    }
+    const waiters = this.acceptWaiters;
+    this.acceptWaiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  /** The connection is gone: fail pending work, end or fail every stream. */
+  connectionClosed(err: GeminioError | undefined): void {
+    this.stopAccepting(err ?? new ConnectionClosedError());
+    for (const s of this.backlog.splice(0)) s.connectionClosed(err);
+    for (const s of [...this.streams.values()]) s.connectionClosed(err);
+    this.streams.clear();
+  }
+}
