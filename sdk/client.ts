@@ -7,38 +7,77 @@ import tls from 'node:tls';
 import { type Address, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits, toBuffer } from './config.js';
 import { Connection } from './connection/connection.js';
-import { End } from './end.js';
+import { End, type SetupOptions } from './end.js';
 import { ConnectionClosedError, type GeminioError } from './errors.js';
+import type { IdFactory } from './ids.js';
+import { type ReconnectOption, resolveReconnect } from './reconnect.js';
 
-export interface DialOptions extends Partial<EndLimits> {
+export interface DialOptions extends Partial<EndLimits>, SetupOptions {
   /** Meta sent in Conn; the server sees it as `end.meta`. */
   meta?: string | Uint8Array;
   /** A ClientID to ask for. The server decides; a geminio-node server ignores it unless its hook approves it. */
   clientId?: bigint;
   /** Dial with TLS using these options (servername, ca, cert, key, rejectUnauthorized, ...). */
   tls?: tls.ConnectionOptions;
+  /**
+   * Redial when the connection drops: `true` for the defaults, or { minDelay, maxDelay, jitter, maxAttempts,
+   * failFast }. The first dial must succeed (as in Go); later outages are retried with exponential backoff.
+   */
+  reconnect?: ReconnectOption;
 }
 
-/** Connects to a geminio server and completes the handshake. */
+/**
+ * Connects to a geminio server, completes the handshake and the setup (registerLocalRpcs, waitRemoteRpcs).
+ */
 export async function dial(address: Address, options: DialOptions = {}): Promise<End> {
   const limits = resolveLimits(options);
+  const policy = resolveReconnect(options.reconnect);
   const { host, port } = parseAddress(address);
-  const socket = await connectSocket(host, port, options.tls, limits.handshakeTimeout);
-  return clientEnd(socket, options);
+  const connect = async (clientId: bigint | undefined, ids: IdFactory | undefined): Promise<Connection> => {
+    const socket = await connectSocket(host, port, options.tls, limits.handshakeTimeout);
+    return handshake(socket, limits, options, clientId, ids);
+  };
+  const conn = await connect(options.clientId, undefined);
+  const end = new End(conn, { redial: policy ? connect : undefined, reconnect: policy, setup: options });
+  return setUp(end);
 }
 
 /** Runs the client handshake over an already connected Duplex (a socket, a TLS socket, an in-memory pair). */
-export async function clientEnd(transport: Duplex, options: DialOptions = {}): Promise<End> {
-  const limits = resolveLimits(options);
+export async function clientEnd(
+  transport: Duplex,
+  options: Omit<DialOptions, 'reconnect' | 'tls'> = {},
+): Promise<End> {
+  const conn = await handshake(transport, resolveLimits(options), options, options.clientId, undefined);
+  return setUp(new End(conn, { setup: options }));
+}
+
+async function handshake(
+  transport: Duplex,
+  limits: EndLimits,
+  options: DialOptions,
+  clientId: bigint | undefined,
+  ids: IdFactory | undefined,
+): Promise<Connection> {
   const conn = new Connection({
     role: 'client',
     transport,
     limits,
     meta: toBuffer(options.meta),
-    clientId: options.clientId,
+    clientId,
+    ids,
   });
   await conn.start();
-  return new End(conn);
+  return conn;
+}
+
+async function setUp(end: End): Promise<End> {
+  try {
+    await end.setup();
+    return end;
+  } catch (err) {
+    end.destroy();
+    throw err;
+  }
 }
 
 function connectSocket(

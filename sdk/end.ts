@@ -1,42 +1,62 @@
 /**
  * An End is one side of a geminio connection. It is also the default stream (ID 1): write to it and read from it
- * like any stream. It opens and accepts the other streams, and it is their listener: `for await (const s of end)`.
+ * like any stream, register and call methods, publish and receive messages. It opens and accepts the other
+ * streams, and it is their listener: `for await (const s of end)`.
+ *
+ * A client End made with `reconnect` outlives its connections: when one drops, the End redials with backoff,
+ * asks for its previous ClientID, registers its methods again and sends again the messages not yet acknowledged.
  */
 
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
-import { ConnectionClosedError, type GeminioError } from './errors.js';
+import { ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
 import { DEFAULT_STREAM_ID } from './frame/constants.js';
+import type { Message, PublishOptions } from './messaging/messaging.js';
+import { nextDelay, type ReconnectPolicy } from './reconnect.js';
+import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
+import { abortError } from './rpc/rpc.js';
 import { Multiplexer, type OpenStreamOptions } from './stream/multiplexer.js';
-import { type ApplicationFactory, failStream, Stream } from './stream/stream.js';
+import { failStream, Stream } from './stream/stream.js';
 
 export type { OpenStreamOptions } from './stream/multiplexer.js';
 
+/** 'connected'; 'reconnecting' while a reconnecting client End redials; 'closed' for good. */
+export type EndState = 'connected' | 'reconnecting' | 'closed';
+
+/** What an End sets up on every connection before it is handed out (and again after each reconnect). */
+export interface SetupOptions {
+  /** Methods registered on the End before dial()/acceptEnd() resolve (Go's SetRegisterLocalRPCs). */
+  registerLocalRpcs?: Record<string, RpcHandler>;
+  /** dial()/acceptEnd() wait until the peer registered these (Go's SetWaitRemoteRPCs), up to registerTimeout. */
+  waitRemoteRpcs?: string[];
+}
+
+/** @internal How a client End makes a new connection. */
+export type Redial = (clientId: bigint, ids: Connection['ids']) => Promise<Connection>;
+
 export class End extends Stream {
-  /** @internal */ readonly mux: Multiplexer;
-  private closing: Promise<void> | undefined;
+  /** @internal */ mux: Multiplexer;
+  state: EndState = 'connected';
   /** Why the End closed; undefined while open or after a clean close. */
   closeError: GeminioError | undefined;
+  private closing: Promise<void> | undefined;
+  private userClosed = false;
+  private readonly redial: Redial | undefined;
+  private readonly policy: ReconnectPolicy | undefined;
+  private readonly setupOptions: SetupOptions;
+  private readyWaiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+  private sleeper: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
 
   /** @internal Ends are made by dial() and listen(). */
-  constructor(conn: Connection, application?: ApplicationFactory) {
-    const mux = new Multiplexer(conn, application);
-    super({
-      conn,
-      streamId: DEFAULT_STREAM_ID,
-      meta: conn.meta,
-      peer: undefined,
-      application,
-      onFinalized: () => {},
-    });
-    this.mux = mux;
-    mux.addDefault(this);
-    conn.onPacket = (p) => mux.handlePacket(p);
-    conn.onClosing = () => mux.stopAccepting(new ConnectionClosedError('end is closing'));
-    conn.once('close', (err: GeminioError | undefined) => {
-      this.closeError = err;
-      mux.connectionClosed(err);
-    });
+  constructor(
+    conn: Connection,
+    options: { redial?: Redial; reconnect?: ReconnectPolicy; setup?: SetupOptions } = {},
+  ) {
+    super({ conn, streamId: DEFAULT_STREAM_ID, meta: conn.meta, peer: undefined, onFinalized: () => {} });
+    this.redial = options.redial;
+    this.policy = options.reconnect;
+    this.setupOptions = options.setup ?? {};
+    this.mux = this.attach(conn);
   }
 
   /** 'client' for an End made by dial(), 'server' for one accepted by a Listener. */
@@ -48,13 +68,38 @@ export class End extends Stream {
     return this.conn.remoteAddress;
   }
 
+  private attach(conn: Connection): Multiplexer {
+    const mux = new Multiplexer(conn, undefined);
+    this.conn = conn;
+    this.mux = mux;
+    mux.addDefault(this);
+    conn.onClosing = () => mux.stopAccepting(new ConnectionClosedError('end is closing'));
+    conn.once('close', (err: GeminioError | undefined) => this.onConnectionClose(conn, err));
+    conn.attach((p) => mux.handlePacket(p));
+    return mux;
+  }
+
+  /** @internal Registers the setup RPCs and waits for the peer's (dial and acceptEnd call it). */
+  async setup(): Promise<void> {
+    const { registerLocalRpcs = {}, waitRemoteRpcs = [] } = this.setupOptions;
+    const registered = Object.entries(registerLocalRpcs).map(([m, h]) => this.app.rpc.register(m, h));
+    await Promise.all([
+      ...registered,
+      this.app.rpc.waitRemote(waitRemoteRpcs, this.conn.limits.registerTimeout),
+    ]);
+  }
+
+  // ---- streams ----
+
   /** Opens a stream; resolves once the peer has acknowledged it, so data can flow at once. */
-  openStream(options: OpenStreamOptions = {}): Promise<Stream> {
+  async openStream(options: OpenStreamOptions = {}): Promise<Stream> {
+    await this.ready(this.conn.limits.streamOpenTimeout, options.signal);
     return this.mux.open(toBuffer(options.meta) ?? Buffer.alloc(0), options);
   }
 
-  /** Resolves with the next stream the peer opened; rejects once the End is closing or closed. */
-  acceptStream(): Promise<Stream> {
+  /** Resolves with the next stream the peer opened; rejects once the End is closed (or, reconnecting, dropped). */
+  async acceptStream(): Promise<Stream> {
+    await this.ready(Number.POSITIVE_INFINITY);
     return this.mux.accept();
   }
 
@@ -64,16 +109,19 @@ export class End extends Stream {
   }
 
   /**
-   * The End is the listener of its streams: iterates the streams the peer opens, until the End closes.
-   * (To read the default stream's raw bytes, use 'data' events or `Readable.prototype[Symbol.asyncIterator]`.)
+   * The End is the listener of its streams: iterates the streams the peer opens until the End closes, across
+   * reconnects. (To read the default stream's raw bytes, use 'data' events.)
    */
   override [Symbol.asyncIterator](): NodeJS.AsyncIterator<Stream> {
     const next = async (): Promise<IteratorResult<Stream>> => {
-      try {
-        return { value: await this.acceptStream(), done: false };
-      } catch (err) {
-        if (err instanceof ConnectionClosedError) return { value: undefined, done: true };
-        throw err;
+      for (;;) {
+        try {
+          return { value: await this.acceptStream(), done: false };
+        } catch (err) {
+          if (!(err instanceof ConnectionClosedError)) throw err;
+          if (this.state === 'closed' || this.userClosed || !this.redial)
+            return { value: undefined, done: true };
+        }
       }
     };
     const it: NodeJS.AsyncIterator<Stream> = {
@@ -84,16 +132,194 @@ export class End extends Stream {
     return it;
   }
 
+  // ---- RPC and messaging wait out a reconnect (up to their timeout) ----
+
+  override async register(
+    method: string,
+    handler: RpcHandler,
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const left = await this.ready(options.timeout ?? this.conn.limits.registerTimeout, options.signal);
+    return super.register(method, handler, { ...options, timeout: left });
+  }
+
+  override async call(
+    method: string,
+    data?: string | Uint8Array,
+    options: CallOptions = {},
+  ): Promise<CallResult> {
+    const left = await this.ready(options.timeout ?? this.conn.limits.callTimeout, options.signal);
+    return super.call(method, data, { ...options, timeout: left });
+  }
+
+  override async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
+    const left = await this.ready(options.timeout ?? this.conn.limits.publishTimeout, options.signal);
+    return super.publish(data, { ...options, timeout: left });
+  }
+
+  override receive(options?: { signal?: AbortSignal }): Promise<Message> {
+    return super.receive(options);
+  }
+
+  /**
+   * Resolves with the time left of `timeout` once the End is connected. While reconnecting it waits (or, with
+   * `failFast`, rejects at once with a retryable ConnectionClosedError).
+   */
+  private async ready(timeout: number, signal?: AbortSignal): Promise<number> {
+    if (this.state === 'connected') return timeout;
+    if (this.state === 'closed') throw this.closeError ?? new ConnectionClosedError('end is closed');
+    if (this.policy?.failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
+    if (signal?.aborted) throw abortError(signal.reason);
+    const started = Date.now();
+    await new Promise<void>((resolve, reject) => {
+      const finite = Number.isFinite(timeout);
+      const timer = finite
+        ? setTimeout(() => settle(new TimeoutError(`not reconnected within ${timeout} ms`)), timeout)
+        : undefined;
+      const onAbort = () => settle(abortError(signal?.reason));
+      const waiter = { resolve: () => settle(), reject: (e: Error) => settle(e) };
+      const settle = (err?: Error) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.readyWaiters.delete(waiter);
+        if (err) reject(err);
+        else resolve();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.readyWaiters.add(waiter);
+    });
+    return Number.isFinite(timeout) ? Math.max(1, timeout - (Date.now() - started)) : timeout;
+  }
+
+  // Raw bytes written while reconnecting wait for the new connection.
+  protected override sendData(data: Buffer, cb: (err?: Error | null) => void): void {
+    if (this.state !== 'reconnecting') return super.sendData(data, cb);
+    this.ready(Number.POSITIVE_INFINITY).then(
+      () => super.sendData(data, cb),
+      (err: Error) => cb(err),
+    );
+  }
+
+  // ---- connection lifecycle ----
+
+  private onConnectionClose(conn: Connection, err: GeminioError | undefined): void {
+    if (conn !== this.conn) return;
+    if (this.userClosed || !this.redial || this.state === 'closed') {
+      this.closeForGood(err);
+      return;
+    }
+    if (this.state === 'reconnecting') {
+      // A connection made by the running reconnect loop dropped during setup: the loop carries on.
+      this.mux.streams.delete(DEFAULT_STREAM_ID);
+      this.mux.connectionClosed(err ?? new ConnectionClosedError());
+      this.app.rpc.disconnected(err ?? new ConnectionClosedError());
+      return;
+    }
+    // Reconnect: the other streams end with the (retryable) error, the End itself lives on.
+    const reason = err ?? new ConnectionClosedError('server closed the connection');
+    this.closeError = reason;
+    this.state = 'reconnecting';
+    this.mux.streams.delete(DEFAULT_STREAM_ID);
+    this.mux.connectionClosed(reason);
+    this.app.rpc.disconnected(reason);
+    this.emit('disconnect', reason);
+    this.reconnectLoop().catch((e: unknown) => this.closeForGood(e as GeminioError));
+  }
+
+  private async reconnectLoop(): Promise<void> {
+    const policy = this.policy!;
+    let lastError: unknown = this.closeError;
+    for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
+      await this.sleep(nextDelay(policy, attempt));
+      if (this.userClosed) return;
+      let conn: Connection;
+      try {
+        conn = await this.redial!(this.conn.clientId, this.conn.ids);
+      } catch (err) {
+        lastError = err;
+        continue;
+      }
+      if (this.userClosed) {
+        conn.destroy();
+        return;
+      }
+      this.resetDefaultStream();
+      this.attach(conn);
+      // Order matters: registrations first, then messages waiting for an ack, then new work.
+      for (const method of this.app.rpc.localMethods) {
+        this.app.rpc.announce(method, conn.limits.registerTimeout).catch(() => {});
+      }
+      this.app.messaging.resend();
+      try {
+        await this.app.rpc.waitRemote(this.setupOptions.waitRemoteRpcs ?? [], conn.limits.registerTimeout);
+      } catch (err) {
+        lastError = err;
+        conn.destroy();
+        continue;
+      }
+      if (conn.state !== 'open') continue; // dropped again during setup: its close handler restarted nothing
+      this.state = 'connected';
+      this.closeError = undefined;
+      for (const w of [...this.readyWaiters]) w.resolve();
+      this.emit('reconnect', { clientId: conn.clientId, attempts: attempt + 1 });
+      return;
+    }
+    throw new ConnectionClosedError(`gave up reconnecting after ${policy.maxAttempts} attempts`, {
+      cause: lastError,
+    });
+  }
+
+  private resetDefaultStream(): void {
+    this.sentDismiss = false;
+    this.gotDismiss = false;
+    this.gotDismissAck = false;
+    this.finalized = false;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.sleeper = { timer: setTimeout(resolve, ms), resolve };
+    });
+  }
+
+  private closeForGood(err: GeminioError | undefined): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeError = err;
+    const failure = err ?? new ConnectionClosedError('end is closed');
+    for (const w of [...this.readyWaiters]) w.reject(failure);
+    if (this.sleeper) {
+      clearTimeout(this.sleeper.timer);
+      this.sleeper.resolve();
+    }
+    if (!this.mux.streams.has(DEFAULT_STREAM_ID)) this.mux.addDefault(this);
+    this.mux.connectionClosed(err);
+    this.app.close(failure);
+  }
+
+  /** @internal The End is the connection: when it is gone the End closes, whatever is left unread. */
+  override connectionClosed(err: GeminioError | undefined): void {
+    super.connectionClosed(err);
+    if (this.destroyed) return;
+    if (err) failStream(this, err);
+    else this.destroy();
+  }
+
   /**
    * Graceful close: no new streams; every stream (the default one included) flushes what was written and is
    * dismissed; then the DisConn exchange. Bounded by closeTimeout at each step. Idempotent.
    */
   close(): Promise<void> {
+    this.userClosed = true;
     this.closing ??= this.doClose();
     return this.closing;
   }
 
   private async doClose(): Promise<void> {
+    if (this.state === 'reconnecting') {
+      this.closeForGood(undefined);
+      return;
+    }
     if (this.conn.state === 'open') {
       this.mux.stopAccepting(new ConnectionClosedError('end is closing'));
       const streams = [...this.mux.streams.values()];
@@ -109,15 +335,10 @@ export class End extends Stream {
     await this.conn.close();
   }
 
-  /** @internal The End is the connection: when it is gone the End closes, whatever is left unread. */
-  override connectionClosed(err: GeminioError | undefined): void {
-    super.connectionClosed(err);
-    if (this.destroyed) return;
-    if (err) failStream(this, err);
-    else this.destroy();
-  }
-
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.userClosed = true;
+    if (this.state === 'reconnecting')
+      this.closeForGood(err ? new ConnectionClosedError(err.message) : undefined);
     if (this.conn.state !== 'closed') {
       this.conn.destroy(err ? new ConnectionClosedError(err.message, { cause: err }) : undefined);
     }

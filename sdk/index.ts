@@ -5,9 +5,10 @@
 export type { Address, HostPort } from './address.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
-export { End, type OpenStreamOptions } from './end.js';
+export { End, type EndState, type OpenStreamOptions, type SetupOptions } from './end.js';
 export * from './errors.js';
 export { type Delivery, Message, type PublishOptions } from './messaging/messaging.js';
+export { defaultReconnectPolicy, type ReconnectOption, type ReconnectPolicy } from './reconnect.js';
 export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './rpc/rpc.js';
 export {
   type ConnectHook,

@@ -10,17 +10,18 @@ import tls from 'node:tls';
 import { type Address, type HostPort, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits } from './config.js';
 import { type ConnectHook, Connection } from './connection/connection.js';
-import { End } from './end.js';
+import { End, type SetupOptions } from './end.js';
 import {
   type GeminioError,
   InvalidArgumentError,
   LimitExceededError,
   ListenerClosedError,
 } from './errors.js';
+import { DeliveryWindow } from './messaging/delivery-window.js';
 
 export type { ConnectHook, ConnectInfo } from './connection/connection.js';
 
-export interface ListenOptions extends Partial<EndLimits> {
+export interface ListenOptions extends Partial<EndLimits>, SetupOptions {
   /** Listen with TLS using these options (key, cert, ca, requestCert, ...). */
   tls?: tls.TlsOptions;
   /**
@@ -30,10 +31,24 @@ export interface ListenOptions extends Partial<EndLimits> {
   onConnect?: ConnectHook;
   /** Most Ends that finished the handshake but wait for acceptEnd(); more are refused. Default 1024. */
   endBacklog?: number;
+  /**
+   * When onConnect returns nothing: give a reconnecting client back the ClientID it proposes, if this listener
+   * assigned it and no connection holds it now. Never a live ID, never one this listener did not assign.
+   * Default true.
+   */
+  resumeClientIds?: boolean;
+  /** How many recent message IDs per ClientID are remembered to drop replays after a reconnect. Default 4096. */
+  deliveryWindow?: number;
 }
 
+/** Most ClientIDs a listener remembers (for resume and replay windows); the oldest are forgotten first. */
+const REMEMBERED_CLIENTS = 4096;
+
 /** Options for serverEnd(): the End-level ones of ListenOptions. */
-export type ServerEndOptions = Omit<ListenOptions, 'tls' | 'endBacklog'>;
+export type ServerEndOptions = Omit<
+  ListenOptions,
+  'tls' | 'endBacklog' | 'resumeClientIds' | 'deliveryWindow'
+>;
 
 /**
  * Events: 'handshakeError' (err, remoteAddress) for connections that never became an End; 'close'.
@@ -44,6 +59,8 @@ export class Listener extends EventEmitter {
   private waiters: Array<{ resolve: (e: End) => void; reject: (e: Error) => void }> = [];
   private closed = false;
   private readonly handshaking = new Set<Duplex>();
+  /** ClientIDs this listener assigned: true while a connection holds one. */
+  private readonly clients = new Map<bigint, { online: boolean; window: DeliveryWindow }>();
 
   /** @internal use listen() */
   constructor(private readonly options: ListenOptions) {
@@ -103,11 +120,34 @@ export class Listener extends EventEmitter {
     this.waiters = [];
     for (const w of waiters) w.reject(new ListenerClosedError());
     for (const socket of this.handshaking) socket.destroy();
-    await Promise.all([
-      new Promise<void>((resolve) => this.server.close(() => resolve())),
-      ...this.backlog.splice(0).map((e) => e.close()),
-    ]);
+    // Stop listening now; server.close()'s callback would also wait for the Ends already accepted.
+    this.server.close();
+    await Promise.all(this.backlog.splice(0).map((e) => e.close()));
     this.emit('close');
+  }
+
+  /** Marks the End's ClientID online and gives its default stream the ClientID's replay window. */
+  private track(end: End): void {
+    const id = end.clientId;
+    let client = this.clients.get(id);
+    if (!client) {
+      client = { online: true, window: new DeliveryWindow(this.options.deliveryWindow ?? 4096) };
+      this.clients.set(id, client);
+      if (this.clients.size > REMEMBERED_CLIENTS) {
+        for (const [old, c] of this.clients) {
+          if (!c.online) {
+            this.clients.delete(old);
+            break;
+          }
+        }
+      }
+    }
+    const entry = client;
+    entry.online = true;
+    end.app.messaging.window = entry.window;
+    end.once('close', () => {
+      if (this.clients.get(id) === entry) entry.online = false;
+    });
   }
 
   private onSocket(socket: Duplex): void {
@@ -119,12 +159,16 @@ export class Listener extends EventEmitter {
     this.handshaking.add(socket);
     const endBacklog = this.options.endBacklog ?? 1024;
     const userHook = this.options.onConnect;
-    const onConnect: ConnectHook = (info) => {
+    const onConnect: ConnectHook = async (info) => {
       if (this.backlog.length >= endBacklog)
         throw new LimitExceededError('server busy: too many ends waiting');
-      return userHook?.(info);
+      const decided = await userHook?.(info);
+      if (typeof decided === 'bigint' && decided !== 0n) return decided;
+      const known = this.clients.get(info.proposedClientId);
+      if (this.options.resumeClientIds !== false && known && !known.online) return info.proposedClientId;
+      return undefined;
     };
-    serverEnd(socket, { ...this.options, onConnect }).then(
+    serverEnd(socket, { ...this.options, onConnect }, (end) => this.track(end)).then(
       (end) => {
         this.handshaking.delete(socket);
         if (this.closed) {
@@ -155,8 +199,15 @@ export async function listen(address: Address, options: ListenOptions = {}): Pro
   return listener;
 }
 
-/** Runs the server handshake over an already connected Duplex (a socket, a TLS socket, an in-memory pair). */
-export async function serverEnd(transport: Duplex, options: ServerEndOptions = {}): Promise<End> {
+/**
+ * Runs the server handshake and setup over an already connected Duplex (a socket, a TLS socket, an in-memory
+ * pair). `onEnd` sees the End before its setup runs.
+ */
+export async function serverEnd(
+  transport: Duplex,
+  options: ServerEndOptions = {},
+  onEnd?: (end: End) => void,
+): Promise<End> {
   const conn = new Connection({
     role: 'server',
     transport,
@@ -164,5 +215,13 @@ export async function serverEnd(transport: Duplex, options: ServerEndOptions = {
     onConnect: options.onConnect,
   });
   await conn.start();
-  return new End(conn);
+  const end = new End(conn, { setup: options });
+  onEnd?.(end);
+  try {
+    await end.setup();
+  } catch (err) {
+    end.destroy();
+    throw err;
+  }
+  return end;
 }

@@ -65,6 +65,8 @@ export interface ConnectionInit {
   clientId?: bigint | undefined;
   /** Server: decides the ClientID or refuses. */
   onConnect?: ConnectHook | undefined;
+  /** PacketID factory; a reconnecting End keeps one across connections so replayed IDs never collide. */
+  ids?: IdFactory | undefined;
 }
 
 /**
@@ -75,14 +77,18 @@ export class Connection extends EventEmitter {
   readonly role: Role;
   readonly transport: Duplex;
   readonly limits: EndLimits;
-  readonly ids = new IdFactory();
+  readonly ids: IdFactory;
   clientId = 0n;
   meta: Buffer;
   state: ConnectionState = 'handshaking';
   /** Why the connection closed; undefined while open or after a clean close. */
   closeError: GeminioError | undefined;
-  /** Set by the multiplexer: every packet that is not connection-level. */
-  onPacket: (packet: Packet) => void = () => {};
+  /**
+   * Every packet that is not connection-level. Until the upper layer attaches (see attach()), packets that
+   * arrive right behind the ConnAck, in the same chunk, are held rather than lost.
+   */
+  private onPacket: (packet: Packet) => void = (p) => this.early.push(p);
+  private early: Packet[] = [];
   /** Set by the multiplexer: called once when a graceful close starts (either side), before DisConn is sent. */
   onClosing: () => void = () => {};
 
@@ -106,6 +112,7 @@ export class Connection extends EventEmitter {
   constructor(init: ConnectionInit) {
     super();
     this.role = init.role;
+    this.ids = init.ids ?? new IdFactory();
     this.transport = init.transport;
     this.limits = init.limits;
     this.meta = init.meta ?? Buffer.alloc(0);
@@ -123,6 +130,18 @@ export class Connection extends EventEmitter {
       // The peer half-closed the socket: geminio has no use for half-open connections.
       if (this.state !== 'closed') this.transport.end();
     });
+  }
+
+  /** Connects the upper layer (the multiplexer) and hands it the packets that arrived before it. */
+  attach(onPacket: (packet: Packet) => void): void {
+    this.onPacket = onPacket;
+    const early = this.early;
+    this.early = [];
+    try {
+      for (const p of early) onPacket(p);
+    } catch (err) {
+      this.fail(err instanceof GeminioError ? err : new ProtocolError(String(err), { cause: err }));
+    }
   }
 
   get remoteAddress(): string | undefined {
@@ -369,10 +388,7 @@ export class Connection extends EventEmitter {
     if (this.state !== 'closing' || !this.sentDisConn || !this.gotDisConn || !this.gotDisConnAck) return;
     this.state = 'closed';
     this.stopTimers();
-    this.uncorkNow();
-    this.transport.end();
-    // A peer that never closes its side must not hold the socket: drop it after closeTimeout.
-    this.closeTimer = setTimeout(() => this.transport.destroy(), this.limits.closeTimeout);
+    this.endTransport();
   }
 
   /** A malformed packet: tell a Go peer to close (DisConn), then drop the socket. */
@@ -398,13 +414,22 @@ export class Connection extends EventEmitter {
     this.handshake = undefined;
     hs?.reject(this.closeError);
     if (flush) {
-      this.uncorkNow();
-      this.transport.end();
-      this.closeTimer = setTimeout(() => this.transport.destroy(), this.limits.closeTimeout);
+      this.endTransport();
     } else {
       this.transport.destroy();
     }
     this.onDrain();
+  }
+
+  /**
+   * Flushes and ends the transport on the next tick: we may be inside the transport's own write call (a
+   * synchronous in-memory Duplex), where a nested end() never finishes. A peer that never closes its side must
+   * not hold the socket: it is dropped after closeTimeout.
+   */
+  private endTransport(): void {
+    this.uncorkNow();
+    process.nextTick(() => this.transport.end());
+    this.closeTimer = setTimeout(() => this.transport.destroy(), this.limits.closeTimeout);
   }
 
   private onTransportClose(): void {

@@ -85,10 +85,10 @@ export function encodeMessageData(d: MessageData): Buffer {
 type JsonObject = Record<string, unknown>;
 
 /** Parses a JSON part into a map with lower-cased keys (Go matches struct fields case-insensitively). */
-function parseObject(buf: Buffer, what: string): JsonObject {
+function parseObject(input: Buffer | string, what: string): JsonObject {
   let value: unknown;
   try {
-    value = JSON.parse(buf.toString('utf8'));
+    value = JSON.parse(typeof input === 'string' ? input : input.toString('utf8'));
   } catch (err) {
     throw new ProtocolError(`invalid JSON in ${what}`, { cause: err });
   }
@@ -96,12 +96,16 @@ function parseObject(buf: Buffer, what: string): JsonObject {
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ProtocolError(`JSON in ${what} is not an object`);
   }
-  const out: JsonObject = {};
-  for (const [k, v] of Object.entries(value as JsonObject)) {
-    const lower = k.toLowerCase();
-    // An exact-case key wins over a case-folded one, as in Go.
-    if (!(lower in out) || k === lower) out[lower] = v;
-  }
+  return foldKeys(value as JsonObject);
+}
+
+/**
+ * Lower-cases keys as Go matches them, the last duplicate winning as in Go. A prototype-less object, so a key
+ * such as "__proto__" is data like any other (and ignored, as Go ignores unknown keys).
+ */
+function foldKeys(o: JsonObject): JsonObject {
+  const out: JsonObject = Object.create(null);
+  for (const [k, v] of Object.entries(o)) out[k.toLowerCase()] = v;
   return out;
 }
 
@@ -120,11 +124,40 @@ function readString(o: JsonObject, key: string, what: string): string | undefine
   return v === '' ? undefined : v;
 }
 
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+function daysInMonth(year: number, month: number): number {
+  return new Date(Date.UTC(year, month, 0)).getUTCDate() || 31;
+}
+
 function readTime(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be an RFC 3339 string`);
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i.test(v)) {
-    throw new ProtocolError(`${what} is not an RFC 3339 time`);
+  const m = RFC3339.exec(v);
+  if (!m) throw new ProtocolError(`${what} is not an RFC 3339 time`);
+  // Go range-checks every field; Date.parse would roll Feb 30 over to March.
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const offH = m[7] === undefined ? 0 : Number(m[7]);
+  const offM = m[8] === undefined ? 0 : Number(m[8]);
+  if (
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > daysInMonth(year, month) ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59 ||
+    offH > 23 ||
+    offM > 59
+  ) {
+    throw new ProtocolError(`${what} is out of range: ${v}`);
   }
   // Date.parse accepts at most millisecond precision reliably: cut longer fractions.
   const ms = Date.parse(v.replace(/(\.\d{3})\d+/, '$1'));
@@ -151,10 +184,18 @@ export function decodeRegisterData(buf: Buffer): RegisterData {
   return { error: readString(o, 'error', 'RegisterData') };
 }
 
+const INTEGER_TIMEOUT = /"timeout"\s*:\s*-?\d+\s*[,}]/i;
+
 export function decodeMessageData(buf: Buffer): MessageData {
-  const o = parseObject(buf, 'MessageData');
+  const text = buf.toString('utf8');
+  const o = parseObject(text, 'MessageData');
   const timeout = o.timeout;
-  if (timeout !== undefined && timeout !== null && !Number.isInteger(timeout)) {
+  // Go decodes int64 from integer literals only: 1.5e9, 100.0 and 1e3 are errors there, so here too.
+  if (
+    timeout !== undefined &&
+    timeout !== null &&
+    (!Number.isInteger(timeout) || !INTEGER_TIMEOUT.test(text))
+  ) {
     throw new ProtocolError('MessageData.timeout must be an integer number of nanoseconds');
   }
   const context = o.context;
@@ -163,8 +204,7 @@ export function decodeMessageData(buf: Buffer): MessageData {
   }
   let contextDeadline: number | undefined;
   if (context) {
-    const c: JsonObject = {};
-    for (const [k, v] of Object.entries(context as JsonObject)) c[k.toLowerCase()] = v;
+    const c = foldKeys(context as JsonObject);
     contextDeadline = readTime(c.deadline, 'MessageData.context.deadline');
   }
   return {

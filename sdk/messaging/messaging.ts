@@ -9,6 +9,7 @@ import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet } from '../frame/packet.js';
 import { abortError } from '../rpc/rpc.js';
+import type { DeliveryWindow } from './delivery-window.js';
 
 export type Delivery = 'at-least-once' | 'at-most-once';
 
@@ -35,6 +36,7 @@ export class Message {
     readonly data: Buffer,
     readonly topic: string | undefined,
     readonly custom: Buffer | undefined,
+    private readonly onAck?: (error: string | undefined) => void,
   ) {}
 
   get clientId(): bigint {
@@ -62,10 +64,13 @@ export class Message {
     this.port.send(
       encodePacket({ type: T.MessageAck, id: this.id, sessionId: this.port.streamId, data: { error } }),
     );
+    this.onAck?.(error);
   }
 }
 
 interface PendingPublish {
+  /** The encoded Message, kept to send again with the same PacketID after a reconnect. */
+  frame: Buffer;
   resolve: () => void;
   reject: (e: Error) => void;
   release: () => void;
@@ -117,7 +122,7 @@ export class Messenger {
         () => this.settle(id, new TimeoutError(`message not acknowledged within ${timeout} ms`)),
         (reason) => this.settle(id, abortError(reason)),
       );
-      this.pending.set(id, { resolve, reject, release });
+      this.pending.set(id, { frame, resolve, reject, release });
       this.port.send(frame);
     });
   }
@@ -173,16 +178,30 @@ export class Messenger {
     throw new ProtocolError(`messaging layer got packet type ${p.type}`);
   }
 
-  /** @internal Overridden by the End to drop replayed duplicates. */
-  accept: (p: MessagePacket) => boolean = () => true;
+  /** @internal Set on a server End: drops messages a reconnected client replays. */
+  window: DeliveryWindow | undefined;
+
+  /** @internal Sends every unacknowledged message again, same PacketID (after a reconnect). */
+  resend(): void {
+    for (const p of this.pending.values()) this.port.send(p.frame);
+  }
 
   private onMessage(p: MessagePacket): void {
-    if (!this.accept(p)) {
-      // A duplicate of a message already delivered: acknowledge again, deliver nothing.
-      this.port.send(encodePacket({ type: T.MessageAck, id: p.id, sessionId: this.port.streamId, data: {} }));
-      return;
-    }
-    const m = new Message(this.port, p.id, p.data.value ?? Buffer.alloc(0), p.data.topic, p.data.custom);
+    const window = this.window;
+    const ack = (error: string | undefined) =>
+      this.port.send(
+        encodePacket({ type: T.MessageAck, id: p.id, sessionId: this.port.streamId, data: { error } }),
+      );
+    // A replay of a message already delivered: answer it as the original is answered, deliver nothing.
+    if (window && !window.admit(p.id, ack)) return;
+    const m = new Message(
+      this.port,
+      p.id,
+      p.data.value ?? Buffer.alloc(0),
+      p.data.topic,
+      p.data.custom,
+      window ? (error) => window.settle(p.id, error) : undefined,
+    );
     const w = this.waiters.shift();
     if (w) {
       w.resolve(m);

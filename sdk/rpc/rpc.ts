@@ -69,6 +69,7 @@ export class RpcEndpoint {
   private readonly calls = new Map<bigint, PendingCall>();
   private readonly registers = new Map<bigint, PendingRegister>();
   private readonly running = new Map<bigint, AbortController>();
+  private readonly closeWaiters = new Set<(err: Error) => void>();
   private closedWith: GeminioError | undefined;
   /** Responses that matched no pending call (late, after a timeout, or bogus). */
   unmatchedResponses = 0;
@@ -185,8 +186,6 @@ export class RpcEndpoint {
       this.closeWaiters.add(onClose);
     });
   }
-
-  private readonly closeWaiters = new Set<(err: Error) => void>();
 
   handlePacket(p: Packet): void {
     switch (p.type) {
@@ -315,6 +314,19 @@ export class RpcEndpoint {
         data: { key: Buffer.from(method), value: error ? undefined : value, error },
       }),
     );
+  }
+
+  /**
+   * @internal The connection dropped but the End will reconnect: fail what was in flight (retryable), forget the
+   * peer's registrations, keep the local handlers.
+   */
+  disconnected(err: GeminioError): void {
+    for (const id of [...this.calls.keys()]) this.settleCall(id, err);
+    for (const id of [...this.registers.keys()]) this.settleRegister(id, err);
+    for (const w of [...this.closeWaiters]) w(err);
+    for (const ctl of this.running.values()) ctl.abort(err);
+    this.running.clear();
+    this.remoteMethods.clear();
   }
 
   /** The stream or connection closed: fail pending calls and registrations, abort running handlers. */

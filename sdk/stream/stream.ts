@@ -39,13 +39,13 @@ export class Stream extends Duplex {
   /** Free-form peer string given by the opener (Go's OpenStreamOptions.SetPeer). */
   readonly peer: string | undefined;
 
-  /** @internal */ readonly conn: Connection;
+  /** @internal The End swaps it after a reconnect. */ conn: Connection;
   /** @internal */ readonly app: StreamApplication;
   private readonly onFinalized: (stream: Stream) => void;
-  private sentDismiss = false;
-  private gotDismissAck = false;
-  private gotDismiss = false;
-  private finalized = false;
+  protected sentDismiss = false;
+  protected gotDismissAck = false;
+  protected gotDismiss = false;
+  protected finalized = false;
   private closeTimer: NodeJS.Timeout | undefined;
 
   constructor(init: StreamInit) {
@@ -164,7 +164,7 @@ export class Stream extends Duplex {
     cb(err);
   }
 
-  private sendData(data: Buffer, cb: (err?: Error | null) => void): void {
+  protected sendData(data: Buffer, cb: (err?: Error | null) => void): void {
     if (this.conn.state === 'closed') {
       cb(this.conn.closeError ?? new ConnectionClosedError());
       return;
@@ -263,18 +263,20 @@ function defaultApplication(port: StreamPort): StreamApplication {
   return new StreamApplication(port);
 }
 
+/** The stream's view for RPC and messaging; it reads `stream.conn` on each use, so it follows a reconnect. */
 function streamPort(stream: Stream): StreamPort {
-  const conn = stream.conn;
   return {
     streamId: stream.streamId,
     get clientId() {
-      return conn.clientId;
+      return stream.conn.clientId;
     },
-    limits: conn.limits,
-    send: (frame) => conn.send(frame),
-    nextId: () => conn.ids.next(),
-    pauseReading: (by) => conn.pauseReading(by),
-    resumeReading: (by) => conn.resumeReading(by),
+    get limits() {
+      return stream.conn.limits;
+    },
+    send: (frame) => stream.conn.send(frame),
+    nextId: () => stream.conn.ids.next(),
+    pauseReading: (by) => stream.conn.pauseReading(by),
+    resumeReading: (by) => stream.conn.resumeReading(by),
   };
 }
 

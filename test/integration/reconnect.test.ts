@@ -1,0 +1,132 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConnectionClosedError, dial, type End, type Listener, listen } from '../../sdk/index.js';
+import { delay, once } from '../helpers/pair.js';
+
+const open: Array<{ close(): Promise<void> } | End> = [];
+afterEach(async () => {
+  for (const o of open.splice(0)) {
+    if ('destroy' in o) o.destroy();
+    else await o.close();
+  }
+});
+
+async function server(port = 0): Promise<Listener> {
+  const l = await listen({ host: '127.0.0.1', port });
+  open.push(l);
+  return l;
+}
+
+describe('client auto-reconnect', () => {
+  it('redials after the connection drops, keeps its ClientID and re-registers its methods', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 20, maxDelay: 200 } });
+    open.push(client);
+    await client.register('ping', () => 'pong');
+    const first = await listener.acceptEnd();
+    const id = client.clientId;
+    const events: string[] = [];
+    client.on('disconnect', () => events.push('disconnect'));
+    const reconnected = once(client, 'reconnect');
+    first.destroy();
+    const second = await listener.acceptEnd();
+    await reconnected;
+    expect(events).toEqual(['disconnect']);
+    expect(client.state).toBe('connected');
+    expect(second.clientId).toBe(id);
+    expect(client.clientId).toBe(id);
+    await second.waitRemoteMethods(['ping'], { timeout: 2000 });
+    expect((await second.call('ping')).data.toString()).toBe('pong');
+    second.destroy();
+  });
+
+  it('fails in-flight calls fast with a retryable error; calls made while reconnecting wait', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 50, maxDelay: 100 } });
+    open.push(client);
+    const first = await listener.acceptEnd();
+    await first.register('hang', () => new Promise(() => {}));
+    const inflight = client.call('hang');
+    await delay(20);
+    first.destroy();
+    const err = await inflight.catch((e) => e);
+    expect(err).toBeInstanceOf(ConnectionClosedError);
+    expect(err.retryable).toBe(true);
+    expect(client.state).toBe('reconnecting');
+    const waiting = client.call('echo', 'later', { timeout: 5000 });
+    const second = await listener.acceptEnd();
+    await second.register('echo', ({ data }) => data);
+    expect((await waiting).data.toString()).toBe('later');
+    second.destroy();
+  });
+
+  it('replays unacknowledged messages with the same PacketID; the receiver sees each once', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 20, maxDelay: 100 } });
+    open.push(client);
+    const first = await listener.acceptEnd();
+    const sent = client.publish('m1');
+    const original = await first.receive(); // delivered, but not acknowledged before the drop
+    first.destroy();
+    const second = await listener.acceptEnd();
+    // The replay arrives on the new End and is not delivered again; the original's ack answers it.
+    const extra = second.receive();
+    let duplicate = false;
+    extra.then(() => {
+      duplicate = true;
+    });
+    await delay(100);
+    expect(duplicate).toBe(false);
+    original.done(); // acked on the old End: the window answers the replay on the new one
+    await sent;
+    const next = client.publish('m2');
+    const m2 = await extra;
+    expect(m2.data.toString()).toBe('m2');
+    m2.done();
+    await next;
+    second.destroy();
+  });
+
+  it('comes back after a server restart within maxDelay', async () => {
+    const listener = await server();
+    const { port } = listener.address();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 20, maxDelay: 300, jitter: 0 } });
+    open.push(client);
+    const first = await listener.acceptEnd();
+    await listener.close();
+    first.destroy();
+    await once(client, 'disconnect');
+    await delay(500);
+    const restarted = await server(port);
+    const t0 = Date.now();
+    const end = await restarted.acceptEnd();
+    expect(Date.now() - t0).toBeLessThanOrEqual(300 + 200); // next attempt lands within maxDelay (+ handshake slack)
+    expect(end.clientId).not.toBe(0n);
+    await once(client, 'reconnect');
+    end.destroy();
+  });
+
+  it('gives up after maxAttempts and closes with a typed error', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), {
+      reconnect: { minDelay: 10, maxDelay: 20, maxAttempts: 3 },
+    });
+    const first = await listener.acceptEnd();
+    await listener.close();
+    first.destroy();
+    await once(client, 'close');
+    expect(client.state).toBe('closed');
+    expect(client.closeError).toBeInstanceOf(ConnectionClosedError);
+    await expect(client.call('x')).rejects.toBeInstanceOf(ConnectionClosedError);
+  });
+
+  it('close() while reconnecting stops the loop and leaves nothing behind', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 1000, maxDelay: 1000 } });
+    const first = await listener.acceptEnd();
+    first.destroy();
+    await once(client, 'disconnect');
+    await client.close();
+    expect(client.state).toBe('closed');
+    expect(client.destroyed).toBe(true);
+  });
+});
