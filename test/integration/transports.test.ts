@@ -1,0 +1,239 @@
+/**
+ * The same small suite over every transport an End runs on: TCP (listen/dial), TLS (a self-signed certificate
+ * made with openssl for the test) and an in-memory Duplex pair (clientEnd/serverEnd).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { clientEnd, dial, type End, type Listener, listen, type Stream, serverEnd } from '../../sdk/index.js';
+import { duplexPair, randomBytes, sha256 } from '../helpers/pair.js';
+
+interface Pair {
+  client: End;
+  server: End;
+  cleanup: () => Promise<void>;
+}
+
+function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('which', [cmd], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const hasOpenssl = hasCommand('openssl');
+
+/** A key and a self-signed certificate for CN=localhost, made with openssl in a temporary directory. */
+function makeCertificate(): { key: Buffer; cert: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'geminio-tls-'));
+  try {
+    const keyPath = join(dir, 'key.pem');
+    const certPath = join(dir, 'cert.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        keyPath,
+        '-out',
+        certPath,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+      ],
+      { stdio: 'ignore' },
+    );
+    return { key: readFileSync(keyPath), cert: readFileSync(certPath) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+let tlsMaterial: { key: Buffer; cert: Buffer } | undefined;
+function certificate(): { key: Buffer; cert: Buffer } {
+  tlsMaterial ??= makeCertificate();
+  return tlsMaterial;
+}
+
+async function listenerPair(listener: Listener, dialOptions: Parameters<typeof dial>[1]): Promise<Pair> {
+  try {
+    const [client, server] = await Promise.all([dial(listener.address(), dialOptions), listener.acceptEnd()]);
+    return {
+      client,
+      server,
+      cleanup: async () => {
+        client.destroy();
+        server.destroy();
+        await listener.close();
+      },
+    };
+  } catch (err) {
+    await listener.close();
+    throw err;
+  }
+}
+
+const transports: Array<{ name: string; enabled: boolean; make: () => Promise<Pair> }> = [
+  {
+    name: 'TCP',
+    enabled: true,
+    make: async () => listenerPair(await listen('127.0.0.1:0'), {}),
+  },
+  {
+    // Node cannot make certificates itself; without openssl on the PATH there is no certificate to test with.
+    name: 'TLS',
+    enabled: hasOpenssl,
+    make: async () => {
+      const { key, cert } = certificate();
+      const listener = await listen('127.0.0.1:0', { tls: { key, cert } });
+      return listenerPair(listener, { tls: { ca: cert, servername: 'localhost' } });
+    },
+  },
+  {
+    name: 'in-memory Duplex pair',
+    enabled: true,
+    make: async () => {
+      const [a, b] = duplexPair();
+      const [client, server] = await Promise.all([clientEnd(a), serverEnd(b)]);
+      return {
+        client,
+        server,
+        cleanup: async () => {
+          client.destroy();
+          server.destroy();
+          a.destroy();
+          b.destroy();
+        },
+      };
+    },
+  },
+];
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+afterAll(() => {
+  tlsMaterial = undefined;
+});
+
+async function pair(make: () => Promise<Pair>): Promise<Pair> {
+  const p = await make();
+  cleanups.push(p.cleanup);
+  return p;
+}
+
+/** Reads exactly `n` bytes from a stream (without waiting for its end). */
+function readExactly(stream: Stream, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= n) {
+        stream.off('data', onData);
+        stream.off('error', reject);
+        stream.pause();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    stream.on('data', onData);
+    stream.once('error', reject);
+  });
+}
+
+function closedWith(end: End): Promise<unknown> {
+  return new Promise((resolve) => end.once('close', () => resolve(end.closeError)));
+}
+
+const MiB = 1024 * 1024;
+/** Well under the default closeTimeout (5 s), far above what a clean close takes (a few ms). */
+const CLEAN_CLOSE_BOUND_MS = 2000;
+
+for (const transport of transports) {
+  describe(`over ${transport.name}`, () => {
+    it.skipIf(!transport.enabled)('handshakes: both sides agree on a non-zero ClientID', async () => {
+      const { client, server } = await pair(transport.make);
+      expect(client.clientId).toBeGreaterThan(0n);
+      expect(server.clientId).toBe(client.clientId);
+      expect(client.role).toBe('client');
+      expect(server.role).toBe('server');
+    });
+
+    it.skipIf(!transport.enabled)('one stream carries 1 MiB intact both ways at once', async () => {
+      const { client, server } = await pair(transport.make);
+      const [a, b] = await Promise.all([client.openStream({ meta: 'bulk' }), server.acceptStream()]);
+      expect(b.meta.toString()).toBe('bulk');
+      expect(a.streamId).toBe(b.streamId);
+      const up = randomBytes(MiB);
+      const down = randomBytes(MiB);
+      const gotUp = readExactly(b, MiB);
+      const gotDown = readExactly(a, MiB);
+      a.write(up);
+      b.write(down);
+      const [u, d] = await Promise.all([gotUp, gotDown]);
+      expect(u.length).toBe(MiB);
+      expect(d.length).toBe(MiB);
+      expect(sha256(u)).toBe(sha256(up));
+      expect(sha256(d)).toBe(sha256(down));
+      // Then close the stream cleanly from one side.
+      const bClosed = new Promise((r) => b.once('close', r));
+      a.resume();
+      b.resume();
+      a.end();
+      await bClosed;
+      expect(b.errored).toBeNull();
+    });
+
+    it.skipIf(!transport.enabled)('an RPC call both ways', async () => {
+      const { client, server } = await pair(transport.make);
+      await server.register('upper', ({ data }) => data.toString().toUpperCase());
+      await client.register('whoami', ({ clientId }) => String(clientId));
+      expect((await client.call('upper', 'hello')).data.toString()).toBe('HELLO');
+      expect((await server.call('whoami')).data.toString()).toBe(String(client.clientId));
+    });
+
+    it.skipIf(!transport.enabled)(
+      'client close(): the server End emits close with closeError undefined',
+      async () => {
+        const { client, server } = await pair(transport.make);
+        const serverClosed = closedWith(server);
+        const started = Date.now();
+        await client.close();
+        expect(await serverClosed).toBeUndefined();
+        // The exchange is a few frames: it must not sit until closeTimeout (5 s) drops the transport.
+        expect(Date.now() - started).toBeLessThan(CLEAN_CLOSE_BOUND_MS);
+        expect(client.closeError).toBeUndefined();
+        expect(server.errored).toBeNull();
+      },
+    );
+
+    it.skipIf(!transport.enabled)(
+      'server close(): the client End emits close with closeError undefined',
+      async () => {
+        const { client, server } = await pair(transport.make);
+        const clientClosed = closedWith(client);
+        const started = Date.now();
+        await server.close();
+        expect(await clientClosed).toBeUndefined();
+        expect(Date.now() - started).toBeLessThan(CLEAN_CLOSE_BOUND_MS);
+        expect(server.closeError).toBeUndefined();
+        expect(client.errored).toBeNull();
+      },
+    );
+  });
+}
