@@ -202,6 +202,9 @@ export class Stream extends Duplex {
       return;
     }
     this.push(null);
+    // Answer with our own Dismiss now (after what we already wrote), as Go does, rather than when the reader
+    // reaches the end: a peer's close must not wait on a reader that never reads (Go would wait 30 s).
+    if (!this.allowHalfOpen && !this.writableEnded) this.end();
     this.maybeFinalize();
   }
 
