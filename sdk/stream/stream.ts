@@ -5,7 +5,9 @@
  * Closing is the 4-way Dismiss exchange: each side sends Dismiss once and acknowledges the other's. `end()` flushes
  * what was written, then sends Dismiss; the readable side ends when the peer's Dismiss arrives, after everything the
  * peer sent before it. There is no half-close on the wire: with the default `allowHalfOpen: false` a stream whose
- * peer dismissed it ends its own side as soon as the reader has seen the end.
+ * peer dismissed it flushes what was already written and answers with its own Dismiss at once, as Go does. With
+ * `allowHalfOpen: true` it keeps its writable side until the application calls `end()` (a Go closer waits up to
+ * 30 s for that; a geminio-node closer waits closeTimeout).
  */
 import { Duplex } from 'node:stream';
 import { StreamApplication } from '../application/application.js';
