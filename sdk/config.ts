@@ -3,7 +3,7 @@
  */
 
 import { InvalidArgumentError } from './errors.js';
-import { HEARTBEAT_INTERVALS_MS } from './frame/constants.js';
+import { EXTENSION_INITIAL_WINDOW, HEARTBEAT_INTERVALS_MS } from './frame/constants.js';
 import { DEFAULT_MAX_PACKET_LENGTH } from './frame/decode.js';
 
 export interface EndLimits {
@@ -42,6 +42,26 @@ export interface EndLimits {
   registerTimeout: number;
   /** Messages a stream queues for a receiver that does not keep up before the socket is paused. Default 1024. */
   receiveQueue: number;
+  /**
+   * Offer the flow-control extension (per-stream windows) at the handshake. Used only when the peer is
+   * geminio-node and agrees; with a Go peer nothing changes on the wire. Default true.
+   */
+  flowControl: boolean;
+  /** Receive window a stream starts with under flow control; at least 256 KiB (the extension's floor). */
+  initialWindow: number;
+  /** Largest receive window a stream grows to when its sender is starved of credit. Default 16 MiB. */
+  maxWindow: number;
+  /** Sum of all stream receive windows of a connection beyond which windows stop growing. Default 64 MiB. */
+  maxConnectionWindow: number;
+  /**
+   * Bytes buffered for readers across a connection's streams before the socket is paused, for peers without the
+   * flow-control extension (Go). With it, windows bound memory instead. Default 64 MiB.
+   */
+  maxBufferedBytes: number;
+  /** Calls waiting for a response on one stream; more reject with LimitExceededError. Default 4096. */
+  maxPendingCalls: number;
+  /** Acknowledged publishes waiting for an ack on one stream; more reject with LimitExceededError. Default 4096. */
+  maxPendingPublishes: number;
 }
 
 export const defaultLimits: Readonly<EndLimits> = Object.freeze({
@@ -59,6 +79,13 @@ export const defaultLimits: Readonly<EndLimits> = Object.freeze({
   publishTimeout: 30_000,
   registerTimeout: 10_000,
   receiveQueue: 1024,
+  flowControl: true,
+  initialWindow: 256 * 1024,
+  maxWindow: 16 * 1024 * 1024,
+  maxConnectionWindow: 64 * 1024 * 1024,
+  maxBufferedBytes: 64 * 1024 * 1024,
+  maxPendingCalls: 4096,
+  maxPendingPublishes: 4096,
 });
 
 const positive: Array<keyof EndLimits> = [
@@ -75,6 +102,12 @@ const positive: Array<keyof EndLimits> = [
   'publishTimeout',
   'registerTimeout',
   'receiveQueue',
+  'initialWindow',
+  'maxWindow',
+  'maxConnectionWindow',
+  'maxBufferedBytes',
+  'maxPendingCalls',
+  'maxPendingPublishes',
 ];
 
 /** Merges user options over the defaults and checks each value; the error names the option and the value. */
@@ -98,6 +131,19 @@ export function resolveLimits(options: Partial<EndLimits> = {}): EndLimits {
   if (out.heartbeatInterval > HEARTBEAT_INTERVALS_MS[3]) {
     throw new InvalidArgumentError(
       `option heartbeatInterval must be at most 320000 ms, got ${out.heartbeatInterval}`,
+    );
+  }
+  if (typeof out.flowControl !== 'boolean') {
+    throw new InvalidArgumentError(`option flowControl must be a boolean, got ${String(out.flowControl)}`);
+  }
+  if (out.initialWindow < EXTENSION_INITIAL_WINDOW || out.initialWindow > 0x7fff_ffff) {
+    throw new InvalidArgumentError(
+      `option initialWindow must be between ${EXTENSION_INITIAL_WINDOW} and 2^31-1, got ${out.initialWindow}`,
+    );
+  }
+  if (out.maxWindow < out.initialWindow || out.maxWindow > 0x7fff_ffff) {
+    throw new InvalidArgumentError(
+      `option maxWindow must be between initialWindow and 2^31-1, got ${out.maxWindow}`,
     );
   }
   if (out.maxStreamPayload > out.maxPacketLength - 8) {

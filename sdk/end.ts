@@ -15,6 +15,7 @@ import type { Message, PublishOptions } from './messaging/messaging.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
 import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
 import { abortError } from './rpc/rpc.js';
+import { StreamFlow } from './stream/flow.js';
 import { Multiplexer, type OpenStreamOptions } from './stream/multiplexer.js';
 import { failStream, Stream } from './stream/stream.js';
 
@@ -57,6 +58,7 @@ export class End extends Stream {
     this.policy = options.reconnect;
     this.setupOptions = options.setup ?? {};
     this.mux = this.attach(conn);
+    this.opened();
   }
 
   /** 'client' for an End made by dial(), 'server' for one accepted by a Listener. */
@@ -245,6 +247,8 @@ export class End extends Stream {
       }
       this.resetDefaultStream();
       this.attach(conn);
+      this.flow = conn.flowControl ? new StreamFlow(conn, DEFAULT_STREAM_ID) : undefined;
+      this.opened();
       // Order matters: registrations first, then messages waiting for an ack, then new work.
       for (const method of this.app.rpc.localMethods) {
         this.app.rpc.announce(method, conn.limits.registerTimeout).catch(() => {});

@@ -8,6 +8,8 @@ export interface StreamPort {
   readonly streamId: bigint;
   readonly clientId: bigint;
   readonly limits: EndLimits;
+  /** The peer understands RequestCancel (negotiated; never a Go peer). */
+  readonly canCancel: boolean;
   /** Queues one encoded frame; returns false once the connection is closed. */
   send(frame: Buffer): boolean;
   nextId(): bigint;

@@ -16,6 +16,7 @@ import {
   ProtocolError,
 } from '../errors.js';
 import {
+  Capability,
   ConnFlag,
   HEARTBEAT_INTERVALS_MS,
   packetTypeName,
@@ -24,7 +25,7 @@ import {
 } from '../frame/constants.js';
 import { FrameDecoder } from '../frame/decode.js';
 import { encodePacket, encodeStreamHeader } from '../frame/encode.js';
-import type { ConnPacket, Packet } from '../frame/packet.js';
+import type { ConnData, ConnPacket, Packet } from '../frame/packet.js';
 import { IdFactory } from '../ids.js';
 import { Liveness } from './liveness.js';
 
@@ -83,6 +84,12 @@ export class Connection extends EventEmitter {
   state: ConnectionState = 'handshaking';
   /** Why the connection closed; undefined while open or after a clean close. */
   closeError: GeminioError | undefined;
+  /** geminio-node extensions both sides agreed on at the handshake (Capability bits); 0 with a Go peer. */
+  capabilities = 0;
+  /** Bytes held in stream read buffers, across streams (see maxBufferedBytes). */
+  private bufferedBytes = 0;
+  /** Sum of stream receive windows beyond the initial ones (see maxConnectionWindow). */
+  private grownWindow = 0;
   /**
    * Every packet that is not connection-level. Until the upper layer attaches (see attach()), packets that
    * arrive right behind the ConnAck, in the same chunk, are held rather than lost.
@@ -132,6 +139,44 @@ export class Connection extends EventEmitter {
     });
   }
 
+  /** Extensions this side offers (client) or accepts (server). */
+  private get offeredCapabilities(): number {
+    return Capability.RequestCancel | (this.limits.flowControl ? Capability.FlowControl : 0);
+  }
+
+  /** True when both sides run the flow-control extension. */
+  get flowControl(): boolean {
+    return (this.capabilities & Capability.FlowControl) !== 0;
+  }
+
+  /** True when the peer understands RequestCancel (never true for a Go peer). */
+  get canCancel(): boolean {
+    return (this.capabilities & Capability.RequestCancel) !== 0;
+  }
+
+  /** A stream buffered `n` more bytes for its reader; past maxBufferedBytes the socket pauses. */
+  addBuffered(n: number): void {
+    this.bufferedBytes += n;
+    if (this.bufferedBytes > this.limits.maxBufferedBytes) this.pauseReading(this);
+  }
+
+  /** A reader took `n` bytes (or a stream dropped them); below half the budget the socket resumes. */
+  releaseBuffered(n: number): void {
+    this.bufferedBytes -= n;
+    if (this.bufferedBytes <= this.limits.maxBufferedBytes / 2) this.resumeReading(this);
+  }
+
+  /** Reserves `n` bytes of window growth from the connection budget; false when it is spent. */
+  reserveWindow(n: number): boolean {
+    if (this.grownWindow + n > this.limits.maxConnectionWindow) return false;
+    this.grownWindow += n;
+    return true;
+  }
+
+  releaseWindow(n: number): void {
+    this.grownWindow -= n;
+  }
+
   /** Connects the upper layer (the multiplexer) and hands it the packets that arrived before it. */
   attach(onPacket: (packet: Packet) => void): void {
     this.onPacket = onPacket;
@@ -165,6 +210,7 @@ export class Connection extends EventEmitter {
             id: connId,
             flags: ConnFlag.ClientIdAcquire | (code << ConnFlag.HeartbeatShift),
             clientId: this.proposedClientId,
+            capabilities: this.offeredCapabilities,
             data: { meta: this.meta },
           }),
         );
@@ -245,7 +291,7 @@ export class Connection extends EventEmitter {
       case T.Conn:
         return this.onConn(p);
       case T.ConnAck:
-        return this.onConnAck(p.retCode, p.clientId, p.data.error);
+        return this.onConnAck(p.retCode, p.clientId, p.data);
       case T.Heartbeat:
         if (this.state === 'handshaking') throw new ProtocolError('Heartbeat before the handshake completed');
         // Only clients send heartbeats; a client that receives one ignores it, as the Go client does.
@@ -290,14 +336,11 @@ export class Connection extends EventEmitter {
         (decided) => {
           if (this.state !== 'handshaking') return;
           this.clientId = typeof decided === 'bigint' && decided !== 0n ? decided : clientIds.next();
+          // Answer the extension only when asked: a Go client never asks, so it sees Go's exact ConnAck.
+          this.capabilities = (p.capabilities ?? 0) & this.offeredCapabilities;
+          const data: ConnData = this.capabilities ? { ext: { caps: this.capabilities } } : {};
           this.send(
-            encodePacket({
-              type: T.ConnAck,
-              id: p.id,
-              retCode: RetCode.OK,
-              clientId: this.clientId,
-              data: {},
-            }),
+            encodePacket({ type: T.ConnAck, id: p.id, retCode: RetCode.OK, clientId: this.clientId, data }),
           );
           this.opened(timeout);
         },
@@ -321,7 +364,8 @@ export class Connection extends EventEmitter {
       );
   }
 
-  private onConnAck(retCode: number, clientId: bigint, error: string | undefined): void {
+  private onConnAck(retCode: number, clientId: bigint, data: ConnData): void {
+    const error = data.error;
     if (this.role === 'server' || this.state !== 'handshaking') {
       throw new ProtocolError('unexpected ConnAck');
     }
@@ -332,6 +376,7 @@ export class Connection extends EventEmitter {
     }
     if (clientId === 0n) throw new ProtocolError('server assigned ClientID 0');
     this.clientId = clientId;
+    this.capabilities = (data.ext?.caps ?? 0) & this.offeredCapabilities;
     this.opened(this.limits.heartbeatTimeout ?? 2 * this.limits.heartbeatInterval);
     this.heartbeatTimer = setInterval(sendHeartbeat, this.limits.heartbeatInterval, this);
   }

@@ -28,6 +28,11 @@ export const PacketType = {
   RequestCancel: 0x73,
   Register: 0x81,
   RegisterAck: 0x82,
+  /**
+   * geminio-node extension (never sent to a peer that did not negotiate it): credit for a stream's receive
+   * window. Body: streamId(8) increment(4).
+   */
+  WindowUpdate: 0x63,
 } as const;
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
@@ -60,7 +65,23 @@ export const fixedBodyLength: Readonly<Record<number, { min: number; exact: bool
   [PacketType.RequestCancel]: { min: 10, exact: true },
   [PacketType.Register]: { min: 8, exact: false },
   [PacketType.RegisterAck]: { min: 8, exact: false },
+  [PacketType.WindowUpdate]: { min: 12, exact: true },
 };
+
+/**
+ * Capability bits a geminio-node client sets in the Conn packet's reserved byte (body offset 1), which the Go
+ * library writes as zero and never reads. A geminio-node server that supports them answers with an `ext` key in
+ * the ConnAck JSON (Go ignores unknown keys, and never sees it: a Go client never asks).
+ */
+export const Capability = {
+  /** Per-stream windows with WindowUpdate credit. */
+  FlowControl: 0x01,
+  /** Understands RequestCancel (0x73). */
+  RequestCancel: 0x02,
+} as const;
+
+/** The receive window every stream starts with under the flow-control extension (both directions). */
+export const EXTENSION_INITIAL_WINDOW = 256 * 1024;
 
 /** Conn flags byte (body offset 0). Bits 6-7 are unused by Go. */
 export const ConnFlag = {

@@ -30,6 +30,8 @@ export function decodeBody(type: number, id: bigint, body: Buffer): Packet {
         flags: body[0]!,
         clientId: body.readBigUInt64BE(2),
         data: decodeConnData(body.subarray(10)),
+        // The reserved byte: geminio-node capability bits, absent (0) from Go.
+        ...(body[1] ? { capabilities: body[1] } : {}),
       };
     case PacketType.ConnAck:
       return {
@@ -76,6 +78,8 @@ export function decodeBody(type: number, id: bigint, body: Buffer): Packet {
       return { type, id, sessionId: body.readBigUInt64BE(0), cancelType: body.readUInt16BE(8) };
     case PacketType.Register:
       return { type, id, sessionId: body.readBigUInt64BE(0), method: body.subarray(8) };
+    case PacketType.WindowUpdate:
+      return { type, id, sessionId: body.readBigUInt64BE(0), increment: body.readUInt32BE(8) };
     case PacketType.RegisterAck:
       return { type, id, sessionId: body.readBigUInt64BE(0), data: decodeRegisterData(body.subarray(8)) };
     default:

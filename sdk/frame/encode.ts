@@ -50,7 +50,7 @@ export function encodePacket(p: Packet): Buffer {
     case PacketType.Conn:
       return frame(p.type, p.id, 10, encodeConnData(p.data), (b) => {
         b[H] = p.flags & 0xff;
-        b[H + 1] = 0;
+        b[H + 1] = (p.capabilities ?? 0) & 0xff;
         u64(b, p.clientId, 2, 'client id');
       });
     case PacketType.ConnAck:
@@ -93,6 +93,11 @@ export function encodePacket(p: Packet): Buffer {
       return frame(p.type, p.id, 10, undefined, (b) => {
         u64(b, p.sessionId, 0, 'session id');
         b.writeUInt16BE(p.cancelType & 0xffff, H + 8);
+      });
+    case PacketType.WindowUpdate:
+      return frame(p.type, p.id, 12, undefined, (b) => {
+        u64(b, p.sessionId, 0, 'session id');
+        b.writeUInt32BE(p.increment >>> 0, H + 8);
       });
     case PacketType.Register:
       return frame(p.type, p.id, 8, p.method, (b) => u64(b, p.sessionId, 0, 'session id'));

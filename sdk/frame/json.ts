@@ -47,6 +47,7 @@ export function encodeConnData(d: ConnData): Buffer {
   const out: string[] = [];
   bytesField(out, 'meta', d.meta);
   stringField(out, 'error', d.error);
+  if (d.ext) out.push(`"ext":{"caps":${d.ext.caps & 0xff}}`);
   return finish(out);
 }
 
@@ -167,7 +168,15 @@ function readTime(v: unknown, what: string): number | undefined {
 
 export function decodeConnData(buf: Buffer): ConnData {
   const o = parseObject(buf, 'ConnData');
-  return { meta: readBytes(o, 'meta', 'ConnData'), error: readString(o, 'error', 'ConnData') };
+  const data: ConnData = {
+    meta: readBytes(o, 'meta', 'ConnData'),
+    error: readString(o, 'error', 'ConnData'),
+  };
+  // The extension answer; anything malformed there just means "no extension" (Go would ignore the key too).
+  const ext = o.ext as { caps?: unknown } | null | undefined;
+  if (ext && typeof ext === 'object' && Number.isInteger(ext.caps))
+    data.ext = { caps: (ext.caps as number) & 0xff };
+  return data;
 }
 
 export function decodeSessionData(buf: Buffer): SessionData {

@@ -4,6 +4,14 @@ import type { PacketType } from './constants.js';
 export interface ConnData {
   meta?: Buffer | undefined;
   error?: string | undefined;
+  /** geminio-node extension answer in ConnAck: the capabilities the server accepted. */
+  ext?: ConnExtension | undefined;
+}
+
+/** The `ext` key of a ConnAck from a geminio-node server to a client that set capability bits. */
+export interface ConnExtension {
+  /** Capability bits accepted (see Capability). */
+  caps: number;
 }
 
 /** JSON part of Session, SessionAck, Dismiss and DismissAck. */
@@ -42,6 +50,8 @@ interface Base<T extends PacketType> {
 
 export interface ConnPacket extends Base<typeof PacketType.Conn> {
   flags: number;
+  /** The reserved byte: geminio-node capability bits (0 from Go). */
+  capabilities?: number;
   clientId: bigint;
   data: ConnData;
 }
@@ -99,6 +109,11 @@ export interface RegisterAckPacket extends Base<typeof PacketType.RegisterAck> {
   sessionId: bigint;
   data: RegisterData;
 }
+export interface WindowUpdatePacket extends Base<typeof PacketType.WindowUpdate> {
+  sessionId: bigint;
+  /** Bytes the receiver adds to the sender's window for this stream. */
+  increment: number;
+}
 
 export type Packet =
   | ConnPacket
@@ -112,7 +127,8 @@ export type Packet =
   | StreamPacket
   | RequestCancelPacket
   | RegisterPacket
-  | RegisterAckPacket;
+  | RegisterAckPacket
+  | WindowUpdatePacket;
 
 /** Packets that belong to one stream (everything after the handshake except the connection-level types). */
 export type StreamScopedPacket =
@@ -121,4 +137,5 @@ export type StreamScopedPacket =
   | StreamPacket
   | RequestCancelPacket
   | RegisterPacket
-  | RegisterAckPacket;
+  | RegisterAckPacket
+  | WindowUpdatePacket;

@@ -4,7 +4,13 @@
  * falls behind by `receiveQueue` messages pauses the socket (never drops, never grows without bound).
  */
 import { guard, type StreamPort, toBytes } from '../application/port.js';
-import { type GeminioError, ProtocolError, RemoteError, TimeoutError } from '../errors.js';
+import {
+  type GeminioError,
+  LimitExceededError,
+  ProtocolError,
+  RemoteError,
+  TimeoutError,
+} from '../errors.js';
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet } from '../frame/packet.js';
@@ -111,6 +117,13 @@ export class Messenger {
         deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
       },
     });
+    if (options.delivery !== 'at-most-once' && this.pending.size >= this.port.limits.maxPendingPublishes) {
+      return Promise.reject(
+        new LimitExceededError(
+          `maxPendingPublishes (${this.port.limits.maxPendingPublishes}) messages already wait for an ack`,
+        ),
+      );
+    }
     if (options.delivery === 'at-most-once') {
       this.port.send(frame);
       return Promise.resolve();

@@ -8,12 +8,13 @@ import { guard, type StreamPort, toBytes } from '../application/port.js';
 import {
   AbortError,
   type GeminioError,
+  LimitExceededError,
   NoSuchMethodError,
   ProtocolError,
   RemoteError,
   TimeoutError,
 } from '../errors.js';
-import { PacketType as T } from '../frame/constants.js';
+import { CancelType, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet, RegisterAckPacket, RegisterPacket } from '../frame/packet.js';
 
@@ -133,14 +134,26 @@ export class RpcEndpoint {
     } catch (err) {
       return Promise.reject(err);
     }
+    if (this.calls.size >= this.port.limits.maxPendingCalls) {
+      return Promise.reject(
+        new LimitExceededError(
+          `maxPendingCalls (${this.port.limits.maxPendingCalls}) calls already wait on this stream`,
+        ),
+      );
+    }
     const timeout = options.timeout ?? this.port.limits.callTimeout;
     const id = this.port.nextId();
     return new Promise<CallResult>((resolve, reject) => {
       const release = guard(
         timeout,
         options.signal,
-        () => this.settleCall(id, new TimeoutError(`call ${method} timed out after ${timeout} ms`)),
-        (reason) => this.settleCall(id, abortError(reason)),
+        () =>
+          this.cancel(
+            id,
+            CancelType.DeadlineExceeded,
+            new TimeoutError(`call ${method} timed out after ${timeout} ms`),
+          ),
+        (reason) => this.cancel(id, CancelType.Canceled, abortError(reason)),
       );
       this.calls.set(id, { method, resolve, reject, release });
       const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
@@ -256,6 +269,15 @@ export class RpcEndpoint {
     this.calls.delete(p.id);
     pending.release();
     pending.resolve({ data: p.data.value ?? Buffer.alloc(0), custom: p.data.custom });
+  }
+
+  /** A call gave up: fail it here and, if the peer understands RequestCancel, abort its handler there. */
+  private cancel(id: bigint, cancelType: number, err: Error): void {
+    if (!this.calls.has(id)) return;
+    this.settleCall(id, err);
+    if (this.port.canCancel) {
+      this.port.send(encodePacket({ type: T.RequestCancel, id, sessionId: this.port.streamId, cancelType }));
+    }
   }
 
   private settleCall(id: bigint, err: Error): void {

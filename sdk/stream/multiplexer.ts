@@ -148,6 +148,8 @@ export class Multiplexer {
         return stream.receiveDismiss(p.id);
       case T.DismissAck:
         return stream.receiveDismissAck();
+      case T.WindowUpdate:
+        return stream.receiveWindowUpdate(p.increment);
       default:
         if (!stream.destroyed) stream.app.handlePacket(p);
     }
@@ -192,6 +194,7 @@ export class Multiplexer {
         data: {},
       }),
     );
+    stream.opened();
     const waiter = this.acceptWaiters.shift();
     if (waiter) waiter.resolve(stream);
     else this.backlog.push(stream);
@@ -216,7 +219,9 @@ export class Multiplexer {
       pending.reject(new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`));
       throw new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`);
     }
-    pending.resolve(this.track(this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen)));
+    const stream = this.track(this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen));
+    stream.opened();
+    pending.resolve(stream);
   }
 
   private create(streamId: bigint, meta: Buffer, peer: string | undefined, allowHalfOpen: boolean): Stream {

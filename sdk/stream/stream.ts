@@ -13,11 +13,12 @@ import { Duplex } from 'node:stream';
 import { StreamApplication } from '../application/application.js';
 import type { StreamPort } from '../application/port.js';
 import type { Connection } from '../connection/connection.js';
-import { ConnectionClosedError, type GeminioError, StreamClosedError } from '../errors.js';
+import { ConnectionClosedError, type GeminioError, ProtocolError, StreamClosedError } from '../errors.js';
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { Message, PublishOptions } from '../messaging/messaging.js';
 import type { CallOptions, CallResult, RpcHandler } from '../rpc/rpc.js';
+import { StreamFlow } from './flow.js';
 
 /** Creates the application layer (RPC, messaging) of a stream. */
 export type ApplicationFactory = (port: StreamPort) => StreamApplication;
@@ -49,6 +50,12 @@ export class Stream extends Duplex {
   protected gotDismiss = false;
   protected finalized = false;
   private closeTimer: NodeJS.Timeout | undefined;
+  /** Per-stream windows when the extension was negotiated; undefined with a Go peer. */
+  protected flow: StreamFlow | undefined;
+  /** Bytes pushed to the readable buffer and not yet read (counted against the connection's budget). */
+  private unread = 0;
+  /** Running total of bytes read() took out of the buffer (to tell them from chunks handed straight over). */
+  private takenByRead = 0;
 
   constructor(init: StreamInit) {
     super({
@@ -62,6 +69,40 @@ export class Stream extends Duplex {
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
     this.app = (init.application ?? defaultApplication)(streamPort(this));
+    this.flow = init.conn.flowControl ? new StreamFlow(init.conn, init.streamId) : undefined;
+  }
+
+  /** @internal The peer knows the stream now (SessionAck sent or received): window extras may be granted. */
+  opened(): void {
+    this.flow?.start();
+  }
+
+  /** Reads from the buffer; what leaves it is what the application consumed (credit, connection budget). */
+  override read(size?: number): any {
+    const before = this.readableLength;
+    const chunk = super.read(size);
+    const taken = before - this.readableLength;
+    if (taken > 0) {
+      this.takenByRead += taken;
+      this.consumed(taken);
+    }
+    return chunk;
+  }
+
+  private consumed(n: number): void {
+    this.unread -= n;
+    if (!this.flow) {
+      this.conn.releaseBuffered(n);
+      return;
+    }
+    if (this.finalized || this.gotDismiss) return;
+    this.flow.onConsumed(n, this.readableLength);
+  }
+
+  /** @internal WindowUpdate from the peer. */
+  receiveWindowUpdate(increment: number): void {
+    if (!this.flow) throw new ProtocolError('WindowUpdate without the flow-control extension');
+    this.flow.onWindowUpdate(increment);
   }
 
   // ---- RPC and messaging on this stream ----
@@ -157,6 +198,8 @@ export class Stream extends Duplex {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.conn.resumeReading(this);
+    if (!this.flow) this.conn.releaseBuffered(this.unread);
+    this.unread = 0;
     // Aborting: tell the peer (it will answer; we keep the ID until then so its Dismiss is acknowledged).
     if (!this.finalized) {
       if (this.conn.state === 'closed') this.finalize();
@@ -175,11 +218,20 @@ export class Stream extends Duplex {
       cb(new StreamClosedError('write after the stream was dismissed'));
       return;
     }
+    if (this.flow) {
+      this.flow.send(data, () => this.afterSend(cb));
+      return;
+    }
     const max = this.conn.limits.maxStreamPayload;
     for (let off = 0; off < data.length || off === 0; off += max) {
       this.conn.sendStream(this.streamId, data.length <= max ? data : data.subarray(off, off + max));
       if (data.length <= max) break;
     }
+    this.afterSend(cb);
+  }
+
+  /** A write is complete once the socket does not ask us to wait. */
+  private afterSend(cb: (err?: Error | null) => void): void {
     if (this.conn.needsDrain) this.conn.waitDrain(() => cb());
     else cb();
   }
@@ -188,9 +240,21 @@ export class Stream extends Duplex {
 
   /** @internal Raw bytes from the peer. A full buffer pauses the whole socket: there is no window on the wire. */
   receiveData(payload: Buffer): void {
+    this.flow?.onData(payload.length);
     if (this.destroyed || this.readableEnded || this.gotDismiss) return;
     if (payload.length === 0) return;
-    if (!this.push(payload)) this.conn.pauseReading(this);
+    this.unread += payload.length;
+    // With the extension the windows bound what peers can make us hold; the connection budget (which pauses
+    // the socket, stalling every stream) is only the fallback for peers without it.
+    if (!this.flow) this.conn.addBuffered(payload.length);
+    const before = this.readableLength;
+    const taken = this.takenByRead;
+    // Without the extension a full buffer pauses the whole socket; with it the window bounds the buffer.
+    if (!this.push(payload) && !this.flow) this.conn.pauseReading(this);
+    // A flowing stream with an empty buffer hands the chunk to 'data' listeners without buffering it (and
+    // without read()): that is consumption too.
+    const handedOver = before + payload.length - this.readableLength - (this.takenByRead - taken);
+    if (handedOver > 0) this.consumed(handedOver);
   }
 
   /** @internal The peer closes: acknowledge, end the readable side, and answer with our own Dismiss. */
@@ -258,6 +322,7 @@ export class Stream extends Duplex {
   private finalize(): void {
     if (this.finalized) return;
     this.finalized = true;
+    this.flow?.release();
     clearTimeout(this.closeTimer);
     this.conn.resumeReading(this);
     this.onFinalized(this);
@@ -277,6 +342,9 @@ function streamPort(stream: Stream): StreamPort {
     },
     get limits() {
       return stream.conn.limits;
+    },
+    get canCancel() {
+      return stream.conn.canCancel;
     },
     send: (frame) => stream.conn.send(frame),
     nextId: () => stream.conn.ids.next(),

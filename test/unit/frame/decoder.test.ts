@@ -137,6 +137,9 @@ const samples: Packet[] = [
   { type: T.RequestCancel, id: 0x66543d2d00000019n, sessionId: 1n, cancelType: 2 },
   { type: T.Register, id: 0x66543d2900000002n, sessionId: 1n, method: b('echo') },
   { type: T.RegisterAck, id: 0x66543d2900000002n, sessionId: 1n, data: { error: 'dup' } },
+  { type: T.WindowUpdate, id: 3n, sessionId: 0x66543d2b00000002n, increment: 0xffff_ffff },
+  { type: T.Conn, id: 4n, flags: 0x18, capabilities: 0x03, clientId: 7n, data: {} },
+  { type: T.ConnAck, id: 4n, retCode: 0, clientId: 7n, data: { ext: { caps: 3 } } },
 ];
 
 const encoded = samples.map(encodePacket);

@@ -133,6 +133,12 @@ const rawPacket: fc.Arbitrary<Packet> = fc.oneof(
     sessionId: u64,
     cancelType: fc.integer({ min: 0, max: 0xffff }),
   }),
+  fc.record({
+    type: fc.constant(T.WindowUpdate),
+    id: u64,
+    sessionId: u64,
+    increment: fc.integer({ min: 0, max: 0xffff_ffff }),
+  }),
 );
 const anyPacket = fc.oneof(connPacket, sessionPacket, messagePacket, rawPacket);
 
@@ -200,7 +206,7 @@ describe('frame codec properties', () => {
     ['Conn, ConnAck, DisConn, DisConnAck, Heartbeat, HeartbeatAck', connPacket, RUNS.connection],
     ['Session, SessionAck, Dismiss, DismissAck', sessionPacket, RUNS.session],
     ['Message, MessageAck, Request, Response', messagePacket, RUNS.message],
-    ['Stream, Register, RegisterAck, RequestCancel', rawPacket, RUNS.raw],
+    ['Stream, Register, RegisterAck, RequestCancel, WindowUpdate', rawPacket, RUNS.raw],
   ];
   for (const [name, arb, numRuns] of groups) {
     it(`round trip, random chunks: ${name}`, () => {

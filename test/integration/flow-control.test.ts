@@ -1,0 +1,204 @@
+/**
+ * The flow-control extension between geminio-node peers, and the limits that keep memory bounded.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Capability } from '../../sdk/frame/index.js';
+import {
+  type DialOptions,
+  type End,
+  LimitExceededError,
+  type ListenOptions,
+  ProtocolError,
+  type Stream,
+  StreamRefusedError,
+} from '../../sdk/index.js';
+import { delay, randomBytes, tcpPair } from '../helpers/pair.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const WINDOW = 256 * KiB;
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function pair(client: DialOptions = {}, server: ListenOptions = {}) {
+  const p = await tcpPair(client, server);
+  cleanups.push(p.cleanup);
+  return p;
+}
+
+function conn(end: End): { capabilities: number; sendStream(id: bigint, b: Buffer): boolean } {
+  return (end as unknown as { conn: { capabilities: number; sendStream(id: bigint, b: Buffer): boolean } })
+    .conn;
+}
+
+/** Bytes/s a stream carries for `ms` while its reader reads everything. */
+async function throughput(writer: Stream, reader: Stream, ms: number): Promise<number> {
+  let received = 0;
+  reader.on('data', (c: Buffer) => {
+    received += c.length;
+  });
+  const chunk = randomBytes(128 * KiB);
+  let running = true;
+  const pump = (async () => {
+    while (running) {
+      if (!writer.write(chunk)) await new Promise((r) => writer.once('drain', r));
+    }
+  })();
+  await delay(200); // warm up: let windows grow
+  const start = received;
+  const t0 = performance.now();
+  await delay(ms);
+  const rate = ((received - start) * 1000) / (performance.now() - t0);
+  running = false;
+  await pump;
+  reader.removeAllListeners('data');
+  return rate;
+}
+
+describe('flow-control extension', () => {
+  it('is negotiated between geminio-node peers, and either side can decline it', async () => {
+    const both = await pair();
+    expect(conn(both.client).capabilities).toBe(Capability.FlowControl | Capability.RequestCancel);
+    expect(conn(both.server).capabilities).toBe(Capability.FlowControl | Capability.RequestCancel);
+    const off = await pair({ flowControl: false });
+    expect(conn(off.client).capabilities).toBe(Capability.RequestCancel);
+    expect(conn(off.server).capabilities).toBe(Capability.RequestCancel);
+    const offServer = await pair({}, { flowControl: false });
+    expect(conn(offServer.client).capabilities).toBe(Capability.RequestCancel);
+  });
+
+  it('one stalled reader does not slow another stream on the same connection', {
+    timeout: 60_000,
+  }, async () => {
+    const { client, server } = await pair();
+    const [fastW, fastR] = await Promise.all([client.openStream(), server.acceptStream()]);
+    const alone = Math.max(await throughput(fastW, fastR, 700), await throughput(fastW, fastR, 700));
+
+    // A second stream whose reader never reads, with a writer that keeps trying.
+    const [stuckW] = await Promise.all([client.openStream(), server.acceptStream()]);
+    const filler = randomBytes(64 * KiB);
+    let stuckWrites = 0;
+    while (stuckW.write(filler) && stuckWrites < 1000) stuckWrites++;
+    const shared = Math.max(await throughput(fastW, fastR, 700), await throughput(fastW, fastR, 700));
+    expect(stuckWrites * filler.length).toBeLessThanOrEqual(2 * MiB); // it was held back, not buffered whole
+    expect(shared).toBeGreaterThanOrEqual(0.9 * alone);
+  });
+
+  it('a reader that never reads on 1,000 streams: writers see backpressure, receiver memory stays bounded', async () => {
+    const { client, server } = await pair({}, { maxStreams: 2000, acceptBacklog: 2000 });
+    const accepted: Stream[] = [];
+    const acceptLoop = (async () => {
+      for (let i = 0; i < 1000; i++) accepted.push(await server.acceptStream());
+    })();
+    const writers = await Promise.all(Array.from({ length: 1000 }, () => client.openStream()));
+    await acceptLoop;
+    // Each writer offers twice its window (the same chunk object, so the test itself allocates little).
+    const chunk = randomBytes(64 * KiB);
+    for (const w of writers) for (let i = 0; i < 8; i++) w.write(chunk);
+    const held = () => accepted.reduce((sum, s) => sum + s.readableLength, 0);
+    // Wait until the windows' worth has arrived (or stopped growing).
+    for (let last = -1, t = 0; t < 200 && held() !== last; t++) {
+      last = held();
+      await delay(100);
+    }
+    // Backpressure: every writer still holds what its window did not let through, and says so.
+    expect(writers.every((w) => w.writableNeedDrain && w.writableLength >= WINDOW)).toBe(true);
+    const buffered = held();
+    // Everything the receiver holds is within the sum of the windows: the window let exactly that through.
+    expect(buffered).toBeLessThanOrEqual(1000 * WINDOW);
+    expect(buffered).toBeGreaterThanOrEqual(1000 * WINDOW * 0.9);
+    // Reading one stream frees credit: its writer drains; the others stay held.
+    const w0 = writers[0]!;
+    const drained = new Promise((r) => w0.once('drain', r));
+    accepted[0]!.resume();
+    await drained;
+    expect(writers[1]!.writableNeedDrain).toBe(true);
+  }, 60_000);
+
+  it('262,144 one-byte writes: the receiver holds at most 2x the window', async () => {
+    const { client, server } = await pair();
+    const [w, r] = await Promise.all([client.openStream(), server.acceptStream()]);
+    const before = process.memoryUsage();
+    const one = Buffer.from([7]);
+    for (let i = 0; i < 262_144; i++) w.write(one);
+    await delay(500);
+    expect(r.readableLength).toBeLessThanOrEqual(WINDOW);
+    const after = process.memoryUsage();
+    const grown = after.arrayBuffers - before.arrayBuffers;
+    expect(grown).toBeLessThanOrEqual(2 * WINDOW + 2 * MiB); // 2x window + the writer's own queue of 1-byte writes
+    let total = 0;
+    r.on('data', (c: Buffer) => {
+      total += c.length;
+    });
+    await new Promise<void>((resolve) => {
+      const check = () => (total >= 262_144 ? resolve() : setTimeout(check, 10));
+      check();
+    });
+    expect(total).toBe(262_144);
+  });
+
+  it('a peer that sends past the window is closed with a protocol error', async () => {
+    const { client, server } = await pair();
+    const [w] = await Promise.all([client.openStream(), server.acceptStream()]);
+    const closed = new Promise((r) => server.once('close', r));
+    conn(client).sendStream(w.streamId, Buffer.alloc(WINDOW + 1)); // bypasses the window on purpose
+    await closed;
+    expect(server.closeError).toBeInstanceOf(ProtocolError);
+  });
+});
+
+describe('limits', () => {
+  it('1,001 opens against maxStreams 1,000: exactly one is refused, the rest work', async () => {
+    const { client, server } = await pair({}, { maxStreams: 1000, acceptBacklog: 2000 });
+    const results = await Promise.allSettled(Array.from({ length: 1001 }, () => client.openStream()));
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as PromiseRejectedResult).reason).toBeInstanceOf(StreamRefusedError);
+    // The connection and the other streams are unaffected.
+    const first = (results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<Stream>).value;
+    const peer = await server.acceptStream();
+    first.write('still works');
+    const got = await new Promise<Buffer>((r) => peer.once('data', r));
+    expect(got.toString()).toBe('still works');
+    expect((await client.call('nope').catch((e) => e)).code).toBe('GEMINIO_ERR_NO_SUCH_METHOD');
+  }, 60_000);
+
+  it('calls and publishes beyond their limits reject with a typed error instead of queueing', async () => {
+    const { client, server } = await pair({ maxPendingCalls: 2, maxPendingPublishes: 2 });
+    await server.register('hang', () => new Promise(() => {}));
+    const calls = [client.call('hang', '', { timeout: 2000 }), client.call('hang', '', { timeout: 2000 })];
+    await expect(client.call('hang')).rejects.toBeInstanceOf(LimitExceededError);
+    const pubs = [client.publish('a', { timeout: 2000 }), client.publish('b', { timeout: 2000 })];
+    await expect(client.publish('c')).rejects.toBeInstanceOf(LimitExceededError);
+    for (const p of [...calls, ...pubs]) p.catch(() => {});
+  });
+});
+
+describe('RequestCancel between geminio-node peers', () => {
+  it('aborting a call aborts the remote handler', async () => {
+    const { client, server } = await pair();
+    let aborted: unknown;
+    const started = new Promise<void>((resolve) => {
+      server.register('slow', ({ signal }) => {
+        resolve();
+        return new Promise((_r, reject) =>
+          signal.addEventListener('abort', () => {
+            aborted = signal.reason;
+            reject(signal.reason);
+          }),
+        );
+      });
+    });
+    await delay(20);
+    const ctl = new AbortController();
+    const call = client.call('slow', '', { signal: ctl.signal });
+    await started;
+    ctl.abort();
+    await expect(call).rejects.toMatchObject({ code: 'GEMINIO_ERR_ABORTED' });
+    await delay(50);
+    expect(aborted).toMatchObject({ code: 'GEMINIO_ERR_ABORTED' });
+  });
+});
