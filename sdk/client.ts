@@ -9,7 +9,6 @@ import { type EndLimits, resolveLimits, toBuffer } from './config.js';
 import { Connection } from './connection/connection.js';
 import { End, type SetupOptions } from './end.js';
 import { ConnectionClosedError, type GeminioError } from './errors.js';
-import type { IdFactory } from './ids.js';
 import { type ReconnectOption, resolveReconnect } from './reconnect.js';
 
 export interface DialOptions extends Partial<EndLimits>, SetupOptions {
@@ -33,11 +32,12 @@ export async function dial(address: Address, options: DialOptions = {}): Promise
   const limits = resolveLimits(options);
   const policy = resolveReconnect(options.reconnect);
   const { host, port } = parseAddress(address);
-  const connect = async (clientId: bigint | undefined, ids: IdFactory | undefined): Promise<Connection> => {
+  const connect = async (previous: Connection | undefined): Promise<Connection> => {
     const socket = await connectSocket(host, port, options.tls, limits.handshakeTimeout);
-    return handshake(socket, limits, options, clientId, ids);
+    // After a drop: ask for the same ClientID, with the server's resume secret if it gave one.
+    return handshake(socket, limits, options, previous?.clientId ?? options.clientId, previous);
   };
-  const conn = await connect(options.clientId, undefined);
+  const conn = await connect(undefined);
   const end = new End(conn, { redial: policy ? connect : undefined, reconnect: policy, setup: options });
   return setUp(end);
 }
@@ -56,7 +56,7 @@ async function handshake(
   limits: EndLimits,
   options: DialOptions,
   clientId: bigint | undefined,
-  ids: IdFactory | undefined,
+  previous: Connection | undefined,
 ): Promise<Connection> {
   const conn = new Connection({
     role: 'client',
@@ -64,7 +64,8 @@ async function handshake(
     limits,
     meta: toBuffer(options.meta),
     clientId,
-    ids,
+    ids: previous?.ids,
+    resumeToken: previous?.resumeToken,
   });
   await conn.start();
   return conn;

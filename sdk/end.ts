@@ -33,7 +33,7 @@ export interface SetupOptions {
 }
 
 /** @internal How a client End makes a new connection. */
-export type Redial = (clientId: bigint, ids: Connection['ids']) => Promise<Connection>;
+export type Redial = (previous: Connection) => Promise<Connection>;
 
 export class End extends Stream {
   /** @internal */ mux: Multiplexer;
@@ -236,7 +236,7 @@ export class End extends Stream {
       if (this.userClosed) return;
       let conn: Connection;
       try {
-        conn = await this.redial!(this.conn.clientId, this.conn.ids);
+        conn = await this.redial!(this.conn);
       } catch (err) {
         lastError = err;
         continue;

@@ -3,15 +3,17 @@
  * `acceptEnd()` / `for await (const end of listener)`. A failed handshake never reaches the application: it is
  * reported as a 'handshakeError' event and the socket is closed.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { type Address, type HostPort, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits } from './config.js';
-import { type ConnectHook, Connection } from './connection/connection.js';
+import { assignClientId, type ConnectHook, type ConnectInfo, Connection } from './connection/connection.js';
 import { End, type SetupOptions } from './end.js';
 import {
+  ConnectionClosedError,
   type GeminioError,
   InvalidArgumentError,
   LimitExceededError,
@@ -41,6 +43,14 @@ export interface ListenOptions extends Partial<EndLimits>, SetupOptions {
   deliveryWindow?: number;
 }
 
+interface ClientRecord {
+  /** The End holding this ClientID now, if any. */
+  current: End | undefined;
+  window: DeliveryWindow;
+  /** Secret handed to geminio-node clients in the ConnAck, to take the ID back after a reconnect. */
+  token: Buffer;
+}
+
 /** Most ClientIDs a listener remembers (for resume and replay windows); the oldest are forgotten first. */
 const REMEMBERED_CLIENTS = 4096;
 
@@ -59,8 +69,8 @@ export class Listener extends EventEmitter {
   private waiters: Array<{ resolve: (e: End) => void; reject: (e: Error) => void }> = [];
   private closed = false;
   private readonly handshaking = new Set<Duplex>();
-  /** ClientIDs this listener assigned: true while a connection holds one. */
-  private readonly clients = new Map<bigint, { online: boolean; window: DeliveryWindow }>();
+  /** ClientIDs this listener assigned, with their resume secret and the End holding each now. */
+  private readonly clients = new Map<bigint, ClientRecord>();
 
   /** @internal use listen() */
   constructor(private readonly options: ListenOptions) {
@@ -126,28 +136,53 @@ export class Listener extends EventEmitter {
     this.emit('close');
   }
 
-  /** Marks the End's ClientID online and gives its default stream the ClientID's replay window. */
-  private track(end: End): void {
-    const id = end.clientId;
+  /** The record of a ClientID this listener hands out, made when it is first assigned. */
+  private record(id: bigint): ClientRecord {
     let client = this.clients.get(id);
     if (!client) {
-      client = { online: true, window: new DeliveryWindow(this.options.deliveryWindow ?? 4096) };
+      client = {
+        current: undefined,
+        window: new DeliveryWindow(this.options.deliveryWindow ?? 4096),
+        token: randomBytes(16),
+      };
       this.clients.set(id, client);
       if (this.clients.size > REMEMBERED_CLIENTS) {
         for (const [old, c] of this.clients) {
-          if (!c.online) {
+          if (!c.current) {
             this.clients.delete(old);
             break;
           }
         }
       }
     }
-    const entry = client;
-    entry.online = true;
+    return client;
+  }
+
+  /** Marks the End as the holder of its ClientID and gives its default stream the ClientID's replay window. */
+  private track(end: End): void {
+    const entry = this.record(end.clientId);
+    entry.current = end;
     end.app.messaging.window = entry.window;
     end.once('close', () => {
-      if (this.clients.get(id) === entry) entry.online = false;
+      if (entry.current === end) entry.current = undefined;
     });
+  }
+
+  /**
+   * Whether a client may have the ClientID it proposes back: one this listener assigned and nobody holds, or
+   * one still held by a connection the server has not seen die, if the client shows that ID's resume secret
+   * (then the old connection is closed: the client has moved on from it).
+   */
+  private resume(info: ConnectInfo): bigint | undefined {
+    const known = this.clients.get(info.proposedClientId);
+    if (this.options.resumeClientIds === false || !known) return undefined;
+    if (!known.current) return info.proposedClientId;
+    const token = info.resumeToken;
+    if (!token || token.length !== known.token.length || !timingSafeEqual(token, known.token))
+      return undefined;
+    known.current.destroy(new ConnectionClosedError('replaced by a newer connection of the same client'));
+    known.current = undefined;
+    return info.proposedClientId;
   }
 
   private onSocket(socket: Duplex): void {
@@ -164,11 +199,13 @@ export class Listener extends EventEmitter {
         throw new LimitExceededError('server busy: too many ends waiting');
       const decided = await userHook?.(info);
       if (typeof decided === 'bigint' && decided !== 0n) return decided;
-      const known = this.clients.get(info.proposedClientId);
-      if (this.options.resumeClientIds !== false && known && !known.online) return info.proposedClientId;
-      return undefined;
+      // Assign here rather than in the connection, so the record (and its resume secret) exists for the ConnAck.
+      const id = this.resume(info) ?? assignClientId();
+      this.record(id);
+      return id;
     };
-    serverEnd(socket, { ...this.options, onConnect }, (end) => this.track(end)).then(
+    const resumeTokenFor = (id: bigint) => this.clients.get(id)?.token;
+    serverEnd(socket, { ...this.options, onConnect }, (end) => this.track(end), resumeTokenFor).then(
       (end) => {
         this.handshaking.delete(socket);
         if (this.closed) {
@@ -207,12 +244,14 @@ export async function serverEnd(
   transport: Duplex,
   options: ServerEndOptions = {},
   onEnd?: (end: End) => void,
+  resumeTokenFor?: (clientId: bigint) => Buffer | undefined,
 ): Promise<End> {
   const conn = new Connection({
     role: 'server',
     transport,
     limits: resolveLimits(options),
     onConnect: options.onConnect,
+    resumeTokenFor,
   });
   await conn.start();
   const end = new End(conn, { setup: options });

@@ -42,6 +42,8 @@ export interface ConnectInfo {
   remoteAddress: string | undefined;
   /** The TLS peer certificate when the transport is TLS with client certificates. */
   peerCertificate: unknown;
+  /** The resume secret a geminio-node client presents with its proposed ClientID after a reconnect. */
+  resumeToken: Buffer | undefined;
 }
 
 /**
@@ -56,6 +58,11 @@ export type ConnectHook = (
 /** Process-wide, like Go's DefaultIncIDCounter: ClientIDs assigned by this process never repeat. */
 const clientIds = new IdFactory();
 
+/** A fresh ClientID from the process-wide counter (never 0). */
+export function assignClientId(): bigint {
+  return clientIds.next();
+}
+
 export interface ConnectionInit {
   role: Role;
   transport: Duplex;
@@ -68,6 +75,10 @@ export interface ConnectionInit {
   onConnect?: ConnectHook | undefined;
   /** PacketID factory; a reconnecting End keeps one across connections so replayed IDs never collide. */
   ids?: IdFactory | undefined;
+  /** Client: the resume secret a geminio-node server gave the previous connection. */
+  resumeToken?: Buffer | undefined;
+  /** Server: the resume secret to hand a geminio-node client that was given `clientId`. */
+  resumeTokenFor?: ((clientId: bigint) => Buffer | undefined) | undefined;
 }
 
 /**
@@ -86,6 +97,8 @@ export class Connection extends EventEmitter {
   closeError: GeminioError | undefined;
   /** geminio-node extensions both sides agreed on at the handshake (Capability bits); 0 with a Go peer. */
   capabilities = 0;
+  /** Client: the resume secret the server gave (geminio-node servers only). */
+  resumeToken: Buffer | undefined;
   /** Bytes held in stream read buffers, across streams (see maxBufferedBytes). */
   private bufferedBytes = 0;
   /** Sum of stream receive windows beyond the initial ones (see maxConnectionWindow). */
@@ -115,6 +128,7 @@ export class Connection extends EventEmitter {
   private gotConn = false;
   private readonly proposedClientId: bigint;
   private readonly onConnectHook: ConnectHook | undefined;
+  private readonly resumeTokenFor: ((clientId: bigint) => Buffer | undefined) | undefined;
 
   constructor(init: ConnectionInit) {
     super();
@@ -125,6 +139,8 @@ export class Connection extends EventEmitter {
     this.meta = init.meta ?? Buffer.alloc(0);
     this.proposedClientId = init.clientId ?? 0n;
     this.onConnectHook = init.onConnect;
+    this.resumeToken = init.resumeToken;
+    this.resumeTokenFor = init.resumeTokenFor;
     this.decoder = new FrameDecoder({ maxPacketLength: init.limits.maxPacketLength });
     this.liveness = new Liveness(() => this.destroy(new HeartbeatTimeoutError()));
     this.transport.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -211,7 +227,7 @@ export class Connection extends EventEmitter {
             flags: ConnFlag.ClientIdAcquire | (code << ConnFlag.HeartbeatShift),
             clientId: this.proposedClientId,
             capabilities: this.offeredCapabilities,
-            data: { meta: this.meta },
+            data: { meta: this.meta, ext: this.resumeToken ? { resume: this.resumeToken } : undefined },
           }),
         );
       }
@@ -328,6 +344,7 @@ export class Connection extends EventEmitter {
       meta: this.meta,
       remoteAddress: this.remoteAddress,
       peerCertificate: peerCertificate(this.transport),
+      resumeToken: p.data.ext?.resume,
     };
     const timeout = this.limits.heartbeatTimeout ?? 2 * HEARTBEAT_INTERVALS_MS[code]!;
     Promise.resolve()
@@ -338,7 +355,8 @@ export class Connection extends EventEmitter {
           this.clientId = typeof decided === 'bigint' && decided !== 0n ? decided : clientIds.next();
           // Answer the extension only when asked: a Go client never asks, so it sees Go's exact ConnAck.
           this.capabilities = (p.capabilities ?? 0) & this.offeredCapabilities;
-          const data: ConnData = this.capabilities ? { ext: { caps: this.capabilities } } : {};
+          const resume = this.capabilities ? this.resumeTokenFor?.(this.clientId) : undefined;
+          const data: ConnData = this.capabilities ? { ext: { caps: this.capabilities, resume } } : {};
           this.send(
             encodePacket({ type: T.ConnAck, id: p.id, retCode: RetCode.OK, clientId: this.clientId, data }),
           );
@@ -377,6 +395,7 @@ export class Connection extends EventEmitter {
     if (clientId === 0n) throw new ProtocolError('server assigned ClientID 0');
     this.clientId = clientId;
     this.capabilities = (data.ext?.caps ?? 0) & this.offeredCapabilities;
+    this.resumeToken = data.ext?.resume ?? this.resumeToken;
     this.opened(this.limits.heartbeatTimeout ?? 2 * this.limits.heartbeatInterval);
     this.heartbeatTimer = setInterval(sendHeartbeat, this.limits.heartbeatInterval, this);
   }

@@ -47,7 +47,12 @@ export function encodeConnData(d: ConnData): Buffer {
   const out: string[] = [];
   bytesField(out, 'meta', d.meta);
   stringField(out, 'error', d.error);
-  if (d.ext) out.push(`"ext":{"caps":${d.ext.caps & 0xff}}`);
+  if (d.ext) {
+    const ext: string[] = [];
+    if (d.ext.caps !== undefined) ext.push(`"caps":${d.ext.caps & 0xff}`);
+    if (d.ext.resume?.length) ext.push(`"resume":"${d.ext.resume.toString('base64')}"`);
+    out.push(`"ext":{${ext.join(',')}}`);
+  }
   return finish(out);
 }
 
@@ -173,9 +178,15 @@ export function decodeConnData(buf: Buffer): ConnData {
     error: readString(o, 'error', 'ConnData'),
   };
   // The extension answer; anything malformed there just means "no extension" (Go would ignore the key too).
-  const ext = o.ext as { caps?: unknown } | null | undefined;
-  if (ext && typeof ext === 'object' && Number.isInteger(ext.caps))
-    data.ext = { caps: (ext.caps as number) & 0xff };
+  const ext = o.ext as { caps?: unknown; resume?: unknown } | null | undefined;
+  if (ext && typeof ext === 'object') {
+    const caps = Number.isInteger(ext.caps) ? (ext.caps as number) & 0xff : undefined;
+    const resume =
+      typeof ext.resume === 'string' && BASE64_STD.test(ext.resume)
+        ? Buffer.from(ext.resume, 'base64')
+        : undefined;
+    if (caps !== undefined || resume) data.ext = { caps, resume };
+  }
   return data;
 }
 

@@ -10,8 +10,13 @@ export interface ConnData {
 
 /** The `ext` key of a ConnAck from a geminio-node server to a client that set capability bits. */
 export interface ConnExtension {
-  /** Capability bits accepted (see Capability). */
-  caps: number;
+  /** ConnAck: capability bits accepted (see Capability). */
+  caps?: number | undefined;
+  /**
+   * ConnAck: a secret that lets this client take its ClientID back after a reconnect even while the server
+   * still holds its old connection. Conn: that secret, presented again.
+   */
+  resume?: Buffer | undefined;
 }
 
 /** JSON part of Session, SessionAck, Dismiss and DismissAck. */

@@ -528,11 +528,12 @@ describe('bad input (issue 3)', () => {
 });
 
 describe('a reconnect the server has not noticed yet (half-open old connection)', () => {
-  // KNOWN SDK GAP, kept as `it.fails` so it turns red once fixed: when the old connection is half-open (its
-  // packets vanish, but the server has not timed it out: 2 x the declared heartbeat interval, 10 s here), the
-  // reconnecting client is NOT given its ClientID back (Listener: "never a live ID"), so it gets a new ClientID,
-  // a new delivery window, and the replay of a message whose ack was lost is delivered to the application twice.
-  it.fails('keeps the ClientID and delivers a replayed message once', async () => {
+  // The old connection is half-open (its packets vanish, but the server has not timed it out: 2 x the declared
+  // heartbeat interval, 10 s here). The listener never hands out a live ClientID, except to a client that shows
+  // that ID's resume secret (given in its first ConnAck): then the old connection is closed as replaced, the
+  // client keeps its ClientID and delivery window, and the replay of a message whose ack was lost is not
+  // delivered twice.
+  it('keeps the ClientID and delivers a replayed message once', async () => {
     const { listener, ends } = await server(0, (end) => {
       (async () => {
         for (;;) {
@@ -583,7 +584,8 @@ describe('a reconnect the server has not noticed yet (half-open old connection)'
     await published;
     await delay(100);
     expect(ends.length).toBe(2);
-    expect(ends[0]!.state).toBe('connected'); // the server still believes in the old connection
+    expect(ends[0]!.destroyed).toBe(true); // replaced by the reconnect, not left to time out
+    expect(ends[0]!.closeError?.message).toContain('replaced');
     expect(client.clientId).toBe(firstId);
     expect(deliveries).toEqual([`${firstId}:m1`]);
   });
