@@ -78,6 +78,7 @@ export class Stream extends Duplex {
   }
 
   /** Reads from the buffer; what leaves it is what the application consumed (credit, connection budget). */
+  // biome-ignore lint/suspicious/noExplicitAny: Readable.read() is typed `any` in @types/node; we return it as is.
   override read(size?: number): any {
     const before = this.readableLength;
     const chunk = super.read(size);
