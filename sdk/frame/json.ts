@@ -102,7 +102,11 @@ function parseObject(input: Buffer | string, what: string): JsonObject {
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw new ProtocolError(`JSON in ${what} is not an object`);
   }
-  return foldKeys(value as JsonObject);
+  const o = value as JsonObject;
+  // Go (and we) write lower-case keys: then the parsed object is used as is. Reading only our own key names
+  // from it is safe even with a "__proto__" key, which JSON.parse makes an own property, not the prototype.
+  for (const k in o) if (k !== k.toLowerCase()) return foldKeys(o);
+  return o;
 }
 
 /**
@@ -119,8 +123,20 @@ function readBytes(o: JsonObject, key: string, what: string): Buffer | undefined
   const v = o[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') throw new ProtocolError(`${what}.${key} must be a base64 string`);
-  if (!BASE64_STD.test(v)) throw new ProtocolError(`${what}.${key} is not padded standard base64`);
-  return Buffer.from(v, 'base64');
+  // Padded standard base64, as Go's StdEncoding wants, checked without a regex or a second pass: Node's decoder
+  // skips invalid characters and stops at '=', so any of those makes the output shorter than the length implies;
+  // it also takes the URL-safe alphabet, which Go refuses.
+  const bytes = Buffer.from(v, 'base64');
+  const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
+  if (
+    v.length % 4 !== 0 ||
+    bytes.length !== (v.length / 4) * 3 - padding ||
+    v.includes('-') ||
+    v.includes('_')
+  ) {
+    throw new ProtocolError(`${what}.${key} is not padded standard base64`);
+  }
+  return bytes;
 }
 
 function readString(o: JsonObject, key: string, what: string): string | undefined {
@@ -139,6 +155,7 @@ function daysInMonth(year: number, month: number): number {
 function readTime(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') throw new ProtocolError(`${what} must be an RFC 3339 string`);
+  if (v === GO_ZERO_TIME) return undefined; // what Go writes for "unset": every message carries two
   const m = RFC3339.exec(v);
   if (!m) throw new ProtocolError(`${what} is not an RFC 3339 time`);
   // Go range-checks every field; Date.parse would roll Feb 30 over to March.

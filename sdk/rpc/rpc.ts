@@ -69,7 +69,7 @@ export class RpcEndpoint {
   private remoteWaiters: Array<() => void> = [];
   private readonly calls = new Map<bigint, PendingCall>();
   private readonly registers = new Map<bigint, PendingRegister>();
-  private readonly running = new Map<bigint, AbortController>();
+  private readonly running = new Map<bigint, RunningCall>();
   private readonly closeWaiters = new Set<(err: Error) => void>();
   private closedWith: GeminioError | undefined;
   /** Responses that matched no pending call (late, after a timeout, or bogus). */
@@ -295,35 +295,50 @@ export class RpcEndpoint {
       this.respond(p.id, method, undefined, `${NO_SUCH_RPC}: ${method}`);
       return;
     }
-    const deadlineMs = earliest(p.data.deadline, p.data.contextDeadline);
-    const ctl = new AbortController();
-    const timer =
-      deadlineMs === undefined
-        ? undefined
-        : setTimeout(
-            () => ctl.abort(new TimeoutError('deadline exceeded')),
-            Math.max(0, deadlineMs - Date.now()),
-          );
-    this.running.set(p.id, ctl);
+    const call = new RunningCall(earliest(p.data.deadline, p.data.contextDeadline));
+    this.running.set(p.id, call);
     const request: RpcRequest = {
       data: p.data.value ?? Buffer.alloc(0),
       custom: p.data.custom,
       method,
       clientId: this.port.clientId,
       streamId: this.port.streamId,
-      deadline: deadlineMs === undefined ? undefined : new Date(deadlineMs),
-      signal: ctl.signal,
+      deadline: call.deadline === undefined ? undefined : new Date(call.deadline),
+      get signal() {
+        return call.signal;
+      },
     };
-    new Promise((resolve) => resolve(handler(request)))
-      .then(
-        (result) => this.respond(p.id, method, toBytes(result, 'handler result'), undefined),
-        (err: unknown) => this.respond(p.id, method, undefined, errorText(err)),
-      )
-      .catch((err: unknown) => this.respond(p.id, method, undefined, errorText(err)))
-      .finally(() => {
-        clearTimeout(timer);
-        this.running.delete(p.id);
-      });
+    const ok = (result: unknown) => {
+      this.finish(p.id, call);
+      let value: Buffer | undefined;
+      try {
+        value = toBytes(result, 'handler result');
+      } catch (err) {
+        return this.respond(p.id, method, undefined, errorText(err));
+      }
+      this.respond(p.id, method, value, undefined);
+    };
+    const fail = (err: unknown) => {
+      this.finish(p.id, call);
+      this.respond(p.id, method, undefined, errorText(err));
+    };
+    // A synchronous handler is answered without a single promise (the common case for small methods).
+    let result: unknown;
+    try {
+      result = handler(request);
+    } catch (err) {
+      return fail(err);
+    }
+    if (result !== null && typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      (result as PromiseLike<unknown>).then(ok, fail);
+    } else {
+      ok(result);
+    }
+  }
+
+  private finish(id: bigint, call: RunningCall): void {
+    call.done();
+    if (this.running.get(id) === call) this.running.delete(id);
   }
 
   private respond(id: bigint, method: string, value: Buffer | undefined, error: string | undefined): void {
@@ -346,7 +361,7 @@ export class RpcEndpoint {
     for (const id of [...this.calls.keys()]) this.settleCall(id, err);
     for (const id of [...this.registers.keys()]) this.settleRegister(id, err);
     for (const w of [...this.closeWaiters]) w(err);
-    for (const ctl of this.running.values()) ctl.abort(err);
+    for (const call of this.running.values()) call.abort(err);
     this.running.clear();
     this.remoteMethods.clear();
   }
@@ -358,8 +373,47 @@ export class RpcEndpoint {
     for (const id of [...this.calls.keys()]) this.settleCall(id, err);
     for (const id of [...this.registers.keys()]) this.settleRegister(id, err);
     for (const w of [...this.closeWaiters]) w(err);
-    for (const ctl of this.running.values()) ctl.abort(err);
+    for (const call of this.running.values()) call.abort(err);
     this.running.clear();
+  }
+}
+
+/**
+ * A handler in progress. Its AbortSignal (and the deadline timer behind it) is made only if the handler looks
+ * at `signal`: most handlers never do, and a controller plus a timer per request was a measurable cost.
+ */
+class RunningCall {
+  private controller: AbortController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private reason: unknown;
+  private finished = false;
+
+  constructor(readonly deadline: number | undefined) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason !== undefined) this.controller.abort(this.reason);
+      else if (this.deadline !== undefined && !this.finished) {
+        this.timer = setTimeout(
+          () => this.abort(new TimeoutError('deadline exceeded')),
+          Math.max(0, this.deadline - Date.now()),
+        );
+      }
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    clearTimeout(this.timer);
+    this.controller?.abort(reason);
+  }
+
+  done(): void {
+    this.finished = true;
+    clearTimeout(this.timer);
   }
 }
 

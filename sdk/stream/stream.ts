@@ -43,7 +43,8 @@ export class Stream extends Duplex {
   readonly peer: string | undefined;
 
   /** @internal The End swaps it after a reconnect. */ conn: Connection;
-  /** @internal */ readonly app: StreamApplication;
+  private application: StreamApplication | undefined;
+  private readonly makeApplication: ApplicationFactory;
   private readonly onFinalized: (stream: Stream) => void;
   protected sentDismiss = false;
   protected gotDismissAck = false;
@@ -68,7 +69,7 @@ export class Stream extends Duplex {
     this.meta = init.meta;
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
-    this.app = (init.application ?? defaultApplication)(streamPort(this));
+    this.makeApplication = init.application ?? defaultApplication;
     this.flow = init.conn.flowControl ? new StreamFlow(init.conn, init.streamId) : undefined;
   }
 
@@ -104,6 +105,15 @@ export class Stream extends Duplex {
   receiveWindowUpdate(increment: number): void {
     if (!this.flow) throw new ProtocolError('WindowUpdate without the flow-control extension');
     this.flow.onWindowUpdate(increment);
+  }
+
+  /**
+   * @internal RPC and messaging state, made on first use: most streams carry only bytes, and an idle stream
+   * should cost little more than its Duplex.
+   */
+  get app(): StreamApplication {
+    this.application ??= this.makeApplication(streamPort(this));
+    return this.application;
   }
 
   // ---- RPC and messaging on this stream ----
@@ -206,7 +216,8 @@ export class Stream extends Duplex {
       if (this.conn.state === 'closed') this.finalize();
       else this.sendDismiss();
     }
-    this.app.close(err ? toStreamError(err) : new StreamClosedError());
+    // Only a stream that used RPC or messaging has anything to fail (and an Error's stack is not free).
+    this.application?.close(err ? toStreamError(err) : new StreamClosedError());
     cb(err);
   }
 
