@@ -180,7 +180,9 @@ export class Listener extends EventEmitter {
     const token = info.resumeToken;
     if (!token || token.length !== known.token.length || !timingSafeEqual(token, known.token))
       return undefined;
-    known.current.destroy(new ConnectionClosedError('replaced by a newer connection of the same client'));
+    // Through the connection, so the old End closes with this reason like any lost connection (no 'error'
+    // event the application may not listen for).
+    known.current.conn.destroy(new ConnectionClosedError('replaced by a newer connection of the same client'));
     known.current = undefined;
     return info.proposedClientId;
   }

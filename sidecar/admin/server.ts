@@ -1,0 +1,71 @@
+/**
+ * The admin listener (127.0.0.1 by default): /metrics (Prometheus), /healthz (the process runs), /readyz (the
+ * upstreams are connected and the sidecar is not shutting down), /debug/ends (JSON view of the Ends).
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import { sendJson } from '../http-util.js';
+import type { Metrics } from '../metrics.js';
+import { listenOn } from '../net-util.js';
+
+export interface AdminSource {
+  metrics: Metrics;
+  /** Why the sidecar is not ready; empty when ready. */
+  notReady(): string[];
+  debugEnds(): unknown;
+}
+
+export class AdminServer {
+  private readonly server: http.Server;
+
+  constructor(
+    readonly listen: string,
+    private readonly source: AdminSource,
+  ) {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: Error) => {
+        if (!res.headersSent) sendJson(res, 500, { error: err.message });
+      });
+    });
+  }
+
+  async start(): Promise<net.AddressInfo> {
+    return listenOn(this.server, this.listen);
+  }
+
+  address(): net.AddressInfo {
+    return this.server.address() as net.AddressInfo;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'GET only' });
+    switch (path) {
+      case '/metrics': {
+        const { registry } = this.source.metrics;
+        const body = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(body);
+        return;
+      }
+      case '/healthz':
+        return sendJson(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const reasons = this.source.notReady();
+        return sendJson(res, reasons.length === 0 ? 200 : 503, { ready: reasons.length === 0, reasons });
+      }
+      case '/debug/ends':
+        return sendJson(res, 200, this.source.debugEnds());
+      default:
+        return sendJson(res, 404, {
+          error: 'not found',
+          endpoints: ['/metrics', '/healthz', '/readyz', '/debug/ends'],
+        });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

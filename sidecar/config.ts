@@ -1,0 +1,326 @@
+/**
+ * The sidecar's configuration: its types, its schema with every default, and loading from a YAML or JSON file with
+ * environment overrides. Every limit and timeout is here, with a safe default; `docs/SIDECAR.md` documents each key.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { applyOverrides, envOverrides, fixLists } from './overrides.js';
+import {
+  address,
+  bool,
+  type ConfigProblem,
+  formatProblem,
+  int,
+  ms,
+  name,
+  object,
+  type Schema,
+  str,
+  validate,
+} from './schema.js';
+
+export interface TlsConfig {
+  enabled: boolean;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  servername?: string;
+  rejectUnauthorized: boolean;
+  requestCert: boolean;
+}
+export interface UpstreamConfig {
+  address: string;
+  tls: TlsConfig;
+  reconnect: { minDelayMs: number; maxDelayMs: number; jitter: number };
+  handshakeTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  streamOpenTimeoutMs: number;
+  maxStreams: number;
+  /** Serve streams the peer opens on this connection (the NAT'd side of a reverse tunnel). */
+  serve: boolean;
+}
+export interface HttpOutboundConfig {
+  name: string;
+  listen: string;
+  upstream: string;
+  service: string;
+  maxStreams: number;
+  keepAliveTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  retries: number;
+  rpc: { enabled: boolean; timeoutMs: number; maxBodyBytes: number };
+  publish: { enabled: boolean; timeoutMs: number; maxBodyBytes: number };
+}
+export interface TcpOutboundConfig {
+  name: string;
+  listen: string;
+  upstream: string;
+  service: string;
+}
+export interface ServiceConfig {
+  /** `http://host:port` or `tcp://host:port`. */
+  target: string;
+  maxConnections: number;
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+}
+export interface InboundConfig {
+  listen: string;
+  tls: TlsConfig;
+  maxPendingEnds: number;
+  keepAliveTimeoutMs: number;
+  rpc: Record<string, { url: string; timeoutMs: number; maxBodyBytes: number }>;
+  messages?: { webhook: string; timeoutMs: number; concurrency: number };
+}
+export interface TunnelConfig {
+  name: string;
+  listen: string;
+  /** The name the client announced in its meta ({"name": ...}); or use clientId. */
+  client?: string;
+  clientId?: string;
+  service: string;
+  protocol: 'tcp' | 'http';
+}
+export interface SidecarConfig {
+  /** Announced to upstreams in the End meta as {"name": ...}; tunnels find a client by it. */
+  name: string;
+  admin: { listen: string };
+  log: { level: string; format: 'auto' | 'json' | 'pretty' };
+  shutdown: { gracePeriodMs: number };
+  hooks: { timeoutMs: number };
+  upstreams: Record<string, UpstreamConfig>;
+  outbound: { http: HttpOutboundConfig[]; tcp: TcpOutboundConfig[] };
+  inbound?: InboundConfig;
+  services: Record<string, ServiceConfig>;
+  tunnels: TunnelConfig[];
+}
+
+const MiB = 1024 * 1024;
+const NAME_KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const httpUrl: Schema = {
+  kind: 'string',
+  pattern: /^https?:\/\/[^/\s]+(\/\S*)?$/,
+  expected: 'a URL http://host:port/path',
+};
+
+const tls = object({
+  enabled: bool(false),
+  caFile: str({ optional: true }),
+  certFile: str({ optional: true }),
+  keyFile: str({ optional: true }),
+  servername: str({ optional: true }),
+  rejectUnauthorized: bool(true),
+  requestCert: bool(false),
+});
+
+/** The whole schema. Defaults here are the documented defaults. */
+export const schema: Schema = object({
+  name: { kind: 'string', default: os.hostname(), pattern: /^\S{1,128}$/, expected: 'a name without spaces' },
+  admin: object({ listen: address({ default: '127.0.0.1:9901' }) }),
+  log: object({
+    level: {
+      kind: 'enum',
+      values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+    },
+    format: { kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto' },
+  }),
+  shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
+  hooks: object({ timeoutMs: ms(1_000) }),
+  upstreams: {
+    kind: 'map',
+    keyPattern: NAME_KEY,
+    values: object({
+      address: address(),
+      tls,
+      reconnect: object({
+        minDelayMs: ms(100),
+        maxDelayMs: ms(5_000),
+        jitter: { kind: 'number', default: 0.2, min: 0, max: 1 },
+      }),
+      handshakeTimeoutMs: ms(10_000),
+      heartbeatIntervalMs: { kind: 'int', default: 20_000, min: 1, max: 320_000 },
+      streamOpenTimeoutMs: ms(10_000),
+      maxStreams: int(4096, 1, 1_000_000),
+      serve: bool(false),
+    }),
+  },
+  outbound: object({
+    http: {
+      kind: 'array',
+      items: object({
+        name: name(),
+        listen: address(),
+        upstream: name(),
+        service: name(),
+        maxStreams: int(256, 1, 100_000),
+        keepAliveTimeoutMs: ms(60_000),
+        headersTimeoutMs: ms(30_000),
+        bodyTimeoutMs: ms(60_000),
+        retries: int(1, 0, 10),
+        rpc: object({
+          enabled: bool(true),
+          timeoutMs: ms(30_000),
+          maxBodyBytes: int(4 * MiB, 0, 1024 * MiB),
+        }),
+        publish: object({
+          enabled: bool(true),
+          timeoutMs: ms(30_000),
+          maxBodyBytes: int(4 * MiB, 0, 1024 * MiB),
+        }),
+      }),
+    },
+    tcp: {
+      kind: 'array',
+      items: object({ name: name(), listen: address(), upstream: name(), service: name() }),
+    },
+  }),
+  inbound: object(
+    {
+      listen: address({ default: '127.0.0.1:7001' }),
+      tls,
+      maxPendingEnds: int(1024, 1, 1_000_000),
+      keepAliveTimeoutMs: ms(65_000),
+      rpc: {
+        kind: 'map',
+        keyPattern: /^\S{1,256}$/,
+        values: object({ url: httpUrl, timeoutMs: ms(30_000), maxBodyBytes: int(4 * MiB, 0, 1024 * MiB) }),
+      },
+      messages: object({ webhook: httpUrl, timeoutMs: ms(10_000), concurrency: int(16, 1, 10_000) }, true),
+    },
+    true,
+  ),
+  services: {
+    kind: 'map',
+    keyPattern: NAME_KEY,
+    values: object({
+      target: {
+        kind: 'string',
+        pattern: /^(http|tcp):\/\/[^/\s]+:\d{1,5}\/?$/,
+        expected: 'http://host:port or tcp://host:port',
+      },
+      maxConnections: int(256, 1, 100_000),
+      connectTimeoutMs: ms(10_000),
+      headersTimeoutMs: ms(30_000),
+      bodyTimeoutMs: ms(60_000),
+    }),
+  },
+  tunnels: {
+    kind: 'array',
+    items: object({
+      name: name(),
+      listen: address(),
+      client: str({ optional: true }),
+      clientId: {
+        kind: 'string',
+        pattern: /^[1-9]\d{0,19}$/,
+        expected: 'a ClientID in decimal',
+        optional: true,
+      },
+      service: name(),
+      protocol: { kind: 'enum', values: ['tcp', 'http'], default: 'tcp' },
+    }),
+  },
+});
+
+export { applyOverrides, envOverrides } from './overrides.js';
+
+/** A config that failed validation; `problems` has one entry per wrong key. */
+export class ConfigError extends Error {
+  readonly code = 'GEMINIO_SIDECAR_ERR_CONFIG';
+  constructor(
+    readonly problems: ConfigProblem[],
+    source = 'config',
+  ) {
+    super(`invalid ${source}:\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`);
+  }
+}
+
+/** Validates a raw config object: schema, then the checks that span keys (references, duplicates). */
+export function parseConfig(raw: unknown, source?: string): SidecarConfig {
+  const problems: ConfigProblem[] = [];
+  const config = validate(schema, raw ?? {}, '', problems) as SidecarConfig;
+  if (problems.length === 0) crossCheck(config, problems);
+  if (problems.length > 0) throw new ConfigError(problems, source);
+  return config;
+}
+
+function crossCheck(c: SidecarConfig, problems: ConfigProblem[]): void {
+  const names = new Set<string>();
+  const binds = new Map<string, string>();
+  const bind = (path: string, addr: string) => {
+    if (/:0$/.test(addr)) return; // port 0: the system picks a free port each time
+    const other = binds.get(addr);
+    if (other) problems.push({ path, value: addr, expected: `an address not already used by ${other}` });
+    binds.set(addr, path);
+  };
+  bind('admin.listen', c.admin.listen);
+  if (c.inbound) bind('inbound.listen', c.inbound.listen);
+  const listeners: Array<[string, { name: string; listen: string; upstream?: string; service: string }]> = [
+    ...c.outbound.http.map((l, i) => [`outbound.http[${i}]`, l] as [string, typeof l]),
+    ...c.outbound.tcp.map((l, i) => [`outbound.tcp[${i}]`, l] as [string, typeof l]),
+    ...c.tunnels.map((l, i) => [`tunnels[${i}]`, l] as [string, typeof l]),
+  ];
+  for (const [path, l] of listeners) {
+    if (names.has(l.name))
+      problems.push({ path: `${path}.name`, value: l.name, expected: 'a unique listener name' });
+    names.add(l.name);
+    bind(`${path}.listen`, l.listen);
+    if (l.upstream !== undefined && !c.upstreams[l.upstream]) {
+      const known = Object.keys(c.upstreams).join(', ') || 'none defined';
+      problems.push({ path: `${path}.upstream`, value: l.upstream, expected: `an upstream name (${known})` });
+    }
+  }
+  c.tunnels.forEach((t, i) => {
+    if ((t.client === undefined) === (t.clientId === undefined)) {
+      problems.push({ path: `tunnels[${i}]`, value: t, expected: 'exactly one of client or clientId' });
+    }
+    if (!c.inbound) problems.push({ path: `tunnels[${i}]`, value: t.name, expected: 'an inbound section' });
+  });
+  for (const [n, u] of Object.entries(c.upstreams)) {
+    if (u.reconnect.maxDelayMs < u.reconnect.minDelayMs) {
+      const path = `upstreams.${n}.reconnect.maxDelayMs`;
+      problems.push({ path, value: u.reconnect.maxDelayMs, expected: 'a delay >= minDelayMs' });
+    }
+  }
+}
+
+/** Reads a YAML or JSON file (JSON is YAML); a syntax error is reported with the file name and position. */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      [{ path: '', value: file, expected: `a readable file (${(err as Error).message})` }],
+      file,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(
+      [{ path: '', value: file, expected: `valid YAML or JSON: ${(err as Error).message}` }],
+      file,
+    );
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError([{ path: '', value: raw, expected: 'a mapping at the top level' }], file);
+  }
+  return raw as Record<string, unknown>;
+}
+
+/** Loads a file (if any), applies the environment then the flags, and validates. */
+export function loadConfig(
+  file: string | undefined,
+  options: { env?: NodeJS.ProcessEnv; flags?: Array<[string[], string]> } = {},
+): SidecarConfig {
+  const raw = file ? readConfigFile(file) : {};
+  applyOverrides(raw, [...envOverrides(options.env ?? {}), ...(options.flags ?? [])]);
+  return parseConfig(fixLists(raw), file);
+}

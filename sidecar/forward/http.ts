@@ -1,0 +1,243 @@
+/**
+ * HTTP forwarding, used by both directions: `proxyRequest` sends one parsed request through an undici dispatcher
+ * and streams the answer back (bodies are never buffered whole; backpressure holds both ways), `observe` counts
+ * and logs each exchange, and `HttpForwarder` serves the HTTP exchanges arriving on accepted streams by handing
+ * each stream to a local http.Server (so every request is parsed, hooked and measured) and forwarding to the
+ * configured `http://host:port` target.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type Dispatcher, Pool } from 'undici';
+import type { Stream } from '../../sdk/index.js';
+import type { ServiceConfig } from '../config.js';
+import type { HookRunner } from '../hooks.js';
+import {
+  classify,
+  ErrorCode,
+  forwardHeaders,
+  hasBody,
+  IDEMPOTENT,
+  rawErrorResponse,
+  rawRequestHead,
+  responseHeaders,
+  sendError,
+} from '../http-util.js';
+import type { Inflight } from '../inflight.js';
+import type { Logger } from '../logger.js';
+import { type Direction, type Metrics, methodLabel } from '../metrics.js';
+import { splice, targetHostPort } from './tcp.js';
+
+export interface ProxyOptions {
+  dispatcher: Dispatcher;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  /** Extra attempts for idempotent requests without a body whose stream failed before an answer. */
+  retries: number;
+  side: 'upstream' | 'target';
+  onRetry?: () => void;
+  extraHeaders?: Record<string, string>;
+}
+
+/** Forwards one request; answers 502/503/504 JSON when no answer came. Aborts upstream if the client leaves. */
+export async function proxyRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  o: ProxyOptions,
+): Promise<void> {
+  const abort = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort(new Error('client went away'));
+  });
+  const withBody = hasBody(req);
+  const replayable = IDEMPOTENT.has(req.method ?? '') && !withBody;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const answer = await o.dispatcher.request({
+        path: req.url ?? '/',
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        headers: forwardHeaders(req.headers, o.extraHeaders),
+        body: withBody ? req : undefined,
+        signal: abort.signal,
+        headersTimeout: o.headersTimeoutMs,
+        bodyTimeout: o.bodyTimeoutMs,
+      });
+      res.writeHead(answer.statusCode, responseHeaders(answer.headers));
+      await pipeline(answer.body, res);
+      return;
+    } catch (err) {
+      if (abort.signal.aborted || res.headersSent || res.destroyed) {
+        res.destroy();
+        return;
+      }
+      const failure = classify(err, o.side);
+      if (replayable && attempt < o.retries && failure.status !== 504) {
+        o.onRetry?.();
+        continue;
+      }
+      sendError(res, failure.status, failure.code, failure.message);
+      return;
+    }
+  }
+}
+
+export interface ObserveInfo {
+  listener: string;
+  direction: Direction;
+  clientId?: string;
+  streamId?: string;
+  metrics: Metrics;
+  logger: Logger;
+  inflight: Inflight;
+}
+
+/** Counts the exchange in flight, and when it ends: metrics and one access-log line. */
+export function observe(req: IncomingMessage, res: ServerResponse, info: ObserveInfo): void {
+  const started = process.hrtime.bigint();
+  const done = info.inflight.begin();
+  res.once('close', () => {
+    done();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const method = methodLabel(req.method);
+    const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
+    info.metrics.httpRequests.inc({ listener: info.listener, method, status: String(status) });
+    info.metrics.httpDuration.observe({ listener: info.listener, method }, seconds);
+    info.logger.info(
+      {
+        listener: info.listener,
+        direction: info.direction,
+        clientId: info.clientId,
+        streamId: info.streamId,
+        method: req.method,
+        path: req.url,
+        status,
+        completed: res.writableFinished,
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+      },
+      'access',
+    );
+  });
+}
+
+export interface ForwarderDeps {
+  metrics: Metrics;
+  logger: Logger;
+  hooks: HookRunner;
+  inflight: Inflight;
+  keepAliveTimeoutMs: number;
+}
+
+/** Serves HTTP exchanges arriving on streams for one `http://` service. */
+export class HttpForwarder {
+  private readonly server: http.Server;
+  private readonly pool: Pool;
+  private readonly target: { host: string; port: number };
+  /** Streams served, with their requests in flight. */
+  private readonly active = new Map<Stream, number>();
+  private retired = false;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    readonly service: string,
+    private readonly config: ServiceConfig,
+    private readonly deps: ForwarderDeps,
+  ) {
+    this.target = targetHostPort(config.target);
+    this.pool = new Pool(config.target, {
+      connections: config.maxConnections,
+      connectTimeout: config.connectTimeoutMs,
+      keepAliveTimeout: 4_000,
+    });
+    this.server = http.createServer(
+      { keepAliveTimeout: deps.keepAliveTimeoutMs, requestTimeout: 0 },
+      (req, res) => this.handle(req, res),
+    );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.upgrade(req, socket, head),
+    );
+    this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+  }
+
+  /** Takes an accepted stream: from now on it is one HTTP/1.1 connection of this service. */
+  serve(stream: Stream): void {
+    this.active.set(stream, 0);
+    stream.once('close', () => {
+      this.active.delete(stream);
+      if (this.active.size === 0) this.drained?.();
+    });
+    this.server.emit('connection', stream);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const stream = req.socket as unknown as Stream;
+    const ids = { clientId: String(stream.clientId), streamId: String(stream.streamId) };
+    const listener = `inbound:${this.service}`;
+    observe(req, res, { listener, direction: 'inbound', ...ids, ...this.deps });
+    this.active.set(stream, (this.active.get(stream) ?? 0) + 1);
+    res.once('close', () => {
+      const left = (this.active.get(stream) ?? 1) - 1;
+      if (this.active.has(stream)) this.active.set(stream, left);
+      if (this.retired && left === 0 && !stream.destroyed) stream.end();
+    });
+    if (this.retired) res.setHeader('connection', 'close');
+    const decision = await this.deps.hooks.decide('request', {
+      ...ids,
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      service: this.service,
+      direction: 'inbound',
+    });
+    if (!decision.allow) return sendError(res, decision.status ?? 403, ErrorCode.forbidden, decision.reason);
+    await proxyRequest(req, res, {
+      dispatcher: this.pool,
+      headersTimeoutMs: this.config.headersTimeoutMs,
+      bodyTimeoutMs: this.config.bodyTimeoutMs,
+      retries: 1,
+      side: 'target',
+      extraHeaders: { 'x-geminio-client-id': ids.clientId },
+    });
+  }
+
+  /** An Upgrade (WebSocket) request: replay it on a fresh TCP connection to the target, then splice raw bytes. */
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const done = this.deps.inflight.begin();
+    const target = net.connect(this.target);
+    target.once('connect', () => {
+      target.write(rawRequestHead(req));
+      if (head.length > 0) target.write(head);
+      splice(socket, target, () => done());
+    });
+    target.once('error', (err) => {
+      if (!target.connecting) return;
+      done();
+      socket.end(rawErrorResponse(503, ErrorCode.targetUnavailable, err.message));
+    });
+  }
+
+  /**
+   * Retires this forwarder (a reload changed or removed its service): idle streams end now, busy ones after their
+   * response (`connection: close`), and the pool closes once the last stream is gone. New streams go elsewhere.
+   */
+  retire(): Promise<void> {
+    this.retired = true;
+    for (const [s, n] of this.active) if (n === 0) s.end();
+    return this.close();
+  }
+
+  /**
+   * Closes the pool to the target once its requests are done. The streams themselves close with their End (the
+   * composition root closes Ends only after the work in flight is done, or the grace period is over).
+   */
+  async close(): Promise<void> {
+    if (this.retired && this.active.size > 0) await new Promise<void>((r) => (this.drained = r));
+    await this.pool.close();
+  }
+
+  /** Drops everything now. */
+  destroy(): void {
+    for (const s of this.active.keys()) s.destroy();
+    this.pool.destroy().catch(() => {});
+  }
+}

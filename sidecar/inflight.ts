@@ -1,0 +1,37 @@
+/** Counts work in flight (requests, TCP connections, calls) so a graceful shutdown knows when it may stop. */
+export class Inflight {
+  private count = 0;
+  private waiters: Array<() => void> = [];
+
+  /** Marks one unit of work begun; call the returned function once when it ends (extra calls are ignored). */
+  begin(): () => void {
+    this.count++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.count--;
+      if (this.count === 0) for (const w of this.waiters.splice(0)) w();
+    };
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Resolves true when nothing is in flight, or false once `timeoutMs` passed first. */
+  idle(timeoutMs: number): Promise<boolean> {
+    if (this.count === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        resolve(false);
+      }, timeoutMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.waiters.push(wake);
+    });
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The HTTP gateway to an End's RPC and messaging, mounted on outbound HTTP listeners:
+ * `POST /rpc/<method>` becomes `end.call(method, body)` and `POST /publish/<topic>` an acknowledged publish, so a
+ * Go geminio service's registered methods can be called with curl.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type End, NoSuchMethodError, RemoteError } from '../../sdk/index.js';
+import type { HookRunner } from '../hooks.js';
+import { BodyTooLargeError, classify, ErrorCode, readBody, sendError } from '../http-util.js';
+import type { Logger } from '../logger.js';
+import type { Direction, Metrics } from '../metrics.js';
+import type { EndSource } from '../upstreams.js';
+
+export interface GatewayContext {
+  listener: string;
+  direction: Direction;
+  source: EndSource;
+  metrics: Metrics;
+  hooks: HookRunner;
+  logger: Logger;
+  timeoutMs: number;
+  maxBodyBytes: number;
+}
+
+/** The part of the path after `prefix`, URL-decoded, without the query; undefined when empty or malformed. */
+export function pathName(url: string, prefix: string): string | undefined {
+  const raw = url.slice(prefix.length).split('?')[0] ?? '';
+  try {
+    const name = decodeURIComponent(raw);
+    return name === '' ? undefined : name;
+  } catch {
+    return undefined;
+  }
+}
+
+async function prepare(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: GatewayContext,
+  facts: { method: string; path: string },
+): Promise<{ end: End; body: Buffer } | undefined> {
+  const end = ctx.source.current();
+  const decision = await ctx.hooks.decide('rpc', {
+    clientId: end ? String(end.clientId) : undefined,
+    method: facts.method,
+    path: facts.path,
+    headers: req.headers,
+    direction: ctx.direction,
+    listener: ctx.listener,
+  });
+  if (!decision.allow) {
+    sendError(res, decision.status ?? 403, ErrorCode.forbidden, decision.reason);
+    return undefined;
+  }
+  let body: Buffer;
+  try {
+    body = await readBody(req, ctx.maxBodyBytes);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) sendError(res, 413, ErrorCode.tooLarge, err.message);
+    else res.destroy();
+    return undefined;
+  }
+  // Checked after reading the body so the connection stays usable for the next request.
+  const now = ctx.source.current();
+  if (!now) {
+    sendError(res, 503, ErrorCode.upstreamUnavailable, `upstream ${ctx.source.name} is not connected`);
+    return undefined;
+  }
+  return { end: now, body };
+}
+
+/** `POST /rpc/<method>`: 200 with the result; 404 no such method; 502 remote error; 503 down; 504 timeout. */
+export async function handleRpc(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: GatewayContext,
+): Promise<void> {
+  const method = pathName(req.url ?? '', '/rpc/');
+  if (!method)
+    return sendError(res, 404, ErrorCode.noSuchMethod, 'no method named in the path /rpc/<method>');
+  const ready = await prepare(req, res, ctx, { method, path: req.url ?? '' });
+  if (!ready) return;
+  const label = ready.end.remoteMethods.has(method) ? method : 'unknown';
+  const stop = ctx.metrics.rpcDuration.startTimer({ direction: ctx.direction, method: label });
+  let outcome = 'ok';
+  try {
+    const result = await ready.end.call(method, ready.body, { timeout: ctx.timeoutMs });
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': result.data.length });
+    res.end(result.data);
+  } catch (err) {
+    if (err instanceof NoSuchMethodError) {
+      outcome = 'no_such_method';
+      sendError(res, 404, ErrorCode.noSuchMethod, `no such method "${method}"`);
+    } else if (err instanceof RemoteError) {
+      outcome = 'remote_error';
+      sendError(res, 502, ErrorCode.remoteError, err.message);
+    } else {
+      const f = classify(err);
+      outcome = f.status === 504 ? 'timeout' : 'unavailable';
+      sendError(res, f.status, f.code, f.message);
+    }
+  } finally {
+    stop();
+    ctx.metrics.rpcCalls.inc({ direction: ctx.direction, method: label, outcome });
+  }
+}
+
+/** `POST /publish/<topic>`: 202 once the receiver acknowledged; 502 with its error text; 503 down; 504 timeout. */
+export async function handlePublish(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: GatewayContext,
+): Promise<void> {
+  const topic = pathName(req.url ?? '', '/publish/');
+  if (!topic) return sendError(res, 404, ErrorCode.notFound, 'no topic named in the path /publish/<topic>');
+  const ready = await prepare(req, res, ctx, { method: 'publish', path: req.url ?? '' });
+  if (!ready) return;
+  let outcome = 'acked';
+  try {
+    await ready.end.publish(ready.body, { topic, timeout: ctx.timeoutMs });
+    const body = JSON.stringify({ status: 'acked', topic });
+    res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  } catch (err) {
+    if (err instanceof RemoteError) {
+      outcome = 'rejected';
+      sendError(res, 502, ErrorCode.remoteError, err.message);
+    } else {
+      const f = classify(err);
+      outcome = f.status === 504 ? 'timeout' : 'unavailable';
+      sendError(res, f.status, f.code, f.message);
+    }
+  } finally {
+    ctx.metrics.messagesPublished.inc({ listener: ctx.listener, outcome });
+  }
+}

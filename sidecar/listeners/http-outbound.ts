@@ -1,0 +1,210 @@
+/**
+ * An outbound HTTP listener: a local HTTP server whose requests travel to a service behind an End. Each HTTP/1.1
+ * connection to the far side is a geminio stream: the undici Pool's `connect` opens a stream instead of a socket,
+ * so keep-alive reuses streams and many requests share the one upstream connection. Upgrades (WebSocket) get a
+ * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+import type { HttpOutboundConfig } from '../config.js';
+import { observe, proxyRequest } from '../forward/http.js';
+import { splice } from '../forward/tcp.js';
+import type { HookRunner } from '../hooks.js';
+import {
+  ErrorCode,
+  rawErrorResponse,
+  rawRequestHead,
+  sendError,
+  UpstreamUnavailableError,
+} from '../http-util.js';
+import type { Inflight } from '../inflight.js';
+import type { Logger } from '../logger.js';
+import type { Direction, Metrics } from '../metrics.js';
+import { listenOn } from '../net-util.js';
+import { streamMeta } from '../services.js';
+import type { EndSource } from '../upstreams.js';
+import { type GatewayContext, handlePublish, handleRpc } from './gateway.js';
+
+export interface ListenerDeps {
+  metrics: Metrics;
+  logger: Logger;
+  hooks: HookRunner;
+  inflight: Inflight;
+}
+
+/** The settings of an HTTP listener (an outbound listener's, or a tunnel's with defaults). */
+export type HttpListenerConfig = Omit<HttpOutboundConfig, 'upstream'>;
+
+export class HttpOutboundListener {
+  private readonly server: http.Server;
+  private readonly pool: Pool;
+  private readonly log: Logger;
+  private readonly rpc: GatewayContext;
+  private readonly publish: GatewayContext;
+  private closing = false;
+
+  constructor(
+    readonly config: HttpListenerConfig,
+    private readonly source: EndSource,
+    private readonly direction: Direction,
+    private readonly deps: ListenerDeps,
+  ) {
+    this.log = deps.logger.child({ listener: config.name });
+    const { service } = config;
+    this.pool = new Pool(`http://${service}`, {
+      connections: config.maxStreams,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.bodyTimeoutMs,
+      connect: (_options, callback) => {
+        const end = source.current();
+        if (!end) {
+          callback(new UpstreamUnavailableError(`upstream ${source.name} is not connected`), null);
+          return;
+        }
+        end.openStream({ meta: streamMeta(service, 'http') }).then(
+          (stream) => {
+            deps.metrics.trackStream(stream, direction, service);
+            callback(null, stream as unknown as net.Socket);
+          },
+          (err: Error) => {
+            deps.metrics.streamOpenFailures.inc({ direction, service });
+            callback(err, null);
+          },
+        );
+      },
+    });
+    const gateway = { listener: config.name, direction, source, ...deps };
+    this.rpc = { ...gateway, timeoutMs: config.rpc.timeoutMs, maxBodyBytes: config.rpc.maxBodyBytes };
+    this.publish = {
+      ...gateway,
+      timeoutMs: config.publish.timeoutMs,
+      maxBodyBytes: config.publish.maxBodyBytes,
+    };
+    this.server = http.createServer({ keepAliveTimeout: 5_000, requestTimeout: 0 }, (req, res) =>
+      this.handle(req, res, false),
+    );
+    // Expect: 100-continue ends here (undici cannot send it): the hook decides first, then 100 Continue is sent
+    // and the body streams to the far side as it arrives.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
+      this.handle(req, res, true),
+    );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.upgrade(req, socket, head),
+    );
+    this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Binds the listening address. */
+  async start(): Promise<void> {
+    await listenOn(this.server, this.config.listen);
+    this.log.info({ listen: this.config.listen, service: this.config.service }, 'http listener started');
+  }
+
+  address(): net.AddressInfo {
+    return this.server.address() as net.AddressInfo;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
+    const end = this.source.current();
+    const ids = { clientId: end ? String(end.clientId) : undefined };
+    observe(req, res, { listener: this.config.name, direction: this.direction, ...ids, ...this.deps });
+    if (this.closing) res.setHeader('connection', 'close');
+    const url = req.url ?? '/';
+    if (req.method === 'POST' && this.config.rpc.enabled && url.startsWith('/rpc/')) {
+      if (expectContinue) res.writeContinue();
+      return handleRpc(req, res, this.rpc);
+    }
+    if (req.method === 'POST' && this.config.publish.enabled && url.startsWith('/publish/')) {
+      if (expectContinue) res.writeContinue();
+      return handlePublish(req, res, this.publish);
+    }
+    const decision = await this.deps.hooks.decide('request', {
+      ...ids,
+      method: req.method,
+      path: url,
+      headers: req.headers,
+      service: this.config.service,
+      direction: this.direction,
+      listener: this.config.name,
+    });
+    if (!decision.allow) return sendError(res, decision.status ?? 403, ErrorCode.forbidden, decision.reason);
+    if (!end) {
+      res.setHeader('connection', 'close'); // an unread body must not be parsed as the next request
+      return sendError(
+        res,
+        503,
+        ErrorCode.upstreamUnavailable,
+        `upstream ${this.source.name} is not connected`,
+      );
+    }
+    if (expectContinue) res.writeContinue();
+    await proxyRequest(req, res, {
+      dispatcher: this.pool,
+      headersTimeoutMs: this.config.headersTimeoutMs,
+      bodyTimeoutMs: this.config.bodyTimeoutMs,
+      retries: this.config.retries,
+      side: 'upstream',
+      onRetry: () => this.deps.metrics.httpRetries.inc({ listener: this.config.name }),
+    });
+  }
+
+  /** Upgrade (WebSocket): a fresh stream, the request head replayed on it, then raw bytes both ways. */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const end = this.source.current();
+    const decision = await this.deps.hooks.decide('request', {
+      clientId: end ? String(end.clientId) : undefined,
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      service: this.config.service,
+      direction: this.direction,
+      listener: this.config.name,
+    });
+    if (!decision.allow) return void socket.end(rawErrorResponse(403, ErrorCode.forbidden, decision.reason));
+    if (!end) {
+      return void socket.end(
+        rawErrorResponse(503, ErrorCode.upstreamUnavailable, `upstream ${this.source.name} is not connected`),
+      );
+    }
+    const done = this.deps.inflight.begin();
+    try {
+      const stream = await end.openStream({ meta: streamMeta(this.config.service, 'http') });
+      this.deps.metrics.trackStream(stream, this.direction, this.config.service);
+      stream.write(rawRequestHead(req));
+      if (head.length > 0) stream.write(head);
+      splice(socket, stream, () => done());
+    } catch (err) {
+      done();
+      socket.end(rawErrorResponse(503, ErrorCode.upstreamUnavailable, (err as Error).message));
+    }
+  }
+
+  /** Stops accepting connections; idle keep-alive connections close, busy ones close after their response. */
+  stopAccepting(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
+  /** Stops accepting, then closes the pool (its idle streams end; requests in flight finish first). */
+  async close(): Promise<void> {
+    this.stopAccepting();
+    await this.pool.close();
+  }
+
+  /** Drops every connection and stream now. */
+  destroy(): void {
+    this.stopAccepting();
+    this.server.closeAllConnections();
+    this.pool.destroy().catch(() => {});
+  }
+}

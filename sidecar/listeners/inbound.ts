@@ -1,0 +1,257 @@
+/**
+ * The inbound side: a geminio listener (TCP or TLS) that accepts Ends from remote sidecars and geminio clients.
+ * Streams they open go through the service table; RPC methods from the config are registered on every End and
+ * forward the call body to a local HTTP endpoint; messages are POSTed to the configured webhook. Connected Ends are
+ * kept by ClientID and by announced name, for /debug/ends and for reverse tunnels.
+ */
+
+import { Agent, request } from 'undici';
+import { type End, type Listener, listen, type RpcRequest } from '../../sdk/index.js';
+import type { InboundConfig } from '../config.js';
+import type { HookRunner } from '../hooks.js';
+import type { Inflight } from '../inflight.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { ServiceRouter } from '../services.js';
+import { serverTls } from '../tls.js';
+
+export interface InboundDeps {
+  metrics: Metrics;
+  logger: Logger;
+  hooks: HookRunner;
+  inflight: Inflight;
+  /** The current service table (a reload may swap it). */
+  router: () => ServiceRouter;
+}
+
+export interface ConnectedEnd {
+  end: End;
+  name: string | undefined;
+  connectedAt: Date;
+}
+
+/** Reads the name a client announced in its meta ({"name": ...}); other metas have none. */
+export function announcedName(meta: Buffer): string | undefined {
+  try {
+    const v = JSON.parse(meta.toString('utf8')) as { name?: unknown };
+    return typeof v?.name === 'string' ? v.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class InboundListener {
+  readonly ends = new Map<bigint, ConnectedEnd>();
+  private listener: Listener | undefined;
+  private readonly agent: Agent;
+  private readonly log: Logger;
+  readonly key: string;
+
+  constructor(
+    readonly config: InboundConfig,
+    private readonly deps: InboundDeps,
+  ) {
+    this.key = JSON.stringify(config);
+    this.log = deps.logger.child({ listener: 'inbound' });
+    this.agent = new Agent({ connections: 64 });
+  }
+
+  async start(): Promise<void> {
+    const registerLocalRpcs = Object.fromEntries(
+      Object.entries(this.config.rpc).map(([method, target]) => [
+        method,
+        (r: RpcRequest) => this.callLocal(method, target, r),
+      ]),
+    );
+    this.listener = await listen(this.config.listen, {
+      tls: serverTls(this.config.tls),
+      endBacklog: this.config.maxPendingEnds,
+      registerLocalRpcs,
+      onConnect: async (info) => {
+        const d = await this.deps.hooks.decide('connect', {
+          clientId: info.proposedClientId ? String(info.proposedClientId) : undefined,
+          peer: announcedName(info.meta),
+          remoteAddress: info.remoteAddress,
+          direction: 'inbound',
+        });
+        if (!d.allow) throw new Error(d.reason);
+        return undefined;
+      },
+    });
+    this.listener.on('handshakeError', (err: Error, addr: string | undefined) =>
+      this.log.debug({ err: err.message, remoteAddress: addr }, 'handshake failed'),
+    );
+    this.log.info({ listen: this.config.listen, tls: this.config.tls.enabled }, 'geminio listener started');
+    void this.acceptLoop(this.listener);
+  }
+
+  address(): { host: string; port: number } | undefined {
+    return this.listener?.address();
+  }
+
+  /** The End of a connected client, by the name it announced or its ClientID (the most recent one wins). */
+  find(by: { name?: string; clientId?: string }): End | undefined {
+    let found: ConnectedEnd | undefined;
+    for (const c of this.ends.values()) {
+      if (c.end.state !== 'connected') continue;
+      if (by.clientId !== undefined && String(c.end.clientId) === by.clientId) return c.end;
+      if (by.name !== undefined && c.name === by.name && (!found || c.connectedAt >= found.connectedAt))
+        found = c;
+    }
+    return found?.end;
+  }
+
+  private async acceptLoop(listener: Listener): Promise<void> {
+    for await (const end of listener) this.adopt(end);
+  }
+
+  private adopt(end: End): void {
+    const name = announcedName(end.meta);
+    const log = this.log.child({ clientId: String(end.clientId), peer: name });
+    this.ends.set(end.clientId, { end, name, connectedAt: new Date() });
+    this.deps.metrics.inboundEnds.set(this.ends.size);
+    log.info({ remoteAddress: end.remoteAddress }, 'end connected');
+    end.on('error', (err: Error) => log.debug({ err: err.message }, 'end error'));
+    end.once('close', () => {
+      if (this.ends.get(end.clientId)?.end === end) this.ends.delete(end.clientId);
+      this.deps.metrics.inboundEnds.set(this.ends.size);
+      log.info({ err: end.closeError?.message }, 'end closed');
+    });
+    void (async () => {
+      for await (const stream of end) {
+        this.deps
+          .router()
+          .dispatch(stream, end, 'inbound')
+          .catch((err: Error) => log.debug({ err: err.message }, 'dispatch failed'));
+      }
+    })().catch(() => {});
+    if (this.config.messages) void this.deliverMessages(end, log);
+    else void this.refuseMessages(end);
+  }
+
+  /** An RPC method from the config: POST the call body to the local URL, its 2xx body is the result. */
+  private async callLocal(
+    method: string,
+    target: InboundConfig['rpc'][string],
+    r: RpcRequest,
+  ): Promise<Buffer> {
+    const ids = { clientId: String(r.clientId), streamId: String(r.streamId) };
+    const done = this.deps.inflight.begin();
+    const stop = this.deps.metrics.rpcDuration.startTimer({ direction: 'inbound', method });
+    let outcome = 'ok';
+    try {
+      const d = await this.deps.hooks.decide('rpc', { ...ids, method, direction: 'inbound' });
+      if (!d.allow) {
+        outcome = 'denied';
+        throw new Error(`denied: ${d.reason}`);
+      }
+      const res = await request(target.url, {
+        method: 'POST',
+        body: r.data,
+        dispatcher: this.agent,
+        signal: r.signal,
+        headersTimeout: target.timeoutMs,
+        bodyTimeout: target.timeoutMs,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'x-geminio-client-id': ids.clientId,
+          'x-geminio-method': method,
+        },
+      });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      if (body.length > target.maxBodyBytes)
+        throw new Error(`answer larger than ${target.maxBodyBytes} bytes`);
+      if (res.statusCode < 200 || res.statusCode > 299) {
+        outcome = 'remote_error';
+        throw new Error(body.length > 0 ? body.toString('utf8') : `HTTP ${res.statusCode}`);
+      }
+      return body;
+    } catch (err) {
+      if (outcome === 'ok') outcome = 'error';
+      throw err;
+    } finally {
+      stop();
+      done();
+      this.deps.metrics.rpcCalls.inc({ direction: 'inbound', method, outcome });
+    }
+  }
+
+  /** Messages from an End: POST each to the webhook; 2xx acks it, anything else acks with the error text. */
+  private async deliverMessages(end: End, log: Logger): Promise<void> {
+    const hook = this.config.messages!;
+    let running = 0;
+    const slots: Array<() => void> = [];
+    try {
+      for await (const m of end.messages()) {
+        if (running >= hook.concurrency) await new Promise<void>((r) => slots.push(r));
+        running++;
+        const done = this.deps.inflight.begin();
+        const headers: Record<string, string> = {
+          'content-type': 'application/octet-stream',
+          'x-geminio-client-id': String(m.clientId),
+          'x-geminio-message-id': String(m.id),
+        };
+        if (m.topic !== undefined) headers['x-geminio-topic'] = m.topic;
+        request(hook.webhook, {
+          method: 'POST',
+          body: m.data,
+          headers,
+          dispatcher: this.agent,
+          headersTimeout: hook.timeoutMs,
+          bodyTimeout: hook.timeoutMs,
+        })
+          .then(async (res) => {
+            const text = await res.body.text();
+            if (res.statusCode >= 200 && res.statusCode <= 299) {
+              m.done();
+              this.deps.metrics.messagesDelivered.inc();
+            } else {
+              m.error(`webhook answered ${res.statusCode}${text ? `: ${text.slice(0, 512)}` : ''}`);
+              this.deps.metrics.messagesFailed.inc();
+            }
+          })
+          .catch((err: Error) => {
+            m.error(`webhook failed: ${err.message}`);
+            this.deps.metrics.messagesFailed.inc();
+          })
+          .finally(() => {
+            running--;
+            slots.shift()?.();
+            done();
+          });
+      }
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'message loop ended');
+    }
+  }
+
+  // Without a webhook nobody would ever acknowledge: refuse at once so publishers fail fast instead of timing out.
+  private async refuseMessages(end: End): Promise<void> {
+    try {
+      for await (const m of end.messages()) {
+        m.error('no message webhook is configured on this sidecar');
+        this.deps.metrics.messagesFailed.inc();
+      }
+    } catch {
+      // the End closed
+    }
+  }
+
+  /** Stops accepting new Ends; connected ones stay until close(). */
+  async stopAccepting(): Promise<void> {
+    await this.listener?.close();
+  }
+
+  /** Closes every connected End gracefully, then the HTTP agent. */
+  async close(): Promise<void> {
+    await this.stopAccepting();
+    await Promise.all([...this.ends.values()].map((c) => c.end.close().catch(() => {})));
+    await this.agent.close();
+  }
+
+  destroy(): void {
+    void this.listener?.close();
+    for (const c of this.ends.values()) c.end.destroy();
+    this.agent.destroy().catch(() => {});
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * The composition root. A Sidecar builds, from one config, the upstreams, the service table, the inbound listener,
+ * the outbound and tunnel listeners and the admin server; it applies a new config by difference (a reload leaves
+ * unchanged listeners and their traffic alone) and shuts down gracefully: not ready, stop accepting, let the work
+ * in flight finish within the grace period, then close the Ends.
+ */
+import type { End, Stream } from '../sdk/index.js';
+import { AdminServer } from './admin/server.js';
+import type { SidecarConfig } from './config.js';
+import { type Hook, HookRunner } from './hooks.js';
+import { Inflight } from './inflight.js';
+import { HttpOutboundListener } from './listeners/http-outbound.js';
+import { InboundListener } from './listeners/inbound.js';
+import { TcpOutboundListener } from './listeners/tcp-outbound.js';
+import { createTunnel } from './listeners/tunnel.js';
+import { createLogger, type Logger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { ServiceRouter } from './services.js';
+import { type EndSource, Upstream } from './upstreams.js';
+
+type LocalListener = HttpOutboundListener | TcpOutboundListener;
+
+export interface SidecarOptions {
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Hooks to install (tests; the plugin system will add them from config). */
+  hooks?: Hook[];
+}
+
+export class Sidecar {
+  config: SidecarConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly hooks: HookRunner;
+  readonly inflight = new Inflight();
+  readonly upstreams = new Map<string, Upstream>();
+  readonly listeners = new Map<string, { key: string; listener: LocalListener }>();
+  inbound: InboundListener | undefined;
+  admin: AdminServer | undefined;
+  private router: ServiceRouter | undefined;
+  private started = false;
+  private shuttingDown = false;
+  private shutdownPromise: Promise<void> | undefined;
+
+  constructor(config: SidecarConfig, options: SidecarOptions = {}) {
+    this.config = config;
+    this.logger = options.logger ?? createLogger(config.log);
+    this.metrics = options.metrics ?? new Metrics();
+    this.hooks = new HookRunner(this.metrics, this.logger, config.hooks.timeoutMs);
+    for (const h of options.hooks ?? []) this.hooks.add(h);
+  }
+
+  /** Starts everything; rejects (after undoing what started) when a listener cannot bind. */
+  async start(): Promise<void> {
+    try {
+      await this.apply(this.config, true);
+      this.started = true;
+      this.logger.info({ name: this.config.name, admin: this.config.admin.listen }, 'sidecar started');
+    } catch (err) {
+      this.destroy();
+      throw err;
+    }
+  }
+
+  /** Applies a new (already validated) config by difference. A listener that fails to bind is logged and skipped. */
+  async reload(next: SidecarConfig): Promise<void> {
+    if (this.shuttingDown) return;
+    try {
+      await this.apply(next, false);
+      this.metrics.reloads.inc({ outcome: 'ok' });
+      this.logger.info('config reloaded');
+    } catch (err) {
+      this.metrics.reloads.inc({ outcome: 'error' });
+      this.logger.error({ err: (err as Error).message }, 'reload partly failed');
+    }
+  }
+
+  private async apply(next: SidecarConfig, first: boolean): Promise<void> {
+    const prev = this.config;
+    this.config = next;
+    this.logger.level = next.log.level;
+    const errors: string[] = [];
+    const attempt = async (what: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (err) {
+        if (first) throw err;
+        errors.push(`${what}: ${(err as Error).message}`);
+      }
+    };
+
+    if (first || prev.admin.listen !== next.admin.listen) {
+      const old = this.admin;
+      await old?.close();
+      this.admin = new AdminServer(next.admin.listen, this);
+      await attempt('admin', async () => void (await this.admin!.start()));
+    }
+
+    const keepAlive = next.inbound?.keepAliveTimeoutMs ?? 65_000;
+    if (this.router) this.router.update(next.services, keepAlive);
+    else this.router = new ServiceRouter(next.services, { ...this.deps(), keepAliveTimeoutMs: keepAlive });
+
+    for (const [name, u] of this.upstreams) {
+      const wanted = next.upstreams[name];
+      if (!wanted || JSON.stringify(wanted) !== u.key) {
+        this.upstreams.delete(name);
+        void u.close();
+      }
+    }
+    for (const [name, cfg] of Object.entries(next.upstreams)) {
+      if (this.upstreams.has(name)) continue;
+      const u = new Upstream(name, cfg, {
+        metrics: this.metrics,
+        logger: this.logger,
+        announce: next.name,
+        onStream: (stream: Stream, end: End) => void this.router!.dispatch(stream, end, 'tunnel'),
+      });
+      this.upstreams.set(name, u);
+      u.start();
+    }
+
+    if (this.inbound && (!next.inbound || JSON.stringify(next.inbound) !== this.inbound.key)) {
+      const old = this.inbound;
+      this.inbound = undefined;
+      await old.close();
+    }
+    if (next.inbound && !this.inbound) {
+      const inbound = new InboundListener(next.inbound, { ...this.deps(), router: () => this.router! });
+      await attempt('inbound', async () => {
+        await inbound.start();
+        this.inbound = inbound;
+      });
+    }
+
+    const wanted = new Map<string, { key: string; make: () => LocalListener }>();
+    for (const c of next.outbound.http) {
+      wanted.set(c.name, {
+        key: JSON.stringify(['http', c]),
+        make: () => new HttpOutboundListener(c, this.source(c.upstream), 'outbound', this.deps()),
+      });
+    }
+    for (const c of next.outbound.tcp) {
+      wanted.set(c.name, {
+        key: JSON.stringify(['tcp', c]),
+        make: () => new TcpOutboundListener(c, this.source(c.upstream), 'outbound', this.deps()),
+      });
+    }
+    for (const t of next.tunnels) {
+      wanted.set(t.name, {
+        key: JSON.stringify(['tunnel', t]),
+        make: () => createTunnel(t, () => this.inbound, this.deps()),
+      });
+    }
+    for (const [name, { key, listener }] of this.listeners) {
+      if (wanted.get(name)?.key === key) continue;
+      this.listeners.delete(name);
+      listener.stopAccepting();
+      void listener.close().then(() => listener.destroy());
+      this.logger.info({ listener: name }, 'listener removed');
+    }
+    for (const [name, w] of wanted) {
+      if (this.listeners.has(name)) continue;
+      const listener = w.make();
+      await attempt(`listener ${name}`, async () => {
+        await startWithRetry(listener);
+        this.listeners.set(name, { key: w.key, listener });
+      });
+    }
+    if (errors.length > 0) throw new Error(errors.join('; '));
+  }
+
+  /** An EndSource that looks the upstream up on each use, so a reloaded upstream is picked up by its listeners. */
+  private source(name: string): EndSource {
+    return { name, current: () => this.upstreams.get(name)?.current() };
+  }
+
+  private deps() {
+    return { metrics: this.metrics, logger: this.logger, hooks: this.hooks, inflight: this.inflight };
+  }
+
+  /** Why the sidecar is not ready to take traffic; empty when ready. */
+  notReady(): string[] {
+    const reasons: string[] = [];
+    if (this.shuttingDown) reasons.push('shutting down');
+    if (!this.started) reasons.push('starting');
+    for (const u of this.upstreams.values()) {
+      if (u.state !== 'connected') reasons.push(`upstream ${u.name} is ${u.state}`);
+    }
+    return reasons;
+  }
+
+  /** The Ends, their ClientIDs (as strings) and their open streams, for /debug/ends. */
+  debugEnds(): unknown {
+    const streams = (end: End | undefined) =>
+      end?.listStreams().map((s) => ({ streamId: String(s.streamId), meta: s.meta.toString('utf8') })) ?? [];
+    return {
+      upstreams: [...this.upstreams.values()].map((u) => ({
+        name: u.name,
+        address: u.config.address,
+        state: u.state,
+        clientId: u.endNow ? String(u.endNow.clientId) : null,
+        streams: streams(u.endNow),
+      })),
+      inbound: [...(this.inbound?.ends.values() ?? [])].map((c) => ({
+        clientId: String(c.end.clientId),
+        name: c.name ?? null,
+        meta: c.end.meta.toString('utf8'),
+        remoteAddress: c.end.remoteAddress ?? null,
+        state: c.end.state,
+        connectedAt: c.connectedAt.toISOString(),
+        streams: streams(c.end),
+      })),
+      inflight: this.inflight.size,
+    };
+  }
+
+  /**
+   * Graceful shutdown: not ready at once, stop accepting, wait for the work in flight up to `graceMs`, then close
+   * the Ends cleanly (what is still running after the grace period is dropped). Idempotent.
+   */
+  shutdown(graceMs = this.config.shutdown.gracePeriodMs): Promise<void> {
+    this.shutdownPromise ??= this.doShutdown(graceMs);
+    return this.shutdownPromise;
+  }
+
+  private async doShutdown(graceMs: number): Promise<void> {
+    this.shuttingDown = true;
+    this.logger.info({ graceMs, inflight: this.inflight.size }, 'shutting down');
+    for (const { listener } of this.listeners.values()) listener.stopAccepting();
+    await this.inbound?.stopAccepting();
+    const clean = await this.inflight.idle(graceMs);
+    if (!clean)
+      this.logger.warn({ inflight: this.inflight.size }, 'grace period over; dropping the work in flight');
+    for (const { listener } of this.listeners.values()) listener.destroy();
+    if (!clean) this.router?.destroy();
+    await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    await this.inbound?.close();
+    await this.router?.close();
+    await this.admin?.close();
+    this.logger.info({ clean }, 'sidecar stopped');
+  }
+
+  /** Drops everything now (a failed start, tests). */
+  destroy(): void {
+    this.shuttingDown = true;
+    for (const { listener } of this.listeners.values()) listener.destroy();
+    for (const u of this.upstreams.values()) void u.close();
+    this.inbound?.destroy();
+    this.router?.destroy();
+    void this.admin?.close();
+  }
+}
+
+// A listener removed by a reload frees its port asynchronously; its replacement may need a moment to bind.
+async function startWithRetry(listener: LocalListener): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      return await listener.start();
+    } catch (err) {
+      if (i >= 10 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * Every Prometheus metric of the sidecar, in its own Registry (so tests and several sidecars in one process never
+ * collide). Label values are bounded: listener, upstream and service names come from the config, methods from a
+ * fixed list or from what the peer registered, statuses are HTTP codes; nothing user-supplied (paths, topics) is
+ * ever a label.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Stream } from '../sdk/index.js';
+
+export type Direction = 'outbound' | 'inbound' | 'tunnel';
+
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const HTTP_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'PATCH',
+  'OPTIONS',
+  'CONNECT',
+  'TRACE',
+]);
+
+/** The HTTP method as a bounded label value. */
+export function methodLabel(method: string | undefined): string {
+  return method && HTTP_METHODS.has(method) ? method : 'OTHER';
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly upstreamConnected = new Gauge({
+    name: 'geminio_upstream_connected',
+    help: '1 while the upstream End is connected, 0 while connecting or reconnecting',
+    labelNames: ['upstream'],
+    registers: [this.registry],
+  });
+  readonly upstreamReconnects = new Counter({
+    name: 'geminio_upstream_reconnects_total',
+    help: 'Times an upstream End reconnected after losing its connection',
+    labelNames: ['upstream'],
+    registers: [this.registry],
+  });
+  readonly upstreamDisconnects = new Counter({
+    name: 'geminio_upstream_disconnects_total',
+    help: 'Times an upstream End lost its connection',
+    labelNames: ['upstream'],
+    registers: [this.registry],
+  });
+  readonly upstreamDialFailures = new Counter({
+    name: 'geminio_upstream_dial_failures_total',
+    help: 'Failed first dials of an upstream (retried in the background)',
+    labelNames: ['upstream'],
+    registers: [this.registry],
+  });
+  readonly inboundEnds = new Gauge({
+    name: 'geminio_inbound_ends',
+    help: 'Ends connected to the inbound geminio listener',
+    registers: [this.registry],
+  });
+  readonly streamsOpened = new Counter({
+    name: 'geminio_streams_opened_total',
+    help: 'Streams opened (outbound, tunnel) or accepted (inbound), by service',
+    labelNames: ['direction', 'service'],
+    registers: [this.registry],
+  });
+  readonly streamsClosed = new Counter({
+    name: 'geminio_streams_closed_total',
+    help: 'Streams closed, by service',
+    labelNames: ['direction', 'service'],
+    registers: [this.registry],
+  });
+  readonly streamsOpen = new Gauge({
+    name: 'geminio_streams_open',
+    help: 'Streams open now, by service',
+    labelNames: ['direction', 'service'],
+    registers: [this.registry],
+  });
+  readonly streamOpenFailures = new Counter({
+    name: 'geminio_stream_open_failures_total',
+    help: 'Stream opens that failed (upstream down, refused, timed out)',
+    labelNames: ['direction', 'service'],
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'geminio_stream_bytes_total',
+    help: 'Bytes carried on streams; flow is "rx" (from the peer) or "tx" (to the peer)',
+    labelNames: ['direction', 'service', 'flow'],
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'geminio_http_requests_total',
+    help: 'HTTP requests handled, by listener (or inbound service), method and status',
+    labelNames: ['listener', 'method', 'status'],
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'geminio_http_request_duration_seconds',
+    help: 'Time from request to response end',
+    labelNames: ['listener', 'method'],
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly httpRetries = new Counter({
+    name: 'geminio_http_retries_total',
+    help: 'Idempotent requests retried after a stream failure',
+    labelNames: ['listener'],
+    registers: [this.registry],
+  });
+  readonly rpcCalls = new Counter({
+    name: 'geminio_rpc_calls_total',
+    help: 'RPC calls through the gateway (outbound) or to local endpoints (inbound), by method and outcome',
+    labelNames: ['direction', 'method', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly rpcDuration = new Histogram({
+    name: 'geminio_rpc_duration_seconds',
+    help: 'RPC call latency',
+    labelNames: ['direction', 'method'],
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly messagesPublished = new Counter({
+    name: 'geminio_messages_published_total',
+    help: 'Messages published through POST /publish, by outcome (acked, rejected, timeout, unavailable)',
+    labelNames: ['listener', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly messagesDelivered = new Counter({
+    name: 'geminio_messages_delivered_total',
+    help: 'Received messages delivered to the webhook and acked',
+    registers: [this.registry],
+  });
+  readonly messagesFailed = new Counter({
+    name: 'geminio_messages_failed_total',
+    help: 'Received messages the webhook refused or did not answer (acked with an error)',
+    registers: [this.registry],
+  });
+  readonly hookDecisions = new Counter({
+    name: 'geminio_hook_decisions_total',
+    help: 'Hook decisions, by hook point and decision (allow, deny)',
+    labelNames: ['hook', 'decision'],
+    registers: [this.registry],
+  });
+  readonly reloads = new Counter({
+    name: 'geminio_config_reloads_total',
+    help: 'Config reloads (SIGHUP), by outcome',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaults?: boolean } = {}) {
+    if (options.defaults !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * Counts a stream as open until it closes, and its bytes both ways. The SDK has no byte counters, so this wraps
+   * the stream's own push (bytes from the peer) and _write/_writev (bytes to the peer) on this one instance:
+   * whatever reads it (pipe, undici, http.Server) is counted the same way.
+   */
+  trackStream(stream: Stream, direction: Direction, service: string): void {
+    const labels = { direction, service };
+    this.streamsOpened.inc(labels);
+    this.streamsOpen.inc(labels);
+    const rx = this.bytes.labels(direction, service, 'rx');
+    const tx = this.bytes.labels(direction, service, 'tx');
+    const push = stream.push.bind(stream);
+    stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
+      if (chunk && typeof (chunk as Buffer).length === 'number') rx.inc((chunk as Buffer).length);
+      return push(chunk, encoding);
+    };
+    const write = stream._write.bind(stream);
+    stream._write = (chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void) => {
+      tx.inc(chunk.length);
+      write(chunk, enc, cb);
+    };
+    const writev = stream._writev?.bind(stream);
+    if (writev) {
+      stream._writev = (chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb) => {
+        for (const c of chunks) tx.inc(c.chunk.length);
+        writev(chunks, cb);
+      };
+    }
+    stream.once('close', () => {
+      this.streamsClosed.inc(labels);
+      this.streamsOpen.dec(labels);
+    });
+  }
+}

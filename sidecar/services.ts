@@ -1,0 +1,129 @@
+/**
+ * The service table: where a stream opened by a peer goes. The stream meta names the service (JSON
+ * `{"service": "x", "proto": "http"}`, or just the name). `http://` services are parsed per request by an
+ * HttpForwarder; `tcp://` services are piped to a new TCP connection. An unknown service gets an HTTP 404 JSON
+ * answer when the opener said it speaks HTTP, and is closed otherwise.
+ */
+import http from 'node:http';
+import type { End, Stream } from '../sdk/index.js';
+import type { ServiceConfig } from './config.js';
+import { HttpForwarder } from './forward/http.js';
+import { forwardToTcp, targetHostPort } from './forward/tcp.js';
+import type { HookRunner } from './hooks.js';
+import { ErrorCode, sendError } from './http-util.js';
+import type { Inflight } from './inflight.js';
+import type { Logger } from './logger.js';
+import type { Direction, Metrics } from './metrics.js';
+
+/** What an opener puts in the stream meta. */
+export interface StreamMeta {
+  service: string;
+  proto: 'http' | 'tcp';
+}
+
+/** The meta for a stream to `service` speaking `proto`. */
+export function streamMeta(service: string, proto: 'http' | 'tcp'): string {
+  return JSON.stringify({ service, proto } satisfies StreamMeta);
+}
+
+/** Reads a stream meta; a plain string is taken as the service name (for non-sidecar openers, e.g. Go code). */
+export function parseStreamMeta(meta: Buffer): { service: string; proto: string | undefined } {
+  const text = meta.toString('utf8');
+  try {
+    const v = JSON.parse(text) as Partial<StreamMeta>;
+    if (v && typeof v.service === 'string') return { service: v.service, proto: v.proto };
+  } catch {
+    // not JSON: a bare service name
+  }
+  return { service: text, proto: undefined };
+}
+
+export interface RouterDeps {
+  metrics: Metrics;
+  logger: Logger;
+  hooks: HookRunner;
+  inflight: Inflight;
+  keepAliveTimeoutMs: number;
+}
+
+export class ServiceRouter {
+  private readonly http = new Map<string, { key: string; forwarder: HttpForwarder }>();
+  private services: Record<string, ServiceConfig> = {};
+  private readonly notFound: http.Server;
+  /** The service name asked for on streams handed to the 404 server. */
+  private readonly unknown = new WeakMap<object, string>();
+
+  constructor(
+    services: Record<string, ServiceConfig>,
+    private deps: RouterDeps,
+  ) {
+    this.update(services, deps.keepAliveTimeoutMs);
+    this.notFound = http.createServer({ keepAliveTimeout: 1000 }, (req, res) => {
+      req.resume();
+      const service = this.unknown.get(req.socket) ?? '';
+      sendError(res, 404, ErrorCode.notFound, `no such service "${service}"`);
+    });
+  }
+
+  /**
+   * Applies a new service table. Forwarders of unchanged services stay (with their keep-alive streams); changed
+   * or removed ones are retired: they finish what they serve and close.
+   */
+  update(services: Record<string, ServiceConfig>, keepAliveTimeoutMs: number): void {
+    this.deps = { ...this.deps, keepAliveTimeoutMs };
+    this.services = services;
+    for (const [name, { key, forwarder }] of this.http) {
+      const svc = services[name];
+      if (svc && JSON.stringify([svc, keepAliveTimeoutMs]) === key) continue;
+      this.http.delete(name);
+      void forwarder.retire();
+    }
+    for (const [name, svc] of Object.entries(services)) {
+      if (!svc.target.startsWith('http://') || this.http.has(name)) continue;
+      const key = JSON.stringify([svc, keepAliveTimeoutMs]);
+      this.http.set(name, { key, forwarder: new HttpForwarder(name, svc, this.deps) });
+    }
+  }
+
+  /** Routes one stream the peer opened on `end`. */
+  async dispatch(stream: Stream, end: End, direction: Direction): Promise<void> {
+    const { service, proto } = parseStreamMeta(stream.meta);
+    const ids = { clientId: String(end.clientId), streamId: String(stream.streamId) };
+    const log = this.deps.logger.child({ ...ids, service });
+    stream.on('error', (err: Error) => log.debug({ err: err.message }, 'stream error'));
+    const decision = await this.deps.hooks.decide('stream', { ...ids, service, direction });
+    if (!decision.allow) {
+      stream.destroy();
+      return;
+    }
+    const svc = this.services[service];
+    if (!svc) {
+      log.warn({ proto }, 'stream for an unknown service');
+      if (proto === 'http') {
+        this.unknown.set(stream, service);
+        this.notFound.emit('connection', stream);
+      } else stream.destroy();
+      return;
+    }
+    this.deps.metrics.trackStream(stream, direction, service);
+    const forwarder = this.http.get(service)?.forwarder;
+    if (forwarder) {
+      forwarder.serve(stream);
+      return;
+    }
+    const done = this.deps.inflight.begin();
+    forwardToTcp(stream, targetHostPort(svc.target), svc.connectTimeoutMs, (err) => {
+      done();
+      if (err) log.debug({ err: err.message }, 'tcp forward ended with an error');
+    });
+  }
+
+  /** Closes the pools to the targets. */
+  async close(): Promise<void> {
+    await Promise.all([...this.http.values()].map((h) => h.forwarder.close()));
+  }
+
+  destroy(): void {
+    for (const h of this.http.values()) h.forwarder.destroy();
+  }
+}

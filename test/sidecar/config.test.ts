@@ -1,0 +1,120 @@
+/** The config schema: defaults, error messages that name key, value and expectation, overrides. */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { applyOverrides, ConfigError, envOverrides, loadConfig, parseConfig } from '../../sidecar/config.js';
+import { ErrorCode } from '../../sidecar/http-util.js';
+import { Metrics } from '../../sidecar/metrics.js';
+import { formatProblem } from '../../sidecar/schema.js';
+
+function problems(raw: unknown): string[] {
+  try {
+    parseConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map(formatProblem);
+    throw err;
+  }
+  return [];
+}
+
+describe('sidecar config', () => {
+  it('an empty config is valid and every default is filled in', () => {
+    const c = parseConfig({});
+    expect(c.admin.listen).toBe('127.0.0.1:9901');
+    expect(c.log).toEqual({ level: 'info', format: 'auto' });
+    expect(c.shutdown.gracePeriodMs).toBe(10_000);
+    expect(c.inbound).toBeUndefined();
+    const full = parseConfig({
+      upstreams: { up: { address: 'h:1' } },
+      outbound: { http: [{ name: 'w', listen: ':8080', upstream: 'up', service: 's' }] },
+      inbound: {},
+    });
+    expect(full.upstreams.up!.reconnect).toEqual({ minDelayMs: 100, maxDelayMs: 5000, jitter: 0.2 });
+    expect(full.outbound.http[0]!.rpc).toEqual({
+      enabled: true,
+      timeoutMs: 30_000,
+      maxBodyBytes: 4 * 1024 * 1024,
+    });
+    expect(full.inbound!.listen).toBe('127.0.0.1:7001');
+  });
+
+  it('names the key path, the value and what was expected', () => {
+    expect(
+      problems({
+        log: { level: 'loud' },
+        upstreams: { 'bad name': { address: 'x' } },
+        outbound: { tcp: [{ name: 't', listen: '1.2.3.4:99999999', upstream: 'u', service: 's' }] },
+        services: { s: { target: 'ftp://h:1' } },
+        tunnels: 'no',
+      }),
+    ).toEqual([
+      'log.level: got "loud", expected one of fatal, error, warn, info, debug, trace, silent',
+      'upstreams.bad name: got "bad name", expected a name matching /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/',
+      'upstreams.bad name.address: got "x", expected an address host:port (e.g. 127.0.0.1:8080)',
+      'outbound.tcp[0].listen: got "1.2.3.4:99999999", expected an address host:port (e.g. 127.0.0.1:8080)',
+      'services.s.target: got "ftp://h:1", expected http://host:port or tcp://host:port',
+      'tunnels: got "no", expected a list',
+    ]);
+  });
+
+  it('cross-key checks: references, duplicates, address clashes, tunnels', () => {
+    expect(
+      problems({
+        upstreams: { up: { address: 'h:1', reconnect: { minDelayMs: 500, maxDelayMs: 100 } } },
+        outbound: {
+          http: [{ name: 'a', listen: ':8080', upstream: 'nope', service: 's' }],
+          tcp: [{ name: 'a', listen: ':8080', upstream: 'up', service: 's' }],
+        },
+        tunnels: [{ name: 't', listen: ':9', service: 's' }],
+      }),
+    ).toEqual([
+      'outbound.http[0].upstream: got "nope", expected an upstream name (up)',
+      'outbound.tcp[0].name: got "a", expected a unique listener name',
+      'outbound.tcp[0].listen: got ":8080", expected an address not already used by outbound.http[0].listen',
+      'tunnels[0]: got {"name":"t","listen":":9","service":"s","protocol":"tcp"}, expected exactly one of client or clientId',
+      'tunnels[0]: got "t", expected an inbound section',
+      'upstreams.up.reconnect.maxDelayMs: got 100, expected a delay >= minDelayMs',
+    ]);
+  });
+
+  it('environment overrides: shortcuts and the generic GEMINIO_SIDECAR__a__b scheme, with lists', () => {
+    const env = {
+      GEMINIO_SIDECAR_ADMIN_PORT: '9999',
+      GEMINIO_SIDECAR_LOG_LEVEL: 'debug',
+      GEMINIO_SIDECAR__upstreams__up__address: 'far:7001',
+      GEMINIO_SIDECAR__upstreams__up__serve: 'true',
+      GEMINIO_SIDECAR__outbound__http__0__name: 'web',
+      GEMINIO_SIDECAR__outbound__http__0__listen: ':8080',
+      GEMINIO_SIDECAR__outbound__http__0__upstream: 'up',
+      GEMINIO_SIDECAR__outbound__http__0__service: 'app',
+      GEMINIO_SIDECAR__outbound__http__0__retries: '3',
+    };
+    const c = loadConfig(undefined, { env });
+    expect(c.admin.listen).toBe('127.0.0.1:9999');
+    expect(c.log.level).toBe('debug');
+    expect(c.upstreams.up).toMatchObject({ address: 'far:7001', serve: true });
+    expect(c.outbound.http[0]).toMatchObject({ name: 'web', listen: ':8080', retries: 3 });
+    expect(envOverrides({ OTHER: 'x' })).toEqual([]);
+    // Flags come after the environment and win.
+    const raw: Record<string, unknown> = { admin: { listen: '0.0.0.0:1' } };
+    applyOverrides(raw, [[['admin', 'port'], '2']]);
+    expect(raw.admin).toEqual({ listen: '0.0.0.0:2' });
+  });
+});
+
+describe('docs stay in step with the code', () => {
+  const docs = readFileSync(new URL('../../docs/SIDECAR.md', import.meta.url), 'utf8');
+
+  it('deploy/sidecar.example.yaml is a valid config', () => {
+    const c = loadConfig(fileURLToPath(new URL('../../deploy/sidecar.example.yaml', import.meta.url)));
+    expect(c.outbound.http[0]!.name).toBe('web');
+    expect(c.tunnels[0]!.protocol).toBe('http');
+  });
+
+  it('docs/SIDECAR.md lists every metric and every error code', async () => {
+    const names = (await new Metrics({ defaults: false }).registry.getMetricsAsJSON()).map((m) => m.name);
+    expect(names.length).toBeGreaterThan(15);
+    for (const n of names) expect(docs, n).toContain(`\`${n}\``);
+    for (const code of Object.values(ErrorCode)) expect(docs, code).toContain(`\`${code}\``);
+  });
+});
