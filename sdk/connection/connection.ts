@@ -141,7 +141,7 @@ export class Connection extends EventEmitter {
     this.onConnectHook = init.onConnect;
     this.resumeToken = init.resumeToken;
     this.resumeTokenFor = init.resumeTokenFor;
-    this.decoder = new FrameDecoder({ maxPacketLength: init.limits.maxPacketLength });
+    this.decoder = new FrameDecoder({ maxPacketLength: init.limits.maxPacketLength, streamParts: true });
     this.liveness = new Liveness(() => this.destroy(new HeartbeatTimeoutError()));
     this.transport.on('data', (chunk: Buffer) => this.onData(chunk));
     this.transport.on('drain', () => this.onDrain());
