@@ -182,7 +182,9 @@ export class Listener extends EventEmitter {
       return undefined;
     // Through the connection, so the old End closes with this reason like any lost connection (no 'error'
     // event the application may not listen for).
-    known.current.conn.destroy(new ConnectionClosedError('replaced by a newer connection of the same client'));
+    known.current.conn.destroy(
+      new ConnectionClosedError('replaced by a newer connection of the same client'),
+    );
     known.current = undefined;
     return info.proposedClientId;
   }
