@@ -241,7 +241,8 @@ export function decodeMessageData(buf: Buffer): MessageData {
   }
   let contextDeadline: number | undefined;
   if (context) {
-    const c = foldKeys(context as JsonObject);
+    const raw = context as JsonObject;
+    const c = 'deadline' in raw ? raw : foldKeys(raw);
     contextDeadline = readTime(c.deadline, 'MessageData.context.deadline');
   }
   return {

@@ -114,7 +114,9 @@ export class Messenger {
         value,
         topic: options.topic,
         custom,
-        deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
+        // As Go does: a deadline on the wire only for a timeout the publisher chose.
+        deadline:
+          options.timeout !== undefined && Number.isFinite(timeout) ? Date.now() + timeout : undefined,
       },
     });
     if (options.delivery !== 'at-most-once' && this.pending.size >= this.port.limits.maxPendingPublishes) {

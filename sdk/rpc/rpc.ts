@@ -156,7 +156,10 @@ export class RpcEndpoint {
         (reason) => this.cancel(id, CancelType.Canceled, abortError(reason)),
       );
       this.calls.set(id, { method, resolve, reject, release });
-      const deadline = Number.isFinite(timeout) ? Date.now() + timeout : undefined;
+      // Like Go, the wire carries a deadline only for a timeout the caller chose; the default one stays local
+      // (a geminio-node callee still hears of it through RequestCancel), which spares a time format per call.
+      const deadline =
+        options.timeout !== undefined && Number.isFinite(timeout) ? Date.now() + timeout : undefined;
       this.port.send(
         encodePacket({
           type: T.Request,
