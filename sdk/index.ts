@@ -2,7 +2,7 @@
  * geminio for Node.js: one TCP or TLS connection carrying bidirectional RPC, acknowledged messages and many
  * multiplexed streams, wire-compatible with the Go library github.com/singchia/geminio.
  */
-export type { Address, HostPort } from './address.js';
+export { type Address, type HostPort, parseAddress } from './address.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
 export { End, type EndState, type OpenStreamOptions, type SetupOptions } from './end.js';

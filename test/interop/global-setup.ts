@@ -4,6 +4,12 @@
 import { buildGoPeer, goAvailable } from './go-peer.js';
 
 export default async function setup(): Promise<void> {
-  if (!goAvailable) return;
+  if (!goAvailable) {
+    const what = process.env.CI
+      ? 'the interop suite will FAIL (CI requires it)'
+      : 'the interop suite is skipped';
+    console.warn(`[geminio] go is not on the PATH: ${what}. Install Go to test against the Go library.`);
+    return;
+  }
   await buildGoPeer();
 }
