@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { type PluginConfig, resolvePluginPath } from './authz.js';
 import { applyOverrides, envOverrides, fixLists } from './overrides.js';
 import {
   address,
@@ -39,6 +41,9 @@ export interface UpstreamConfig {
   maxStreams: number;
   /** Serve streams the peer opens on this connection (the NAT'd side of a reverse tunnel). */
   serve: boolean;
+  /** A token sent in the End meta ({"name", "token"}) for the far side's `token` plugin; or read from tokenFile. */
+  token?: string;
+  tokenFile?: string;
 }
 export interface HttpOutboundConfig {
   name: string;
@@ -96,6 +101,10 @@ export interface SidecarConfig {
   inbound?: InboundConfig;
   services: Record<string, ServiceConfig>;
   tunnels: TunnelConfig[];
+  /** Authorization plugins, asked in order (see docs/PLUGINS.md). */
+  plugins: PluginConfig[];
+  /** The directory of the config file (plugin paths and files resolve against it); set by loadConfig. */
+  configDir?: string;
 }
 
 const MiB = 1024 * 1024;
@@ -146,6 +155,8 @@ export const schema: Schema = object({
       streamOpenTimeoutMs: ms(10_000),
       maxStreams: int(4096, 1, 1_000_000),
       serve: bool(false),
+      token: str({ optional: true }),
+      tokenFile: str({ optional: true }),
     }),
   },
   outbound: object({
@@ -224,6 +235,21 @@ export const schema: Schema = object({
       protocol: { kind: 'enum', values: ['tcp', 'http'], default: 'tcp' },
     }),
   },
+  // Set by loadConfig to the config file's directory (a value in the file is replaced); kept in the schema so a
+  // loaded config can be validated again.
+  configDir: str({ optional: true }),
+  plugins: {
+    kind: 'array',
+    items: object({
+      path: {
+        kind: 'string',
+        pattern: /\S/,
+        expected: 'a plugin file (relative to the config file) or builtin:<name>',
+      },
+      options: { kind: 'mapping' },
+      timeoutMs: ms(200),
+    }),
+  },
 });
 
 export { applyOverrides, envOverrides } from './overrides.js';
@@ -281,6 +307,9 @@ function crossCheck(c: SidecarConfig, problems: ConfigProblem[]): void {
     if (!c.inbound) problems.push({ path: `tunnels[${i}]`, value: t.name, expected: 'an inbound section' });
   });
   for (const [n, u] of Object.entries(c.upstreams)) {
+    if (u.token !== undefined && u.tokenFile !== undefined) {
+      problems.push({ path: `upstreams.${n}`, value: n, expected: 'at most one of token or tokenFile' });
+    }
     if (u.reconnect.maxDelayMs < u.reconnect.minDelayMs) {
       const path = `upstreams.${n}.reconnect.maxDelayMs`;
       problems.push({ path, value: u.reconnect.maxDelayMs, expected: 'a delay >= minDelayMs' });
@@ -322,5 +351,16 @@ export function loadConfig(
 ): SidecarConfig {
   const raw = file ? readConfigFile(file) : {};
   applyOverrides(raw, [...envOverrides(options.env ?? {}), ...(options.flags ?? [])]);
-  return parseConfig(fixLists(raw), file);
+  const config = parseConfig(fixLists(raw), file);
+  return withConfigDir(config, file ? path.dirname(path.resolve(file)) : process.cwd());
+}
+
+/** Resolves the files a config names (plugins, upstream token files) against `dir`, and records it. */
+export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig {
+  config.configDir = dir;
+  for (const p of config.plugins) p.path = resolvePluginPath(p.path, dir);
+  for (const u of Object.values(config.upstreams)) {
+    if (u.tokenFile !== undefined) u.tokenFile = path.resolve(dir, u.tokenFile);
+  }
+  return config;
 }

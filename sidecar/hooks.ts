@@ -1,15 +1,21 @@
 /**
  * The hook runner: the one place the data path asks "may this go through?". It is called when an End connects,
- * when a stream is opened or accepted, for each HTTP request and for each RPC call. Until the plugin system exists
- * no hook is installed and everything is allowed, but every call site is live, counted and tested.
+ * when a stream is opened or accepted, for each HTTP request, each RPC call and each message. It runs the
+ * in-process hooks (tests, embedders), then — for what remote Ends do on the inbound side — the authorization
+ * plugins (see authz.ts).
+ *
+ * It also keeps the identity of every inbound End: the ClientID and name decided when it connected. Every later
+ * decision about that End uses that record, and an inbound stream, request, call or message of an End without
+ * one is denied.
  *
  * Hook points are a closed set, checked when a hook is added. A hook that throws, rejects or takes longer than
  * the timeout denies (fail closed).
  */
+import { type Authz, parseMeta, toX509 } from './authz.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
-export const HOOK_POINTS = ['connect', 'stream', 'request', 'rpc'] as const;
+export const HOOK_POINTS = ['connect', 'stream', 'request', 'rpc', 'message'] as const;
 export type HookPoint = (typeof HOOK_POINTS)[number];
 
 /** What a hook sees. ClientID and StreamID are decimal strings (they are 64-bit). */
@@ -24,12 +30,35 @@ export interface HookFacts {
   peer?: string;
   /** The connecting client's address, at connect time. */
   remoteAddress?: string;
+  /** At connect: the ClientID the client asked for, its meta, its TLS certificate and whether TLS verified it. */
+  proposedClientId?: string;
+  meta?: Buffer;
+  peerCertificate?: unknown;
+  peerVerified?: boolean;
+  /** The raw stream meta, for streams. */
+  streamMeta?: string;
+  /** The message topic, for messages. */
+  topic?: string;
   direction: 'outbound' | 'inbound' | 'tunnel';
   /** The listener or upstream involved. */
   listener?: string;
 }
 
-export type Decision = { allow: true } | { allow: false; status?: number; reason: string };
+/**
+ * An allow may carry what the plugins decided: at connect the End's ClientID and name, for a request headers to
+ * add; for inbound decisions `name` is the End's name from its identity record.
+ */
+export type Decision =
+  | { allow: true; clientId?: string; name?: string; headers?: Record<string, string> }
+  | { allow: false; status?: number; reason: string };
+
+/** The identity of an inbound End, decided at connect. */
+export interface Identity {
+  clientId: string;
+  name: string | undefined;
+  /** The End holding it, once accepted (until then it is being set up). */
+  owner?: object;
+}
 export type Hook = (
   point: HookPoint,
   facts: HookFacts,
@@ -39,6 +68,10 @@ const ALLOW: Decision = { allow: true };
 
 export class HookRunner {
   private readonly hooks: Hook[] = [];
+  /** The authorization plugins, asked for inbound decisions (set by the composition root). */
+  authz: Authz | undefined;
+  /** Identity records of inbound Ends, by ClientID. */
+  readonly identities = new Map<string, Identity>();
 
   constructor(
     private readonly metrics: Metrics,
@@ -65,6 +98,7 @@ export class HookRunner {
         break;
       }
     }
+    if (decision.allow && facts.direction === 'inbound') decision = await this.authorize(point, facts);
     this.metrics.hookDecisions.inc({ hook: point, decision: decision.allow ? 'allow' : 'deny' });
     if (!decision.allow) {
       this.logger.warn(
@@ -81,6 +115,54 @@ export class HookRunner {
     return decision;
   }
 
+  /** The plugins' decision about something an inbound End does (or about its connection). */
+  private async authorize(point: HookPoint, facts: HookFacts): Promise<Decision> {
+    const clientId = facts.clientId ?? '';
+    if (point === 'connect') {
+      const out = await this.authz?.decide('connect', {
+        clientId,
+        proposedClientId: facts.proposedClientId,
+        name: facts.peer,
+        meta: Object.freeze(parseMeta(facts.meta)),
+        remoteAddress: facts.remoteAddress,
+        peerCertificate: toX509(facts.peerCertificate),
+        peerVerified: facts.peerVerified === true && facts.peerCertificate !== undefined,
+      });
+      return out ?? ALLOW;
+    }
+    const identity = this.identities.get(clientId);
+    if (!identity) return { allow: false, status: 403, reason: 'no connect decision for this End' };
+    const base = { clientId: identity.clientId, name: identity.name, streamId: facts.streamId ?? '' };
+    let out: Decision | undefined;
+    switch (point) {
+      case 'stream':
+        out = await this.authz?.decide('stream', {
+          ...base,
+          meta: facts.streamMeta ?? '',
+          service: facts.service ?? '',
+          direction: 'inbound',
+        });
+        break;
+      case 'request':
+        out = await this.authz?.decide('request', {
+          ...base,
+          method: facts.method ?? '',
+          path: facts.path ?? '',
+          headers: Object.freeze({ ...facts.headers }),
+          service: facts.service ?? '',
+        });
+        break;
+      case 'rpc':
+        out = await this.authz?.decide('rpc', { ...base, method: facts.method ?? '' });
+        break;
+      case 'message':
+        out = await this.authz?.decide('message', { ...base, topic: facts.topic });
+        break;
+    }
+    if (out && !out.allow) return out;
+    return { ...out, allow: true, name: identity.name };
+  }
+
   private async runOne(hook: Hook, point: HookPoint, facts: HookFacts): Promise<Decision> {
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -88,7 +170,7 @@ export class HookRunner {
         Promise.resolve().then(() => hook(point, facts)),
         new Promise<Decision>((resolve) => {
           timer = setTimeout(
-            () => resolve({ allow: false, reason: `hook timed out after ${this.timeoutMs} ms` }),
+            () => resolve({ allow: false, status: 503, reason: `hook timed out after ${this.timeoutMs} ms` }),
             this.timeoutMs,
           );
         }),

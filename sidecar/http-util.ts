@@ -14,6 +14,8 @@ export const ErrorCode = {
   noSuchMethod: 'NO_SUCH_METHOD',
   remoteError: 'REMOTE_ERROR',
   forbidden: 'FORBIDDEN',
+  rateLimited: 'RATE_LIMITED',
+  authzUnavailable: 'AUTHZ_UNAVAILABLE',
   tooLarge: 'PAYLOAD_TOO_LARGE',
 } as const;
 
@@ -65,6 +67,19 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
   res.end(body);
 }
 
+/** Answers a denied request: the status the hook chose (403 by default) and its reason. */
+export function sendDenied(res: ServerResponse, d: { status?: number; reason: string }): void {
+  const status = d.status ?? 403;
+  sendError(res, status, deniedCode(status), d.reason);
+}
+
+/** The JSON `code` of a denial by its status. */
+export function deniedCode(status: number): string {
+  if (status === 429) return ErrorCode.rateLimited;
+  if (status === 503) return ErrorCode.authzUnavailable;
+  return ErrorCode.forbidden;
+}
+
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? String(v) : v), 2);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
@@ -89,6 +104,7 @@ const HOP_BY_HOP = new Set([
 export function forwardHeaders(
   headers: IncomingHttpHeaders,
   extra: Record<string, string> = {},
+  dropPrefix?: string,
 ): Record<string, string | string[]> {
   const named = new Set(
     String(headers.connection ?? '')
@@ -100,6 +116,7 @@ export function forwardHeaders(
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined || HOP_BY_HOP.has(k) || named.has(k)) continue;
+    if (dropPrefix !== undefined && k.startsWith(dropPrefix)) continue;
     out[k] = v;
   }
   return Object.assign(out, extra);
@@ -137,10 +154,19 @@ export async function readBody(req: IncomingMessage, max: number): Promise<Buffe
 }
 
 /** The raw request head of an upgrade request, to replay it on another connection. */
-export function rawRequestHead(req: IncomingMessage): string {
+export function rawRequestHead(
+  req: IncomingMessage,
+  extra: Record<string, string> = {},
+  dropPrefix?: string,
+): string {
   let head = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
-  for (let i = 0; i < req.rawHeaders.length; i += 2)
-    head += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] ?? '';
+    const lower = name.toLowerCase();
+    if (Object.hasOwn(extra, lower) || (dropPrefix !== undefined && lower.startsWith(dropPrefix))) continue;
+    head += `${name}: ${req.rawHeaders[i + 1]}\r\n`;
+  }
+  for (const [k, v] of Object.entries(extra)) head += `${k}: ${v}\r\n`;
   return `${head}\r\n`;
 }
 

@@ -6,6 +6,7 @@
  */
 import type { End, Stream } from '../sdk/index.js';
 import { AdminServer } from './admin/server.js';
+import { Authz } from './authz.js';
 import type { SidecarConfig } from './config.js';
 import { type Hook, HookRunner } from './hooks.js';
 import { Inflight } from './inflight.js';
@@ -32,6 +33,8 @@ export class Sidecar {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly hooks: HookRunner;
+  /** The authorization plugins (asked by the hook runner for what remote Ends do). */
+  readonly authz: Authz;
   readonly inflight = new Inflight();
   readonly upstreams = new Map<string, Upstream>();
   readonly listeners = new Map<string, { key: string; listener: LocalListener }>();
@@ -48,11 +51,15 @@ export class Sidecar {
     this.metrics = options.metrics ?? new Metrics();
     this.hooks = new HookRunner(this.metrics, this.logger, config.hooks.timeoutMs);
     for (const h of options.hooks ?? []) this.hooks.add(h);
+    this.authz = new Authz(this.metrics, this.logger);
+    this.hooks.authz = this.authz;
   }
 
   /** Starts everything; rejects (after undoing what started) when a listener cannot bind. */
   async start(): Promise<void> {
     try {
+      // Plugins first: a sidecar whose plugins do not load must not take traffic at all.
+      await this.authz.load(this.config.plugins, this.config.configDir ?? process.cwd());
       await this.apply(this.config, true);
       this.started = true;
       this.logger.info({ name: this.config.name, admin: this.config.admin.listen }, 'sidecar started');
@@ -65,8 +72,21 @@ export class Sidecar {
   /** Applies a new (already validated) config by difference. A listener that fails to bind is logged and skipped. */
   async reload(next: SidecarConfig): Promise<void> {
     if (this.shuttingDown) return;
+    // Plugins reload on every reload (their code and options may have changed). When one fails to load, the
+    // running set stays: never a gap with no plugins.
+    let pluginError: Error | undefined;
+    try {
+      await this.authz.load(next.plugins, next.configDir ?? process.cwd());
+    } catch (err) {
+      pluginError = err as Error;
+      this.logger.error(
+        { err: pluginError.message, plugins: this.authz.names },
+        'plugins failed to load; keeping the running ones',
+      );
+    }
     try {
       await this.apply(next, false);
+      if (pluginError) throw pluginError;
       this.metrics.reloads.inc({ outcome: 'ok' });
       this.logger.info('config reloaded');
     } catch (err) {
@@ -237,6 +257,7 @@ export class Sidecar {
     await this.inbound?.close();
     await this.router?.close();
     await this.admin?.close();
+    await this.authz.close();
     this.logger.info({ clean }, 'sidecar stopped');
   }
 
@@ -248,6 +269,7 @@ export class Sidecar {
     this.inbound?.destroy();
     this.router?.destroy();
     void this.admin?.close();
+    void this.authz.close();
   }
 }
 

@@ -142,6 +142,18 @@ export class Metrics {
     labelNames: ['hook', 'decision'],
     registers: [this.registry],
   });
+  readonly authzDecisions = new Counter({
+    name: 'geminio_authz_decisions_total',
+    help: 'Authorization plugin decisions, by hook, plugin and decision (allow, deny; failures count as deny)',
+    labelNames: ['hook', 'plugin', 'decision'],
+    registers: [this.registry],
+  });
+  readonly authzFailures = new Counter({
+    name: 'geminio_authz_failures_total',
+    help: 'Plugin hooks that failed and so denied, by hook, plugin and kind (error, invalid, timeout)',
+    labelNames: ['hook', 'plugin', 'kind'],
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({
     name: 'geminio_config_reloads_total',
     help: 'Config reloads (SIGHUP), by outcome',

@@ -12,7 +12,9 @@ export type Schema =
   | { kind: 'enum'; values: readonly string[]; default?: string; optional?: boolean }
   | { kind: 'object'; fields: Record<string, Schema>; optional?: boolean }
   | { kind: 'array'; items: Schema; optional?: boolean }
-  | { kind: 'map'; values: Schema; keyPattern?: RegExp; optional?: boolean };
+  | { kind: 'map'; values: Schema; keyPattern?: RegExp; optional?: boolean }
+  /** A mapping passed through unchecked (plugin options: the plugin checks them). */
+  | { kind: 'mapping'; optional?: boolean };
 
 /** One problem found in a config: where, what was there, what was expected. */
 export interface ConfigProblem {
@@ -51,7 +53,7 @@ export function validate(schema: Schema, value: unknown, path = '', problems: Co
       return schema.optional ? undefined : validate(schema, {}, path, problems);
     }
     if (schema.kind === 'array') return schema.optional ? undefined : [];
-    if (schema.kind === 'map') return schema.optional ? undefined : {};
+    if (schema.kind === 'map' || schema.kind === 'mapping') return schema.optional ? undefined : {};
     if (!schema.optional) problems.push({ path, value, expected: `a value (${describe(schema)})` });
     return undefined;
   }
@@ -102,6 +104,9 @@ export function validate(schema: Schema, value: unknown, path = '', problems: Co
       }
       return out;
     }
+    case 'mapping':
+      if (!isPlainObject(value)) problems.push({ path, value, expected: describe(schema) });
+      return value;
     case 'object': {
       if (!isPlainObject(value)) {
         problems.push({ path, value, expected: 'a mapping with keys' });
@@ -145,6 +150,8 @@ function describe(schema: Schema): string {
       return 'a list';
     case 'map':
       return 'a mapping of names to settings';
+    case 'mapping':
+      return 'a mapping';
   }
 }
 

@@ -91,9 +91,14 @@ export class ServiceRouter {
     const ids = { clientId: String(end.clientId), streamId: String(stream.streamId) };
     const log = this.deps.logger.child({ ...ids, service });
     stream.on('error', (err: Error) => log.debug({ err: err.message }, 'stream error'));
-    const decision = await this.deps.hooks.decide('stream', { ...ids, service, direction });
+    const decision = await this.deps.hooks.decide('stream', {
+      ...ids,
+      service,
+      streamMeta: stream.meta.toString('utf8'),
+      direction,
+    });
     if (!decision.allow) {
-      stream.destroy();
+      stream.destroy(); // a reset: the opener sees the stream fail
       return;
     }
     const svc = this.services[service];
@@ -108,7 +113,7 @@ export class ServiceRouter {
     this.deps.metrics.trackStream(stream, direction, service);
     const forwarder = this.http.get(service)?.forwarder;
     if (forwarder) {
-      forwarder.serve(stream);
+      forwarder.serve(stream, direction);
       return;
     }
     const done = this.deps.inflight.begin();

@@ -5,6 +5,7 @@
  * dial is retried here, in the background, with the same backoff, and the upstream reports not-ready meanwhile.
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { dial, type End, type Stream } from '../sdk/index.js';
 import type { UpstreamConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -83,7 +84,7 @@ export class Upstream extends EventEmitter implements EndSource {
     for (let attempt = 0; !this.closed; attempt++) {
       try {
         const end = await dial(this.config.address, {
-          meta: JSON.stringify({ name: this.deps.announce }),
+          meta: JSON.stringify({ name: this.deps.announce, token: this.token() }),
           tls: clientTls(this.config.tls),
           reconnect: {
             minDelay: reconnect.minDelayMs,
@@ -112,6 +113,12 @@ export class Upstream extends EventEmitter implements EndSource {
         await this.sleep(base * (1 + reconnect.jitter * (Math.random() * 2 - 1)));
       }
     }
+  }
+
+  /** The token for the far side's `token` plugin, read afresh on each dial (so a rotated file is picked up). */
+  private token(): string | undefined {
+    if (this.config.tokenFile !== undefined) return readFileSync(this.config.tokenFile, 'utf8').trim();
+    return this.config.token;
   }
 
   private adopt(end: End): void {

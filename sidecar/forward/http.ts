@@ -15,6 +15,7 @@ import type { ServiceConfig } from '../config.js';
 import type { HookRunner } from '../hooks.js';
 import {
   classify,
+  deniedCode,
   ErrorCode,
   forwardHeaders,
   hasBody,
@@ -22,6 +23,7 @@ import {
   rawErrorResponse,
   rawRequestHead,
   responseHeaders,
+  sendDenied,
   sendError,
 } from '../http-util.js';
 import type { Inflight } from '../inflight.js';
@@ -38,6 +40,8 @@ export interface ProxyOptions {
   side: 'upstream' | 'target';
   onRetry?: () => void;
   extraHeaders?: Record<string, string>;
+  /** Request headers with this prefix are not forwarded (the sidecar sets its own `x-geminio-` ones). */
+  dropPrefix?: string;
 }
 
 /** Forwards one request; answers 502/503/504 JSON when no answer came. Aborts upstream if the client leaves. */
@@ -57,7 +61,7 @@ export async function proxyRequest(
       const answer = await o.dispatcher.request({
         path: req.url ?? '/',
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        headers: forwardHeaders(req.headers, o.extraHeaders),
+        headers: forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix),
         body: withBody ? req : undefined,
         signal: abort.signal,
         headersTimeout: o.headersTimeoutMs,
@@ -135,6 +139,8 @@ export class HttpForwarder {
   private readonly target: { host: string; port: number };
   /** Streams served, with their requests in flight. */
   private readonly active = new Map<Stream, number>();
+  /** Who opened each stream: a remote End on the inbound listener, or the server of a `serve` upstream. */
+  private readonly directions = new WeakMap<object, Direction>();
   private retired = false;
   private drained: (() => void) | undefined;
 
@@ -153,14 +159,15 @@ export class HttpForwarder {
       { keepAliveTimeout: deps.keepAliveTimeoutMs, requestTimeout: 0 },
       (req, res) => this.handle(req, res),
     );
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.upgrade(req, socket, head),
-    );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void this.upgrade(req, socket, head);
+    });
     this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
 
   /** Takes an accepted stream: from now on it is one HTTP/1.1 connection of this service. */
-  serve(stream: Stream): void {
+  serve(stream: Stream, direction: Direction = 'inbound'): void {
+    this.directions.set(stream, direction);
     this.active.set(stream, 0);
     stream.once('close', () => {
       this.active.delete(stream);
@@ -173,7 +180,8 @@ export class HttpForwarder {
     const stream = req.socket as unknown as Stream;
     const ids = { clientId: String(stream.clientId), streamId: String(stream.streamId) };
     const listener = `inbound:${this.service}`;
-    observe(req, res, { listener, direction: 'inbound', ...ids, ...this.deps });
+    const direction = this.directions.get(stream) ?? 'inbound';
+    observe(req, res, { listener, direction, ...ids, ...this.deps });
     this.active.set(stream, (this.active.get(stream) ?? 0) + 1);
     res.once('close', () => {
       const left = (this.active.get(stream) ?? 1) - 1;
@@ -187,25 +195,54 @@ export class HttpForwarder {
       path: req.url,
       headers: req.headers,
       service: this.service,
-      direction: 'inbound',
+      direction,
     });
-    if (!decision.allow) return sendError(res, decision.status ?? 403, ErrorCode.forbidden, decision.reason);
+    if (!decision.allow) {
+      // A denied body is not worth reading: close the stream after the answer instead of draining it.
+      if (hasBody(req)) res.setHeader('connection', 'close');
+      return sendDenied(res, decision);
+    }
+    // Identity headers come from the sidecar only: the client's own x-geminio-* headers are dropped, and plugin
+    // headers cannot replace the sidecar's.
+    const identity: Record<string, string> = { 'x-geminio-client-id': ids.clientId };
+    if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
     await proxyRequest(req, res, {
       dispatcher: this.pool,
       headersTimeoutMs: this.config.headersTimeoutMs,
       bodyTimeoutMs: this.config.bodyTimeoutMs,
       retries: 1,
       side: 'target',
-      extraHeaders: { 'x-geminio-client-id': ids.clientId },
+      extraHeaders: { ...decision.headers, ...identity },
+      dropPrefix: 'x-geminio-',
     });
   }
 
-  /** An Upgrade (WebSocket) request: replay it on a fresh TCP connection to the target, then splice raw bytes. */
-  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /**
+   * An Upgrade (WebSocket) request: decided like any request, then replayed on a fresh TCP connection to the
+   * target, then raw bytes both ways.
+   */
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const stream = req.socket as unknown as Stream;
+    const decision = await this.deps.hooks.decide('request', {
+      clientId: String(stream.clientId),
+      streamId: String(stream.streamId),
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      service: this.service,
+      direction: this.directions.get(stream) ?? 'inbound',
+    });
+    if (!decision.allow) {
+      const status = decision.status ?? 403;
+      return void socket.end(rawErrorResponse(status, deniedCode(status), decision.reason));
+    }
     const done = this.deps.inflight.begin();
     const target = net.connect(this.target);
+    const identity: Record<string, string> = { 'x-geminio-client-id': String(stream.clientId) };
+    if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
     target.once('connect', () => {
-      target.write(rawRequestHead(req));
+      target.write(rawRequestHead(req, { ...decision.headers, ...identity }, 'x-geminio-'));
       if (head.length > 0) target.write(head);
       splice(socket, target, () => done());
     });

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type End, NoSuchMethodError, RemoteError } from '../../sdk/index.js';
 import type { HookRunner } from '../hooks.js';
-import { BodyTooLargeError, classify, ErrorCode, readBody, sendError } from '../http-util.js';
+import { BodyTooLargeError, classify, ErrorCode, readBody, sendDenied, sendError } from '../http-util.js';
 import type { Logger } from '../logger.js';
 import type { Direction, Metrics } from '../metrics.js';
 import type { EndSource } from '../upstreams.js';
@@ -37,19 +37,20 @@ async function prepare(
   req: IncomingMessage,
   res: ServerResponse,
   ctx: GatewayContext,
-  facts: { method: string; path: string },
+  facts: { point: 'rpc' | 'message'; method?: string; topic?: string; path: string },
 ): Promise<{ end: End; body: Buffer } | undefined> {
   const end = ctx.source.current();
-  const decision = await ctx.hooks.decide('rpc', {
+  const decision = await ctx.hooks.decide(facts.point, {
     clientId: end ? String(end.clientId) : undefined,
     method: facts.method,
+    topic: facts.topic,
     path: facts.path,
     headers: req.headers,
     direction: ctx.direction,
     listener: ctx.listener,
   });
   if (!decision.allow) {
-    sendError(res, decision.status ?? 403, ErrorCode.forbidden, decision.reason);
+    sendDenied(res, decision);
     return undefined;
   }
   let body: Buffer;
@@ -78,7 +79,7 @@ export async function handleRpc(
   const method = pathName(req.url ?? '', '/rpc/');
   if (!method)
     return sendError(res, 404, ErrorCode.noSuchMethod, 'no method named in the path /rpc/<method>');
-  const ready = await prepare(req, res, ctx, { method, path: req.url ?? '' });
+  const ready = await prepare(req, res, ctx, { point: 'rpc', method, path: req.url ?? '' });
   if (!ready) return;
   const label = ready.end.remoteMethods.has(method) ? method : 'unknown';
   const stop = ctx.metrics.rpcDuration.startTimer({ direction: ctx.direction, method: label });
@@ -113,7 +114,7 @@ export async function handlePublish(
 ): Promise<void> {
   const topic = pathName(req.url ?? '', '/publish/');
   if (!topic) return sendError(res, 404, ErrorCode.notFound, 'no topic named in the path /publish/<topic>');
-  const ready = await prepare(req, res, ctx, { method: 'publish', path: req.url ?? '' });
+  const ready = await prepare(req, res, ctx, { point: 'message', topic, path: req.url ?? '' });
   if (!ready) return;
   let outcome = 'acked';
   try {

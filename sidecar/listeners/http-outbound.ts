@@ -13,9 +13,11 @@ import { observe, proxyRequest } from '../forward/http.js';
 import { splice } from '../forward/tcp.js';
 import type { HookRunner } from '../hooks.js';
 import {
+  deniedCode,
   ErrorCode,
   rawErrorResponse,
   rawRequestHead,
+  sendDenied,
   sendError,
   UpstreamUnavailableError,
 } from '../http-util.js';
@@ -134,7 +136,7 @@ export class HttpOutboundListener {
       direction: this.direction,
       listener: this.config.name,
     });
-    if (!decision.allow) return sendError(res, decision.status ?? 403, ErrorCode.forbidden, decision.reason);
+    if (!decision.allow) return sendDenied(res, decision);
     if (!end) {
       res.setHeader('connection', 'close'); // an unread body must not be parsed as the next request
       return sendError(
@@ -168,7 +170,10 @@ export class HttpOutboundListener {
       direction: this.direction,
       listener: this.config.name,
     });
-    if (!decision.allow) return void socket.end(rawErrorResponse(403, ErrorCode.forbidden, decision.reason));
+    if (!decision.allow) {
+      const status = decision.status ?? 403;
+      return void socket.end(rawErrorResponse(status, deniedCode(status), decision.reason));
+    }
     if (!end) {
       return void socket.end(
         rawErrorResponse(503, ErrorCode.upstreamUnavailable, `upstream ${this.source.name} is not connected`),

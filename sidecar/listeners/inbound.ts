@@ -2,13 +2,19 @@
  * The inbound side: a geminio listener (TCP or TLS) that accepts Ends from remote sidecars and geminio clients.
  * Streams they open go through the service table; RPC methods from the config are registered on every End and
  * forward the call body to a local HTTP endpoint; messages are POSTed to the configured webhook. Connected Ends are
- * kept by ClientID and by announced name, for /debug/ends and for reverse tunnels.
+ * kept by ClientID and by name, for /debug/ends and for reverse tunnels.
+ *
+ * ClientIDs are assigned here: a fresh one for every connection, unless an authorization plugin approves another
+ * (a proposed one, or one it derives from a verified identity). The SDK's own resume of proposed ClientIDs is
+ * never reached, since the connect hook always returns a ClientID. The ClientID and name decided at connect are
+ * recorded (HookRunner.identities) and are what every later decision about the End sees.
  */
+import { randomInt } from 'node:crypto';
 
 import { Agent, request } from 'undici';
 import { type End, type Listener, listen, type RpcRequest } from '../../sdk/index.js';
 import type { InboundConfig } from '../config.js';
-import type { HookRunner } from '../hooks.js';
+import type { HookRunner, Identity } from '../hooks.js';
 import type { Inflight } from '../inflight.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -68,14 +74,23 @@ export class InboundListener {
       endBacklog: this.config.maxPendingEnds,
       registerLocalRpcs,
       onConnect: async (info) => {
+        const fresh = this.freshClientId();
+        const peer = announcedName(info.meta);
         const d = await this.deps.hooks.decide('connect', {
-          clientId: info.proposedClientId ? String(info.proposedClientId) : undefined,
-          peer: announcedName(info.meta),
+          clientId: String(fresh),
+          proposedClientId: info.proposedClientId ? String(info.proposedClientId) : undefined,
+          peer,
+          meta: info.meta,
           remoteAddress: info.remoteAddress,
+          peerCertificate: info.peerCertificate,
+          peerVerified:
+            this.config.tls.enabled && this.config.tls.requestCert && this.config.tls.rejectUnauthorized,
           direction: 'inbound',
         });
         if (!d.allow) throw new Error(d.reason);
-        return undefined;
+        const clientId = d.clientId !== undefined ? BigInt(d.clientId) : fresh;
+        this.remember({ clientId: String(clientId), name: d.name ?? peer });
+        return clientId;
       },
     });
     this.listener.on('handshakeError', (err: Error, addr: string | undefined) =>
@@ -83,6 +98,26 @@ export class InboundListener {
     );
     this.log.info({ listen: this.config.listen, tls: this.config.tls.enabled }, 'geminio listener started');
     void this.acceptLoop(this.listener);
+  }
+
+  /** A ClientID shaped like Go's (seconds << 32 | 32 random bits) that no connected End holds. */
+  private freshClientId(): bigint {
+    for (;;) {
+      const id = (BigInt(Math.floor(Date.now() / 1000)) << 32n) | BigInt(randomInt(2, 0xffff_ffff));
+      if (!this.deps.hooks.identities.has(String(id))) return id;
+    }
+  }
+
+  /**
+   * Records the identity decided at connect. It is bound to the End once accepted; a record whose End never
+   * arrives (the handshake failed after the decision) is dropped after a while.
+   */
+  private remember(identity: Identity): void {
+    this.deps.hooks.identities.set(identity.clientId, identity);
+    setTimeout(() => {
+      if (!identity.owner && this.deps.hooks.identities.get(identity.clientId) === identity)
+        this.deps.hooks.identities.delete(identity.clientId);
+    }, 60_000).unref();
   }
 
   address(): { host: string; port: number } | undefined {
@@ -106,13 +141,24 @@ export class InboundListener {
   }
 
   private adopt(end: End): void {
-    const name = announcedName(end.meta);
-    const log = this.log.child({ clientId: String(end.clientId), peer: name });
+    const clientId = String(end.clientId);
+    const identity = this.deps.hooks.identities.get(clientId);
+    if (!identity) {
+      // Cannot happen through onConnect; if it ever does, the End is refused rather than let through unchecked.
+      this.log.error({ clientId }, 'end without a connect decision; closing it');
+      end.destroy();
+      return;
+    }
+    identity.owner = end;
+    const name = identity.name;
+    const log = this.log.child({ clientId, peer: name });
     this.ends.set(end.clientId, { end, name, connectedAt: new Date() });
     this.deps.metrics.inboundEnds.set(this.ends.size);
     log.info({ remoteAddress: end.remoteAddress }, 'end connected');
     end.on('error', (err: Error) => log.debug({ err: err.message }, 'end error'));
     end.once('close', () => {
+      if (this.deps.hooks.identities.get(clientId)?.owner === end)
+        this.deps.hooks.identities.delete(clientId);
       if (this.ends.get(end.clientId)?.end === end) this.ends.delete(end.clientId);
       this.deps.metrics.inboundEnds.set(this.ends.size);
       log.info({ err: end.closeError?.message }, 'end closed');
@@ -183,6 +229,17 @@ export class InboundListener {
     const slots: Array<() => void> = [];
     try {
       for await (const m of end.messages()) {
+        const d = await this.deps.hooks.decide('message', {
+          clientId: String(m.clientId),
+          streamId: String(m.streamId),
+          topic: m.topic,
+          direction: 'inbound',
+        });
+        if (!d.allow) {
+          m.error(`denied: ${d.reason}`);
+          this.deps.metrics.messagesFailed.inc();
+          continue;
+        }
         if (running >= hook.concurrency) await new Promise<void>((r) => slots.push(r));
         running++;
         const done = this.deps.inflight.begin();
