@@ -34,9 +34,9 @@ export interface ListenOptions extends Partial<EndLimits>, SetupOptions {
   /** Most Ends that finished the handshake but wait for acceptEnd(); more are refused. Default 1024. */
   endBacklog?: number;
   /**
-   * When onConnect returns nothing: give a reconnecting client back the ClientID it proposes, if this listener
-   * assigned it and no connection holds it now. Never a live ID, never one this listener did not assign.
-   * Default true.
+   * When onConnect returns nothing: give a reconnecting client back the ClientID it proposes if it proves it is
+   * its own (`resumeVerified`: assigned by this listener, presented with its resume secret). A connection that
+   * still holds the ID (half-open) is then closed as replaced. Default true.
    */
   resumeClientIds?: boolean;
   /** How many recent message IDs per ClientID are remembered to drop replays after a reconnect. Default 4096. */
@@ -169,24 +169,26 @@ export class Listener extends EventEmitter {
   }
 
   /**
-   * Whether a client may have the ClientID it proposes back: one this listener assigned and nobody holds, or
-   * one still held by a connection the server has not seen die, if the client shows that ID's resume secret
-   * (then the old connection is closed: the client has moved on from it).
+   * True when the client proves the ClientID it proposes is its own: one this listener assigned, presented with
+   * that ID's resume secret (handed out in the ConnAck that assigned it). A proposal without the secret proves
+   * nothing, whether or not the ID is in use.
    */
-  private resume(info: ConnectInfo): bigint | undefined {
+  private resumeVerified(info: ConnectInfo): boolean {
     const known = this.clients.get(info.proposedClientId);
-    if (this.options.resumeClientIds === false || !known) return undefined;
-    if (!known.current) return info.proposedClientId;
     const token = info.resumeToken;
-    if (!token || token.length !== known.token.length || !timingSafeEqual(token, known.token))
-      return undefined;
+    return !!known && !!token && token.length === known.token.length && timingSafeEqual(token, known.token);
+  }
+
+  /** The client moved on from a connection the server had not seen die: close it, keep the ID for the new one. */
+  private replaceHolder(id: bigint): void {
+    const known = this.clients.get(id);
+    if (!known?.current) return;
     // Through the connection, so the old End closes with this reason like any lost connection (no 'error'
     // event the application may not listen for).
     known.current.conn.destroy(
       new ConnectionClosedError('replaced by a newer connection of the same client'),
     );
     known.current = undefined;
-    return info.proposedClientId;
   }
 
   private onSocket(socket: Duplex): void {
@@ -201,10 +203,14 @@ export class Listener extends EventEmitter {
     const onConnect: ConnectHook = async (info) => {
       if (this.backlog.length >= endBacklog)
         throw new LimitExceededError('server busy: too many ends waiting');
+      info.resumeVerified = this.resumeVerified(info);
       const decided = await userHook?.(info);
-      if (typeof decided === 'bigint' && decided !== 0n) return decided;
-      // Assign here rather than in the connection, so the record (and its resume secret) exists for the ConnAck.
-      const id = this.resume(info) ?? assignClientId();
+      let id: bigint;
+      if (typeof decided === 'bigint' && decided !== 0n) id = decided;
+      else if (info.resumeVerified && this.options.resumeClientIds !== false) id = info.proposedClientId;
+      // Assigned here rather than in the connection, so the record (and its resume secret) exists for the ConnAck.
+      else id = assignClientId();
+      if (id === info.proposedClientId && info.resumeVerified) this.replaceHolder(id);
       this.record(id);
       return id;
     };

@@ -44,6 +44,13 @@ export interface ConnectInfo {
   peerCertificate: unknown;
   /** The resume secret a geminio-node client presents with its proposed ClientID after a reconnect. */
   resumeToken: Buffer | undefined;
+  /**
+   * Set by a Listener: the proposed ClientID is one it assigned and the client presented that ID's resume
+   * secret, so it is this client's own. (Without a Listener, always false.)
+   */
+  resumeVerified: boolean;
+  /** TLS transports: whether the peer's certificate was verified against the trusted CAs. */
+  authorized: boolean | undefined;
 }
 
 /**
@@ -345,6 +352,8 @@ export class Connection extends EventEmitter {
       remoteAddress: this.remoteAddress,
       peerCertificate: peerCertificate(this.transport),
       resumeToken: p.data.ext?.resume,
+      resumeVerified: false,
+      authorized: (this.transport as { authorized?: boolean }).authorized,
     };
     const timeout = this.limits.heartbeatTimeout ?? 2 * HEARTBEAT_INTERVALS_MS[code]!;
     Promise.resolve()

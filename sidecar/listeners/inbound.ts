@@ -74,7 +74,9 @@ export class InboundListener {
       endBacklog: this.config.maxPendingEnds,
       registerLocalRpcs,
       onConnect: async (info) => {
-        const fresh = this.freshClientId();
+        // A reconnecting sidecar that proved the ClientID it proposes is its own (the SDK checked the resume
+        // secret this listener gave it) keeps it; any other proposal is only a fact for the plugins to judge.
+        const fresh = info.resumeVerified ? info.proposedClientId : this.freshClientId();
         const peer = announcedName(info.meta);
         const d = await this.deps.hooks.decide('connect', {
           clientId: String(fresh),
