@@ -15,6 +15,8 @@ export const goBenchBinary: string = join(benchDir, 'results', 'bin', 'geminio-b
 export const REQUEST_SIZE = 256;
 export const RESPONSE_SIZE = 4096;
 export const WRITE_SIZE = 128 * 1024;
+/** Body of the sidecar rows' GET answers (bench/http-app.ts). */
+export const HTTP_BODY_SIZE = 100;
 
 /** How long each row runs: warm-up, then the measured window. */
 export interface Timing {

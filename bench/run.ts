@@ -3,12 +3,14 @@
  * 0.3 s). Every anchor is measured in the same run, each case in a fresh process (bench/worker.ts,
  * bench/memory.ts, the Go program test/interop/geminio-bench). Prints a table and writes
  * bench/results/latest.json: rows {name, unit, value, anchor, anchorValue, ratio, target, met, note}.
- * Targets are reported, never asserted. See docs/BENCHMARKS.md.
+ * The sidecar rows (bench/sidecar-http.ts) run the app, the two sidecars, nginx and the load generator each in
+ * its own process. Targets are reported, never asserted. See docs/BENCHMARKS.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { benchDir, buildGoBench, JsonChild, type Measured, runGo, type Timing, tsxArgs } from './lib.js';
+import { cpuNote, type HttpResult, runSidecarHttp } from './sidecar-http.js';
 
 const quick = process.argv.includes('--quick');
 const timing: Timing = quick ? { warmupMs: 300, durationMs: 1_000 } : { warmupMs: 1_000, durationMs: 3_000 };
@@ -262,6 +264,64 @@ for (const streams of [1, 16]) {
   addRow('RPC 256 B -> 4 KiB, Node client -> Go server, 64 in flight', 'calls/s', n64, [
     { anchor: 'Node client -> Node server (2 processes)', result: nn64 },
   ]);
+}
+
+// Sidecar: HTTP GET through outbound + inbound sidecar, against direct and one nginx hop (issue 6)
+{
+  const HIGH = 64;
+  const http = await runSidecarHttp(timing, { concurrencies: [1, HIGH], log });
+  const res = http.results;
+  const DIRECT = 'direct: client -> app (2 processes)';
+  const NGINX = 'one nginx hop: client -> nginx -> app (3 processes)';
+  const via = 'client -> outbound sidecar -> geminio -> inbound sidecar -> app (4 processes)';
+  const pick = (r: HttpResult, field: 'perSec' | 'p50Us' | 'p99Us', withCpu = false): Result => {
+    const notes = [r.note, withCpu ? cpuNote(r) : undefined];
+    if (withCpu && r.streamsOpened !== undefined) notes.push(`${r.streamsOpened} geminio streams opened`);
+    const note = notes.filter(Boolean).join('; ');
+    return { value: r[field], ...(note ? { note } : {}) };
+  };
+  for (const c of [HIGH, 1]) {
+    const conns = `${c} connection${c === 1 ? '' : 's'}`;
+    addRow(`HTTP GET 100 B, ${conns}: ${via}`, 'req/s', pick(res.sidecar[c]!, 'perSec', true), [
+      {
+        anchor: DIRECT,
+        result: pick(res.direct[c]!, 'perSec', true),
+        ...(c === HIGH ? { target: { kind: 'ratio-min', k: 0.6 } as Target } : {}),
+      },
+      { anchor: NGINX, result: pick(res.nginx[c]!, 'perSec', true) },
+    ]);
+  }
+  for (const c of [1, HIGH]) {
+    const conns = `${c} connection${c === 1 ? '' : 's'}`;
+    for (const [field, label] of [
+      ['p50Us', 'p50'],
+      ['p99Us', 'p99'],
+    ] as const) {
+      addRow(`HTTP GET 100 B ${label} latency, ${conns}: two sidecars`, 'µs', pick(res.sidecar[c]!, field), [
+        { anchor: DIRECT, result: pick(res.direct[c]!, field) },
+        { anchor: NGINX, result: pick(res.nginx[c]!, field) },
+      ]);
+    }
+  }
+  // The latency target: p50 added by the two sidecars over direct, at 1 connection; nginx's added p50 as anchor.
+  const added = (r: HttpResult): Result => {
+    const d = res.direct[1]!.p50Us;
+    return {
+      value: r.p50Us !== null && d !== null ? r.p50Us - d : null,
+      ...(r.note ? { note: r.note } : {}),
+    };
+  };
+  addRow(
+    'HTTP GET 100 B p50 added over direct, 1 connection: two sidecars',
+    'µs',
+    added(res.sidecar[1]!),
+    [{ anchor: 'one nginx hop, p50 added over direct', result: added(res.nginx[1]!) }],
+    { kind: 'max', v: 250 },
+  );
+  writeFileSync(
+    join(benchDir, 'results', `latest-sidecar-http-${quick ? 'quick' : 'full'}.json`),
+    `${JSON.stringify(http, null, 2)}\n`,
+  );
 }
 
 // Memory
