@@ -10,7 +10,8 @@
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
 import { ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
-import { DEFAULT_STREAM_ID } from './frame/constants.js';
+import { DEFAULT_STREAM_ID, PacketType as T } from './frame/constants.js';
+import { encodePacket } from './frame/encode.js';
 import type { Message, PublishOptions } from './messaging/messaging.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
 import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
@@ -47,6 +48,11 @@ export class End extends Stream {
   private readonly setupOptions: SetupOptions;
   private readyWaiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
   private sleeper: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /**
+   * A reconnecting End whose peer dismissed the default stream (a Go End does that first when it closes, before
+   * DisConn): the connection is about to go, so new work waits for the next one, like during a reconnect.
+   */
+  private parked = false;
 
   /** @internal Ends are made by dial() and listen(). */
   constructor(
@@ -168,7 +174,7 @@ export class End extends Stream {
    * `failFast`, rejects at once with a retryable ConnectionClosedError).
    */
   private async ready(timeout: number, signal?: AbortSignal): Promise<number> {
-    if (this.state === 'connected') return timeout;
+    if (this.state === 'connected' && !this.parked) return timeout;
     if (this.state === 'closed') throw this.closeError ?? new ConnectionClosedError('end is closed');
     if (this.policy?.failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
     if (signal?.aborted) throw abortError(signal.reason);
@@ -195,7 +201,7 @@ export class End extends Stream {
 
   // Raw bytes written while reconnecting wait for the new connection.
   protected override sendData(data: Buffer, cb: (err?: Error | null) => void): void {
-    if (this.state !== 'reconnecting') return super.sendData(data, cb);
+    if (this.state !== 'reconnecting' && !this.parked) return super.sendData(data, cb);
     this.ready(Number.POSITIVE_INFINITY).then(
       () => super.sendData(data, cb),
       (err: Error) => cb(err),
@@ -263,6 +269,7 @@ export class End extends Stream {
       }
       if (conn.state !== 'open') continue; // dropped again during setup: its close handler restarted nothing
       this.state = 'connected';
+      this.parked = false;
       this.closeError = undefined;
       for (const w of [...this.readyWaiters]) w.resolve();
       this.emit('reconnect', { clientId: conn.clientId, attempts: attempt + 1 });
@@ -271,6 +278,23 @@ export class End extends Stream {
     throw new ConnectionClosedError(`gave up reconnecting after ${policy.maxAttempts} attempts`, {
       cause: lastError,
     });
+  }
+
+  /**
+   * @internal The peer dismisses the default stream. An End that reconnects outlives its connections, so it
+   * answers the exchange (DismissAck and its own Dismiss, as Go expects) without ending its Duplex.
+   */
+  override receiveDismiss(id: bigint): void {
+    if (!this.redial || this.userClosed) {
+      super.receiveDismiss(id);
+      return;
+    }
+    this.conn.send(encodePacket({ type: T.DismissAck, id, sessionId: DEFAULT_STREAM_ID, data: {} }));
+    if (this.parked) return;
+    this.parked = true;
+    this.conn.send(
+      encodePacket({ type: T.Dismiss, id: this.conn.ids.next(), sessionId: DEFAULT_STREAM_ID, data: {} }),
+    );
   }
 
   private resetDefaultStream(): void {

@@ -39,6 +39,29 @@ describe('client auto-reconnect', () => {
     second.destroy();
   });
 
+  it('survives a graceful close by the server (stream 1 dismissed, then DisConn) and reconnects', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 20, maxDelay: 100 } });
+    open.push(client);
+    await client.register('ping', () => 'pong');
+    const first = await listener.acceptEnd();
+    const closed: string[] = [];
+    client.on('close', () => closed.push('close'));
+    const reconnected = once(client, 'reconnect');
+    await first.close(); // dismisses every stream, the default one included, then DisConn
+    const second = await listener.acceptEnd();
+    await reconnected;
+    expect(closed).toEqual([]);
+    expect(client.destroyed).toBe(false);
+    await second.waitRemoteMethods(['ping'], { timeout: 2000 });
+    expect((await second.call('ping')).data.toString()).toBe('pong');
+    // Raw bytes on the default stream still work on the new connection.
+    const got = new Promise<Buffer>((r) => second.once('data', r));
+    client.write('after');
+    expect((await got).toString()).toBe('after');
+    second.destroy();
+  });
+
   it('fails in-flight calls fast with a retryable error; calls made while reconnecting wait', async () => {
     const listener = await server();
     const client = await dial(listener.address(), { reconnect: { minDelay: 50, maxDelay: 100 } });

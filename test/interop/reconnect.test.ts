@@ -74,6 +74,23 @@ describe.skipIf(!goAvailable && !process.env.CI)('reconnecting across the Go int
     expect((await client.call('echo', 'after')).data.toString()).toBe('after');
   });
 
+  it('a reconnecting Node client survives a graceful Go End close (stream 1 dismissed, then DisConn)', async () => {
+    const go = await GoPeer.server();
+    cleanups.push(() => go.stop());
+    const client = await dial(go.addr, { reconnect: { minDelay: 50, maxDelay: 300 } });
+    cleanups.push(() => client.destroy());
+    await go.waitFor('ready');
+    const closed: unknown[] = [];
+    client.on('close', () => closed.push(1));
+    const reconnected = nextEvent(client, 'reconnect', 10_000);
+    await go.request('close', 'closed-local'); // Go End.Close(): Dismiss on every stream, then DisConn
+    await reconnected;
+    expect(closed).toHaveLength(0);
+    await go.waitFor('ready');
+    await client.waitRemoteMethods(['echo'], { timeout: 5000 });
+    expect((await client.call('echo', 'again')).data.toString()).toBe('again');
+  });
+
   it('a Go RetryEnd client comes back to a restarted Node server and calls it again', async () => {
     let listener: Listener = await listen('127.0.0.1:0');
     cleanups.push(() => listener.close());
