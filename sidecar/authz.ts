@@ -82,6 +82,13 @@ export class Authz {
     this.log = logger.child({ component: 'authz' });
   }
 
+  /** True when some running plugin has the hook of `point` (when none has, `decide` allows without asking). */
+  handles(point: AuthzPoint): boolean {
+    const hook = HOOK_OF[point];
+    for (const p of this.plugins) if (p.definition.hooks[hook]) return true;
+    return false;
+  }
+
   /** Names of the running plugins, in order. */
   get names(): string[] {
     return this.plugins.map((p) => p.name);

@@ -99,7 +99,7 @@ export class HookRunner {
       }
     }
     if (decision.allow && facts.direction === 'inbound') decision = await this.authorize(point, facts);
-    this.metrics.hookDecisions.inc({ hook: point, decision: decision.allow ? 'allow' : 'deny' });
+    this.metrics.hookDecision(point, decision.allow);
     if (!decision.allow) {
       this.logger.warn(
         {
@@ -132,6 +132,8 @@ export class HookRunner {
     }
     const identity = this.identities.get(clientId);
     if (!identity) return { allow: false, status: 403, reason: 'no connect decision for this End' };
+    // No plugin has this hook: allowed, with the End's name, without building the plugins' facts.
+    if (!this.authz?.handles(point)) return { allow: true, name: identity.name };
     const base = { clientId: identity.clientId, name: identity.name, streamId: facts.streamId ?? '' };
     let out: Decision | undefined;
     switch (point) {

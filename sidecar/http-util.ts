@@ -100,22 +100,28 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** The header names a Connection header lists (they are hop-by-hop too), or undefined when there is none. */
+function connectionNamed(connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined;
+  const named = new Set<string>();
+  for (const s of String(connection).toLowerCase().split(',')) {
+    const name = s.trim();
+    if (name) named.add(name);
+  }
+  return named;
+}
+
 /** Request headers to forward: hop-by-hop ones and those named in Connection removed. */
 export function forwardHeaders(
   headers: IncomingHttpHeaders,
   extra: Record<string, string> = {},
   dropPrefix?: string,
 ): Record<string, string | string[]> {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
+  const named = connectionNamed(headers.connection);
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || named.has(k)) continue;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k)) continue;
     if (dropPrefix !== undefined && k.startsWith(dropPrefix)) continue;
     out[k] = v;
   }
@@ -125,7 +131,8 @@ export function forwardHeaders(
 /** Response headers to send back: hop-by-hop ones removed (Node frames the body itself). */
 export function responseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) {
+  for (const k in headers) {
+    const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k.toLowerCase())) continue;
     out[k] = v;
   }

@@ -9,6 +9,13 @@ import type { Stream } from '../sdk/index.js';
 
 export type Direction = 'outbound' | 'inbound' | 'tunnel';
 
+interface ByteTally {
+  direction: Direction;
+  service: string;
+  rx: number;
+  tx: number;
+}
+
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const HTTP_METHODS = new Set([
   'GET',
@@ -87,6 +94,8 @@ export class Metrics {
     help: 'Bytes carried on streams; flow is "rx" (from the peer) or "tx" (to the peer)',
     labelNames: ['direction', 'service', 'flow'],
     registers: [this.registry],
+    // Streams count into plain numbers (per chunk, a prom-client inc costs more than the count); a scrape adds them.
+    collect: () => this.flushBytes(),
   });
   readonly httpRequests = new Counter({
     name: 'geminio_http_requests_total',
@@ -161,6 +170,64 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Labelled children by their label values: hashing the label object on every request is not free. */
+  private readonly requestChildren = new Map<string, Counter.Internal>();
+  private readonly durationChildren = new Map<string, Histogram.Internal<string>>();
+  private readonly decisionChildren = new Map<string, Counter.Internal>();
+
+  /** Bytes counted on streams and not yet added to `bytes`, by direction and service. */
+  private readonly byteTallies = new Map<string, ByteTally>();
+
+  private tally(direction: Direction, service: string): ByteTally {
+    const key = `${direction}\0${service}`;
+    let t = this.byteTallies.get(key);
+    if (!t) {
+      t = { direction, service, rx: 0, tx: 0 };
+      this.byteTallies.set(key, t);
+    }
+    return t;
+  }
+
+  /** Adds the tallied bytes to the counter (called by every scrape of the registry). */
+  private flushBytes(): void {
+    for (const t of this.byteTallies.values()) {
+      // Both series exist from the first stream on (a scrape shows rx 0 rather than nothing).
+      this.bytes.inc({ direction: t.direction, service: t.service, flow: 'rx' }, t.rx);
+      this.bytes.inc({ direction: t.direction, service: t.service, flow: 'tx' }, t.tx);
+      t.rx = 0;
+      t.tx = 0;
+    }
+  }
+
+  /** Counts one finished HTTP exchange and its duration. */
+  httpExchange(listener: string, method: string, status: number, seconds: number): void {
+    const key = `${listener}\0${method}`;
+    const rkey = `${key}\0${status}`;
+    let requests = this.requestChildren.get(rkey);
+    if (!requests) {
+      requests = this.httpRequests.labels(listener, method, String(status));
+      this.requestChildren.set(rkey, requests);
+    }
+    requests.inc();
+    let duration = this.durationChildren.get(key);
+    if (!duration) {
+      duration = this.httpDuration.labels(listener, method);
+      this.durationChildren.set(key, duration);
+    }
+    duration.observe(seconds);
+  }
+
+  /** Counts one hook decision. */
+  hookDecision(hook: string, allow: boolean): void {
+    const key = allow ? `${hook}\0allow` : `${hook}\0deny`;
+    let child = this.decisionChildren.get(key);
+    if (!child) {
+      child = this.hookDecisions.labels(hook, allow ? 'allow' : 'deny');
+      this.decisionChildren.set(key, child);
+    }
+    child.inc();
+  }
+
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults !== false) collectDefaultMetrics({ register: this.registry });
   }
@@ -174,22 +241,21 @@ export class Metrics {
     const labels = { direction, service };
     this.streamsOpened.inc(labels);
     this.streamsOpen.inc(labels);
-    const rx = this.bytes.labels(direction, service, 'rx');
-    const tx = this.bytes.labels(direction, service, 'tx');
+    const tally = this.tally(direction, service);
     const push = stream.push.bind(stream);
     stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
-      if (chunk && typeof (chunk as Buffer).length === 'number') rx.inc((chunk as Buffer).length);
+      if (chunk && typeof (chunk as Buffer).length === 'number') tally.rx += (chunk as Buffer).length;
       return push(chunk, encoding);
     };
     const write = stream._write.bind(stream);
     stream._write = (chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void) => {
-      tx.inc(chunk.length);
+      tally.tx += chunk.length;
       write(chunk, enc, cb);
     };
     const writev = stream._writev?.bind(stream);
     if (writev) {
       stream._writev = (chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb) => {
-        for (const c of chunks) tx.inc(c.chunk.length);
+        for (const c of chunks) tally.tx += c.chunk.length;
         writev(chunks, cb);
       };
     }

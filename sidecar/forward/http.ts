@@ -8,7 +8,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, Pool } from 'undici';
 import type { Stream } from '../../sdk/index.js';
 import type { ServiceConfig } from '../config.js';
@@ -44,45 +43,115 @@ export interface ProxyOptions {
   dropPrefix?: string;
 }
 
+/**
+ * One attempt of an exchange, as an undici dispatch handler: the answer's head and chunks go straight to `res`
+ * (no intermediate body stream, no pipeline, no AbortSignal per request); backpressure pauses undici until `res`
+ * drains. `settled` resolves with undefined once the answer is complete, or with the error.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | undefined;
+  /** Set when the client went away: the attempt in flight (or about to start) is aborted. */
+  gone = false;
+  private settle!: (err?: Error) => void;
+  readonly settled = new Promise<Error | undefined>((resolve) => {
+    this.settle = resolve;
+  });
+  private waitingDrain = false;
+  private readonly resume = () => {
+    this.waitingDrain = false;
+    this.controller?.resume();
+  };
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly body: IncomingMessage | undefined,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.gone) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(
+    _c: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    this.res.writeHead(statusCode, responseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk) && !this.waitingDrain) {
+      this.waitingDrain = true;
+      controller.pause();
+      this.res.once('drain', this.resume);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    this.settle(undefined);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.body) {
+      // As undici's request() does: a request body still streaming is destroyed with the error.
+      this.body.on('error', noop);
+      this.body.destroy(err);
+    }
+    this.settle(err);
+  }
+}
+
+function noop(): void {}
+
 /** Forwards one request; answers 502/503/504 JSON when no answer came. Aborts upstream if the client leaves. */
 export async function proxyRequest(
   req: IncomingMessage,
   res: ServerResponse,
   o: ProxyOptions,
 ): Promise<void> {
-  const abort = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) abort.abort(new Error('client went away'));
-  });
   const withBody = hasBody(req);
   const replayable = IDEMPOTENT.has(req.method ?? '') && !withBody;
+  const headers = forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix);
+  let current: Exchange | undefined;
+  res.once('close', () => {
+    if (res.writableFinished || !current) return;
+    current.gone = true;
+    current.controller?.abort(new Error('client went away'));
+  });
   for (let attempt = 0; ; attempt++) {
+    const exchange = new Exchange(res, withBody ? req : undefined);
+    current = exchange;
     try {
-      const answer = await o.dispatcher.request({
-        path: req.url ?? '/',
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        headers: forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix),
-        body: withBody ? req : undefined,
-        signal: abort.signal,
-        headersTimeout: o.headersTimeoutMs,
-        bodyTimeout: o.bodyTimeoutMs,
-      });
-      res.writeHead(answer.statusCode, responseHeaders(answer.headers));
-      await pipeline(answer.body, res);
-      return;
+      o.dispatcher.dispatch(
+        {
+          path: req.url ?? '/',
+          method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+          headers,
+          body: withBody ? req : undefined,
+          headersTimeout: o.headersTimeoutMs,
+          bodyTimeout: o.bodyTimeoutMs,
+        },
+        exchange,
+      );
     } catch (err) {
-      if (abort.signal.aborted || res.headersSent || res.destroyed) {
-        res.destroy();
-        return;
-      }
-      const failure = classify(err, o.side);
-      if (replayable && attempt < o.retries && failure.status !== 504) {
-        o.onRetry?.();
-        continue;
-      }
-      sendError(res, failure.status, failure.code, failure.message);
+      exchange.onResponseError(undefined as unknown as Dispatcher.DispatchController, err as Error);
+    }
+    const err = await exchange.settled;
+    if (err === undefined) return;
+    if (exchange.gone || res.headersSent || res.destroyed) {
+      res.destroy();
       return;
     }
+    const failure = classify(err, o.side);
+    if (replayable && attempt < o.retries && failure.status !== 504) {
+      o.onRetry?.();
+      continue;
+    }
+    sendError(res, failure.status, failure.code, failure.message);
+    return;
   }
 }
 
@@ -105,8 +174,9 @@ export function observe(req: IncomingMessage, res: ServerResponse, info: Observe
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const method = methodLabel(req.method);
     const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
-    info.metrics.httpRequests.inc({ listener: info.listener, method, status: String(status) });
-    info.metrics.httpDuration.observe({ listener: info.listener, method }, seconds);
+    info.metrics.httpExchange(info.listener, method, status, seconds);
+    // The access line only when it is written: building it is most of what an exchange costs here otherwise.
+    if (!info.logger.isLevelEnabled('info')) return;
     info.logger.info(
       {
         listener: info.listener,
