@@ -243,7 +243,7 @@ export class Connection extends EventEmitter {
 
   // ---- writing ----
 
-  /** Queues one encoded frame. Writes within one tick are corked together into one syscall. */
+  /** Queues one encoded frame. Writes within one event-loop turn are corked together: one syscall for many streams. */
   send(frame: Buffer): boolean {
     if (this.state === 'closed') return false;
     this.cork();
@@ -276,7 +276,7 @@ export class Connection extends EventEmitter {
     if (this.corked) return;
     this.corked = true;
     this.transport.cork();
-    process.nextTick(uncork, this);
+    setImmediate(uncork, this);
   }
 
   private onDrain(): void {
@@ -528,7 +528,7 @@ export class Connection extends EventEmitter {
     this.liveness.stop();
   }
 
-  /** @internal Flushes corked writes (called on the next tick after the first write of a tick). */
+  /** @internal Flushes corked writes (from setImmediate, once per event-loop turn that wrote). */
   uncorkNow(): void {
     if (!this.corked) return;
     this.corked = false;
