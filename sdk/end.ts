@@ -9,13 +9,12 @@
 
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
-import { ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
+import { abortError, ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
 import { DEFAULT_STREAM_ID, PacketType as T } from './frame/constants.js';
 import { encodePacket } from './frame/encode.js';
-import type { Message, PublishOptions } from './messaging/messaging.js';
+import type { PublishOptions } from './messaging/messaging.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
 import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
-import { abortError } from './rpc/rpc.js';
 import { StreamFlow } from './stream/flow.js';
 import { Multiplexer, type OpenStreamOptions } from './stream/multiplexer.js';
 import { failStream, Stream } from './stream/stream.js';
@@ -77,7 +76,7 @@ export class End extends Stream {
   }
 
   private attach(conn: Connection): Multiplexer {
-    const mux = new Multiplexer(conn, undefined);
+    const mux = new Multiplexer(conn);
     this.conn = conn;
     this.mux = mux;
     mux.addDefault(this);
@@ -163,10 +162,6 @@ export class End extends Stream {
   override async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.publishTimeout, options.signal);
     return super.publish(data, { ...options, timeout: left });
-  }
-
-  override receive(options?: { signal?: AbortSignal }): Promise<Message> {
-    return super.receive(options);
   }
 
   /**

@@ -90,6 +90,12 @@ export class RemoteError extends define('GEMINIO_ERR_REMOTE', 'remote error') {}
 /** The peer has no handler for the called method on that stream. */
 export class NoSuchMethodError extends define('GEMINIO_ERR_NO_SUCH_METHOD', 'no such method') {}
 
+/** The AbortError for an AbortSignal's reason (kept as the cause), so aborts are typed wherever they happen. */
+export function abortError(reason: unknown): AbortError {
+  if (reason instanceof AbortError) return reason;
+  return new AbortError(reason instanceof Error ? reason.message : 'aborted', { cause: reason });
+}
+
 /** Every error class, keyed by code: used by the docs test to keep docs/ERRORS in step with the code. */
 export const errorClasses = {
   GEMINIO_ERR_PROTOCOL: ProtocolError,

@@ -5,6 +5,7 @@
  */
 import { guard, type StreamPort, toBytes } from '../application/port.js';
 import {
+  abortError,
   type GeminioError,
   LimitExceededError,
   ProtocolError,
@@ -14,7 +15,6 @@ import {
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet } from '../frame/packet.js';
-import { abortError } from '../rpc/rpc.js';
 import type { DeliveryWindow } from './delivery-window.js';
 
 export type Delivery = 'at-least-once' | 'at-most-once';

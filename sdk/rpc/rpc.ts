@@ -7,6 +7,7 @@
 import { guard, type StreamPort, toBytes } from '../application/port.js';
 import {
   AbortError,
+  abortError,
   type GeminioError,
   LimitExceededError,
   NoSuchMethodError,
@@ -429,9 +430,4 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
 function errorText(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text || 'error';
-}
-
-export function abortError(reason: unknown): Error {
-  if (reason instanceof AbortError) return reason;
-  return new AbortError(reason instanceof Error ? reason.message : 'aborted', { cause: reason });
 }

@@ -17,7 +17,7 @@ import {
 import { DEFAULT_STREAM_ID, SessionFlag, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { Packet, SessionAckPacket, SessionPacket } from '../frame/packet.js';
-import { type ApplicationFactory, Stream } from './stream.js';
+import { Stream } from './stream.js';
 
 export interface OpenStreamOptions {
   /** Meta the peer sees as `stream.meta`. */
@@ -50,10 +50,7 @@ export class Multiplexer {
   /** Packets dropped because they named no known stream (the Go library drops them too). */
   unknownStreamPackets = 0;
 
-  constructor(
-    readonly conn: Connection,
-    private readonly application: ApplicationFactory | undefined,
-  ) {}
+  constructor(readonly conn: Connection) {}
 
   /** Registers the default stream (the End). */
   addDefault(stream: Stream): void {
@@ -231,7 +228,6 @@ export class Multiplexer {
       meta,
       peer,
       allowHalfOpen,
-      application: this.application,
       onFinalized: (s) => {
         if (this.streams.get(s.streamId) === s) this.streams.delete(s.streamId);
       },

@@ -20,9 +20,6 @@ import type { Message, PublishOptions } from '../messaging/messaging.js';
 import type { CallOptions, CallResult, RpcHandler } from '../rpc/rpc.js';
 import { StreamFlow } from './flow.js';
 
-/** Creates the application layer (RPC, messaging) of a stream. */
-export type ApplicationFactory = (port: StreamPort) => StreamApplication;
-
 export interface StreamInit {
   conn: Connection;
   streamId: bigint;
@@ -30,7 +27,6 @@ export interface StreamInit {
   peer: string | undefined;
   /** Called once when the Dismiss exchange is complete (or abandoned) and the ID can be forgotten. */
   onFinalized: (stream: Stream) => void;
-  application?: ApplicationFactory | undefined;
   allowHalfOpen?: boolean;
 }
 
@@ -44,7 +40,6 @@ export class Stream extends Duplex {
 
   /** @internal The End swaps it after a reconnect. */ conn: Connection;
   private application: StreamApplication | undefined;
-  private readonly makeApplication: ApplicationFactory;
   private readonly onFinalized: (stream: Stream) => void;
   protected sentDismiss = false;
   protected gotDismissAck = false;
@@ -69,7 +64,6 @@ export class Stream extends Duplex {
     this.meta = init.meta;
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
-    this.makeApplication = init.application ?? defaultApplication;
     this.flow = init.conn.flowControl ? new StreamFlow(init.conn, init.streamId) : undefined;
   }
 
@@ -112,7 +106,7 @@ export class Stream extends Duplex {
    * should cost little more than its Duplex.
    */
   get app(): StreamApplication {
-    this.application ??= this.makeApplication(streamPort(this));
+    this.application ??= new StreamApplication(streamPort(this));
     return this.application;
   }
 
@@ -339,10 +333,6 @@ export class Stream extends Duplex {
     this.conn.resumeReading(this);
     this.onFinalized(this);
   }
-}
-
-function defaultApplication(port: StreamPort): StreamApplication {
-  return new StreamApplication(port);
 }
 
 /** The stream's view for RPC and messaging; it reads `stream.conn` on each use, so it follows a reconnect. */
