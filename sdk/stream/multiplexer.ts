@@ -5,8 +5,10 @@
  * ID in the SessionAck; a server opens with its chosen ID as negotiateID. A new stream is entered in the table when
  * its ID is known (on SessionAck for the opener), so no early packet is lost, and data waits for the SessionAck.
  */
+import { guard } from '../application/port.js';
 import type { Connection } from '../connection/connection.js';
 import {
+  abortError,
   ConnectionClosedError,
   type GeminioError,
   LimitExceededError,
@@ -37,7 +39,8 @@ interface PendingOpen {
   allowHalfOpen: boolean;
   resolve: (s: Stream) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Clears the open's timer and abort listener. */
+  release: () => void;
 }
 
 export class Multiplexer {
@@ -71,31 +74,31 @@ export class Multiplexer {
     const packetId = this.conn.ids.next();
     const peer = options.peer;
     return new Promise<Stream>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const signal = options.signal;
+      if (signal?.aborted) return reject(abortError(signal.reason));
+      const fail = (err: Error) => {
+        const pending = this.opening.get(negotiateId);
+        if (!pending) return;
         this.opening.delete(negotiateId);
-        reject(new StreamOpenTimeoutError());
-      }, this.conn.limits.streamOpenTimeout);
-      const pending: PendingOpen = {
+        pending.release();
+        reject(err);
+      };
+      // One timer and one abort listener, removed on every way out (ack, refusal, timeout, abort, close).
+      const release = guard(
+        this.conn.limits.streamOpenTimeout,
+        signal,
+        () => fail(new StreamOpenTimeoutError()),
+        (reason) => fail(abortError(reason)),
+      );
+      this.opening.set(negotiateId, {
         packetId,
         meta,
         peer,
         allowHalfOpen: options.allowHalfOpen ?? false,
         resolve,
         reject,
-        timer,
-      };
-      this.opening.set(negotiateId, pending);
-      const signal = options.signal;
-      if (signal) {
-        const onAbort = () => {
-          if (this.opening.delete(negotiateId)) {
-            clearTimeout(timer);
-            reject(signal.reason instanceof Error ? signal.reason : new StreamRefusedError('open aborted'));
-          }
-        };
-        if (signal.aborted) return onAbort();
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
+        release,
+      });
       // A client asks the server to choose the ID; a server proposes its own (the client takes it as is).
       const flags = this.conn.role === 'client' ? SessionFlag.SessionIdAcquire : 0;
       this.conn.send(
@@ -207,7 +210,7 @@ export class Multiplexer {
       return;
     }
     this.opening.delete(p.negotiateId);
-    clearTimeout(pending.timer);
+    pending.release();
     if (p.data.error) {
       pending.reject(new StreamRefusedError(p.data.error));
       return;
@@ -245,7 +248,7 @@ export class Multiplexer {
     this.closingError = err;
     for (const [id, pending] of this.opening) {
       this.opening.delete(id);
-      clearTimeout(pending.timer);
+      pending.release();
       pending.reject(err);
     }
     const waiters = this.acceptWaiters;
