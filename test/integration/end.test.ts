@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -74,17 +75,16 @@ describe('Node End <-> Node End over TCP', () => {
   });
 
   it('openStream with a signal: abort is a typed error, and a finished open leaves no listener behind', async () => {
-    const { getEventListeners } = await import('node:events');
     const { client, server } = await pair();
     const ctl = new AbortController();
     const [s] = await Promise.all([client.openStream({ signal: ctl.signal }), server.acceptStream()]);
     expect(s.streamId).toBeGreaterThan(1n);
-    expect(getEventListeners(ctl.signal, 'abort')).toHaveLength(0);
+    expect(EventEmitter.getEventListeners(ctl.signal, 'abort')).toHaveLength(0);
     const aborted = new AbortController();
     const open = client.openStream({ signal: aborted.signal });
     aborted.abort();
     await expect(open).rejects.toMatchObject({ code: 'GEMINIO_ERR_ABORTED' });
-    expect(getEventListeners(aborted.signal, 'abort')).toHaveLength(0);
+    expect(EventEmitter.getEventListeners(aborted.signal, 'abort')).toHaveLength(0);
   });
 
   it('raw bytes on the default stream', async () => {
