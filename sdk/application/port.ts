@@ -43,3 +43,11 @@ export function guard(
     signal?.removeEventListener('abort', abort);
   };
 }
+
+/**
+ * The deadline to put on the wire: only for a timeout the caller chose, as Go does (a default timeout stays
+ * local, which spares a time format and parse per message).
+ */
+export function wireDeadline(timeout: number | undefined): number | undefined {
+  return timeout !== undefined && Number.isFinite(timeout) ? Date.now() + timeout : undefined;
+}

@@ -3,7 +3,7 @@
  * MessageAck with the same PacketID on the same stream. Received messages queue up for receive(); a receiver that
  * falls behind by `receiveQueue` messages pauses the socket (never drops, never grows without bound).
  */
-import { guard, type StreamPort, toBytes } from '../application/port.js';
+import { guard, type StreamPort, toBytes, wireDeadline } from '../application/port.js';
 import {
   abortError,
   type GeminioError,
@@ -94,43 +94,33 @@ export class Messenger {
   constructor(private readonly port: StreamPort) {}
 
   publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
-    if (options.signal?.aborted) return Promise.reject(abortError(options.signal.reason));
-    let value: Buffer | undefined;
-    let custom: Buffer | undefined;
-    try {
-      value = toBytes(data, 'data');
-      custom = toBytes(options.custom, 'custom');
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const id = options.id ?? this.port.nextId();
-    const timeout = options.timeout ?? this.port.limits.publishTimeout;
-    const frame = encodePacket({
-      type: T.Message,
-      id,
-      sessionId: this.port.streamId,
-      data: {
-        value,
-        topic: options.topic,
-        custom,
-        // As Go does: a deadline on the wire only for a timeout the publisher chose.
-        deadline:
-          options.timeout !== undefined && Number.isFinite(timeout) ? Date.now() + timeout : undefined,
-      },
-    });
-    if (options.delivery !== 'at-most-once' && this.pending.size >= this.port.limits.maxPendingPublishes) {
-      return Promise.reject(
-        new LimitExceededError(
-          `maxPendingPublishes (${this.port.limits.maxPendingPublishes}) messages already wait for an ack`,
-        ),
-      );
-    }
-    if (options.delivery === 'at-most-once') {
-      this.port.send(frame);
-      return Promise.resolve();
-    }
+    // Every check throws inside the executor, which rejects the promise: one path for every refusal.
     return new Promise<void>((resolve, reject) => {
+      if (this.closedWith) throw this.closedWith;
+      if (options.signal?.aborted) throw abortError(options.signal.reason);
+      const acked = options.delivery !== 'at-most-once';
+      const limit = this.port.limits.maxPendingPublishes;
+      if (acked && this.pending.size >= limit) {
+        throw new LimitExceededError(`maxPendingPublishes (${limit}) messages already wait for an ack`);
+      }
+      const id = options.id ?? this.port.nextId();
+      const timeout = options.timeout ?? this.port.limits.publishTimeout;
+      const frame = encodePacket({
+        type: T.Message,
+        id,
+        sessionId: this.port.streamId,
+        data: {
+          value: toBytes(data, 'data'),
+          topic: options.topic,
+          custom: toBytes(options.custom, 'custom'),
+          deadline: wireDeadline(options.timeout),
+        },
+      });
+      if (!acked) {
+        this.port.send(frame);
+        resolve();
+        return;
+      }
       const release = guard(
         timeout,
         options.signal,

@@ -4,7 +4,7 @@
  * aborts a running handler. Handlers run concurrently; responses go out in completion order.
  */
 
-import { guard, type StreamPort, toBytes } from '../application/port.js';
+import { guard, type StreamPort, toBytes, wireDeadline } from '../application/port.js';
 import {
   AbortError,
   abortError,
@@ -123,28 +123,28 @@ export class RpcEndpoint {
 
   /** Calls a method the peer serves on this stream. */
   call(method: string, data?: string | Uint8Array, options: CallOptions = {}): Promise<CallResult> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
-    if (typeof method !== 'string' || method === '')
-      return Promise.reject(new TypeError('method must be a non-empty string'));
-    if (options.signal?.aborted) return Promise.reject(abortError(options.signal.reason));
-    let value: Buffer | undefined;
-    let custom: Buffer | undefined;
-    try {
-      value = toBytes(data, 'data');
-      custom = toBytes(options.custom, 'custom');
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (this.calls.size >= this.port.limits.maxPendingCalls) {
-      return Promise.reject(
-        new LimitExceededError(
-          `maxPendingCalls (${this.port.limits.maxPendingCalls}) calls already wait on this stream`,
-        ),
-      );
-    }
-    const timeout = options.timeout ?? this.port.limits.callTimeout;
-    const id = this.port.nextId();
+    // Every check throws inside the executor, which rejects the promise: one path for every refusal.
     return new Promise<CallResult>((resolve, reject) => {
+      if (this.closedWith) throw this.closedWith;
+      if (typeof method !== 'string' || method === '')
+        throw new TypeError('method must be a non-empty string');
+      if (options.signal?.aborted) throw abortError(options.signal.reason);
+      const limit = this.port.limits.maxPendingCalls;
+      if (this.calls.size >= limit)
+        throw new LimitExceededError(`maxPendingCalls (${limit}) calls already wait`);
+      const timeout = options.timeout ?? this.port.limits.callTimeout;
+      const id = this.port.nextId();
+      const frame = encodePacket({
+        type: T.Request,
+        id,
+        sessionId: this.port.streamId,
+        data: {
+          key: Buffer.from(method),
+          value: toBytes(data, 'data'),
+          custom: toBytes(options.custom, 'custom'),
+          deadline: wireDeadline(options.timeout),
+        },
+      });
       const release = guard(
         timeout,
         options.signal,
@@ -157,18 +157,7 @@ export class RpcEndpoint {
         (reason) => this.cancel(id, CancelType.Canceled, abortError(reason)),
       );
       this.calls.set(id, { method, resolve, reject, release });
-      // Like Go, the wire carries a deadline only for a timeout the caller chose; the default one stays local
-      // (a geminio-node callee still hears of it through RequestCancel), which spares a time format per call.
-      const deadline =
-        options.timeout !== undefined && Number.isFinite(timeout) ? Date.now() + timeout : undefined;
-      this.port.send(
-        encodePacket({
-          type: T.Request,
-          id,
-          sessionId: this.port.streamId,
-          data: { key: Buffer.from(method), value, custom, deadline },
-        }),
-      );
+      this.port.send(frame);
     });
   }
 
