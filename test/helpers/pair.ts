@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable } from 'node:stream';
 import {
   type DialOptions,
   dial,
@@ -71,3 +71,38 @@ export function once(emitter: NodeJS.EventEmitter, event: string): Promise<unkno
 }
 
 export const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Resolves with the event's arguments; rejects after `timeout` ms (and stops listening). */
+export function nextEvent(emitter: NodeJS.EventEmitter, event: string, timeout = 5000): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, on);
+      reject(new Error(`no '${event}' event within ${timeout} ms`));
+    }, timeout);
+    const on = (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args);
+    };
+    emitter.once(event, on);
+  });
+}
+
+/** Reads exactly `n` bytes (at least; what arrives in the last chunk is kept) without waiting for the end. */
+export function readExactly(stream: Readable, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= n) {
+        stream.off('data', onData);
+        stream.off('error', reject);
+        stream.pause();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    stream.on('data', onData);
+    stream.once('error', reject);
+  });
+}

@@ -18,6 +18,7 @@ import {
   listen,
   TimeoutError,
 } from '../../sdk/index.js';
+import { nextEvent } from '../helpers/pair.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -25,21 +26,6 @@ afterEach(async () => {
 });
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Resolves with the event's arguments; rejects after `timeout` ms. */
-function nextEvent(emitter: NodeJS.EventEmitter, event: string, timeout = 5000): Promise<unknown[]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.off(event, on);
-      reject(new Error(`no '${event}' event within ${timeout} ms`));
-    }, timeout);
-    const on = (...args: unknown[]) => {
-      clearTimeout(timer);
-      resolve(args);
-    };
-    emitter.once(event, on);
-  });
-}
 
 /** Polls `cond` every 5 ms; rejects after `timeout` ms. */
 async function waitUntil(cond: () => boolean, timeout = 5000, what = 'condition'): Promise<void> {

@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { clientEnd, dial, type End, type Listener, listen, type Stream, serverEnd } from '../../sdk/index.js';
-import { duplexPair, randomBytes, sha256 } from '../helpers/pair.js';
+import { clientEnd, dial, type End, type Listener, listen, serverEnd } from '../../sdk/index.js';
+import { duplexPair, randomBytes, readExactly, sha256 } from '../helpers/pair.js';
 
 interface Pair {
   client: End;
@@ -134,26 +134,6 @@ async function pair(make: () => Promise<Pair>): Promise<Pair> {
   const p = await make();
   cleanups.push(p.cleanup);
   return p;
-}
-
-/** Reads exactly `n` bytes from a stream (without waiting for its end). */
-function readExactly(stream: Stream, n: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      got += c.length;
-      if (got >= n) {
-        stream.off('data', onData);
-        stream.off('error', reject);
-        stream.pause();
-        resolve(Buffer.concat(chunks));
-      }
-    };
-    stream.on('data', onData);
-    stream.once('error', reject);
-  });
 }
 
 function closedWith(end: End): Promise<unknown> {

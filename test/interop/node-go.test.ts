@@ -4,16 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  dial,
-  type End,
-  type Listener,
-  listen,
-  NoSuchMethodError,
-  RemoteError,
-  type Stream,
-} from '../../sdk/index.js';
-import { readAll, sha256 } from '../helpers/pair.js';
+import { dial, type End, type Listener, listen, NoSuchMethodError, RemoteError } from '../../sdk/index.js';
+import { readAll, readExactly, sha256 } from '../helpers/pair.js';
 import { GoPeer, goAvailable } from './go-peer.js';
 
 const MiB = 1024 * 1024;
@@ -58,25 +50,6 @@ async function teardown(s: Setup | undefined): Promise<void> {
   s.node.destroy();
   await s.go.stop();
   await s.listener?.close();
-}
-
-/** Reads exactly n bytes from a stream (without waiting for its end). */
-function readN(stream: Stream, n: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      got += c.length;
-      if (got >= n) {
-        stream.off('data', onData);
-        stream.pause();
-        resolve(Buffer.concat(chunks));
-      }
-    };
-    stream.on('data', onData);
-    stream.once('error', reject);
-  });
 }
 
 // Without a Go toolchain the suite cannot run; outside CI that skips it, in CI it must run (the test below fails).
@@ -150,7 +123,7 @@ describe.skipIf(!goAvailable && !process.env.CI)('interop with the Go library', 
 
     it('raw bytes on the default stream', async () => {
       const { node } = s!;
-      const echoed = readN(node, 12);
+      const echoed = readExactly(node, 12);
       node.write('default-ping');
       expect((await echoed).toString()).toBe('default-ping');
     });
@@ -162,7 +135,7 @@ describe.skipIf(!goAvailable && !process.env.CI)('interop with the Go library', 
       expect(seen.peer).toBe('node-peer');
       expect(seen.streamId).toBe(String(stream.streamId));
       const payload = randomBytes(8 * MiB);
-      const echoed = readN(stream, payload.length);
+      const echoed = readExactly(stream, payload.length);
       stream.write(payload);
       expect(sha256(await echoed)).toBe(sha256(payload));
       stream.resume();

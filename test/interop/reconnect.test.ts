@@ -5,6 +5,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dial, type End, type Listener, listen } from '../../sdk/index.js';
+import { nextEvent } from '../helpers/pair.js';
 import { GoPeer, goAvailable } from './go-peer.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -21,21 +22,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** Resolves with the event's arguments; rejects after `timeout` ms. */
-function nextEvent(emitter: NodeJS.EventEmitter, event: string, timeout: number): Promise<unknown[]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.off(event, on);
-      reject(new Error(`no '${event}' event within ${timeout} ms`));
-    }, timeout);
-    const on = (...args: unknown[]) => {
-      clearTimeout(timer);
-      resolve(args);
-    };
-    emitter.once(event, on);
-  });
 }
 
 // Without a Go toolchain the suite cannot run; outside CI that skips it, in CI it must run (the test below fails).
