@@ -6,7 +6,8 @@
  * The sidecar rows (bench/sidecar-http.ts) run the app, the two sidecars, the Node proxies, nginx and the load
  * generator each in its own process; their per-path table is printed too and written to
  * bench/results/latest-sidecar-http.json (bench/table.ts renders both as markdown). Options:
- *   --http-warmup MS   warm-up before each HTTP window, the same for every path (default: the row warm-up)
+ *   --http-warmup MS   warm-up before each HTTP window, the same for every path (full: 3000, quick: 1000; a
+ *                      Node proxy measured after 300 ms of load still runs cold code, several times its warm cost)
  *   --rss-settle MS    how long after the sidecars' last load their RSS is read again (full: 60000, quick: 0)
  * Targets are reported, never asserted. See docs/BENCHMARKS.md.
  */
@@ -48,7 +49,11 @@ function numberFlag(flag: string, fallback: number): number {
   }
   return v;
 }
-const httpTiming: Timing = { ...timing, warmupMs: numberFlag('--http-warmup', timing.warmupMs) };
+const HTTP_WARMUP_MS = { full: 3_000, quick: 1_000 };
+const httpTiming: Timing = {
+  ...timing,
+  warmupMs: numberFlag('--http-warmup', quick ? HTTP_WARMUP_MS.quick : HTTP_WARMUP_MS.full),
+};
 const rssSettleMs = numberFlag('--rss-settle', quick ? 0 : 60_000);
 
 export interface Row {

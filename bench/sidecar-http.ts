@@ -14,8 +14,8 @@
  * (bench/http-load.ts, undici Pool, one per measurement), each Node proxy (bench/http-proxy.ts), each nginx
  * (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`, one worker, installed with apt-get when absent) and the two
  * sidecars (the bundle of sidecar/cli.ts built into bench/results/bin/ from the current sources, or sidecar/cli.ts
- * through tsx if bundling fails). Every path gets the same warm-up (timing.warmupMs of load before each window) in
- * fresh processes started before the first measurement. The CPU time of each process in the window comes from
+ * through tsx if bundling fails). Every path gets the same warm-up (timing.warmupMs of load before each window:
+ * 3 s in bench/run.ts's full run, 1 s in --quick) in processes started before the first measurement. The CPU time of each process in the window comes from
  * /proc (the schedstat of each of its threads), reported as % of one core and as µs per request. The sidecars'
  * RSS (/proc/<pid>/status) is read idle, right after their last load, and `rssSettleMs` later. bench/run.ts
  * calls `runSidecarHttp()`; on its own:
@@ -647,8 +647,8 @@ export function pathCpuPct(r: HttpResult, cores: number): number | null {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick');
   const timing: Timing = quick
-    ? { warmupMs: 300, durationMs: 1_000 }
-    : { warmupMs: 1_000, durationMs: 3_000 };
+    ? { warmupMs: 1_000, durationMs: 1_000 }
+    : { warmupMs: 3_000, durationMs: 3_000 };
   const arg = (flag: string) => {
     const i = process.argv.indexOf(flag);
     return i >= 0 ? process.argv[i + 1] : undefined;
