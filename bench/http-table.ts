@@ -21,6 +21,7 @@ export const HTTP_HEADER = [
   'CPU µs/request per proxy, 64 conn',
   'CPU µs/request per proxy, 1 conn',
   'all processes CPU, 64 conn (% of cores)',
+  'whole machine CPU, 64 conn (% of cores)',
 ];
 
 function n(v: number | null | undefined, digits = 0): string {
@@ -56,6 +57,7 @@ export function httpTableRows(http: SidecarHttpResults, high = 64): string[][] {
       perProxy(hi, PATH_PROXIES[path]),
       perProxy(one, PATH_PROXIES[path]),
       n(total),
+      n(hi?.machineCpuPct),
     ]);
   }
   return rows;

@@ -482,6 +482,11 @@ let httpTable: string | undefined;
     [
       { anchor: `${PATH_LABELS.minimal2} path`, result: total('minimal2'), target: { kind: 'min', v: 90 } },
       { anchor: `${PATH_LABELS.nginx2} path`, result: total('nginx2') },
+      {
+        anchor:
+          'the whole machine in the same window (/proc/stat; above the path: cores busy with other work)',
+        result: { value: at('sidecar', HIGH).machineCpuPct ?? null },
+      },
     ],
   );
 

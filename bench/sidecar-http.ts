@@ -102,6 +102,11 @@ export interface HttpResult {
   cpu: Record<string, number>;
   /** CPU time of each process in the window divided by the requests completed in it, in µs. */
   cpuUsPerReq: Record<string, number>;
+  /**
+   * The whole machine's busy CPU in the window (/proc/stat: all but idle and iowait), in % of all cores: beside the
+   * path's own processes it tells idle cores (the path waits on itself) from cores busy with something else.
+   */
+  machineCpuPct?: number;
   /** Sidecar path: geminio streams the outbound sidecar opened during the whole measurement (warm-up included). */
   streamsOpened?: number;
   note?: string;
@@ -255,6 +260,18 @@ function cpuSeconds(pid: number): number | null {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** Busy and total jiffies of the whole machine (first line of /proc/stat), or null. */
+function machineJiffies(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    return { busy: total - v[3]! - v[4]!, total };
   } catch {
     return null;
   }
@@ -591,9 +608,11 @@ async function measure(
     const first = await load.next(60_000);
     if (first.error) throw new Error(first.error);
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+    const machine0 = machineJiffies();
     const t0 = performance.now();
     const r = await load.next(60_000);
     const secs = (performance.now() - t0) / 1000;
+    const machine1 = machineJiffies();
     if (r.error) throw new Error(r.error);
     const cpu: Record<string, number> = { load: Number(r.cpuPct) };
     // µs of CPU per request: the load generator's from its own window and count; each server's from its CPU
@@ -608,7 +627,12 @@ async function measure(
       cpu[k] = Math.round((100 * (b - a)) / secs);
       if (Number(r.perSec) > 0) cpuUsPerReq[k] = perReq((b - a) * 1e6, Number(r.perSec) * secs);
     }
+    const machineCpuPct =
+      machine0 && machine1 && machine1.total > machine0.total
+        ? Math.round((100 * (machine1.busy - machine0.busy)) / (machine1.total - machine0.total))
+        : undefined;
     return {
+      ...(machineCpuPct !== undefined ? { machineCpuPct } : {}),
       perSec: Number(r.perSec),
       p50Us: Number(r.p50Us),
       p90Us: Number(r.p90Us),
