@@ -6,9 +6,9 @@
  * An undici Pool with `concurrency` keep-alive connections (no pipelining) and as many loops, each sending
  * GET / and reading the whole body before the next request (closed loop). After the warm-up it prints
  * {"event":"window"} (the orchestrator samples the servers' CPU time there), then, after the window, one result
- * line: {count, seconds, perSec, p50Us, p90Us, p99Us, maxUs, meanUs, cpuPct}. Latency is per request, from
- * `request()` to the body's last byte, for the requests that completed inside the window. Any non-200 answer or a
- * body of the wrong size fails the run.
+ * line: {count, seconds, perSec, p50Us, p90Us, p99Us, maxUs, meanUs, cpuPct, cpuUs} (cpu*: its own CPU in the
+ * window). Latency is per request, from `request()` to the body's last byte, for the requests that completed
+ * inside the window. Any non-200 answer or a body of the wrong size fails the run.
  */
 import { Pool } from 'undici';
 import { emit, HTTP_BODY_SIZE, sleep } from './lib.js';
@@ -83,6 +83,7 @@ try {
     maxUs: us(percentile(sorted, 100)),
     meanUs: us(sum / Math.max(1, latencies.length)),
     cpuPct: Math.round((100 * (cpu.user + cpu.system)) / 1000 / (seconds * 1000)),
+    cpuUs: cpu.user + cpu.system,
   });
 } catch (err) {
   emit({ error: (err as Error).message ?? String(err) });

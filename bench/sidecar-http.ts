@@ -1,34 +1,93 @@
 /**
- * The sidecar rows (issue 6): HTTP requests/s and latency through the two-sidecar path, against the same app
- * reached directly and through one nginx hop, all in the same run:
+ * The sidecar rows (issues 6 and 14): HTTP requests/s, latency and CPU per request through the two-sidecar path,
+ * against the same app reached directly and through every proxy a user would pick instead, one and two hops,
+ * all in the same run:
  *
- *   sidecar   load generator -> outbound sidecar -> geminio (one TCP connection) -> inbound sidecar -> app
- *   direct    load generator -> app
- *   nginx     load generator -> nginx (reverse proxy, keep-alive upstream) -> app
+ *   direct       load generator -> app
+ *   nginx        load generator -> nginx -> app                 nginx2: -> nginx -> nginx -> app
+ *   minimal      load generator -> minimal Node proxy -> app    minimal2: two of them in a chain
+ *   http-proxy   load generator -> node-http-proxy -> app       http-proxy2: two of them in a chain
+ *   fastify      load generator -> @fastify/http-proxy -> app   fastify2: two of them in a chain
+ *   sidecar      load generator -> outbound sidecar -> geminio (one TCP connection) -> inbound sidecar -> app
  *
  * Every box is its own process: the app (bench/http-app.ts, 100-byte JSON answers), the load generator
- * (bench/http-load.ts, undici Pool, one per measurement), the two sidecars (the bundle of sidecar/cli.ts built into
- * bench/results/bin/ from the current sources, or sidecar/cli.ts through tsx if bundling fails) and nginx
- * (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`, installed with apt-get when absent). bench/run.ts calls
- * `runSidecarHttp()`; on its own:
+ * (bench/http-load.ts, undici Pool, one per measurement), each Node proxy (bench/http-proxy.ts), each nginx
+ * (`nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`, one worker, installed with apt-get when absent) and the two
+ * sidecars (the bundle of sidecar/cli.ts built into bench/results/bin/ from the current sources, or sidecar/cli.ts
+ * through tsx if bundling fails). Every path gets the same warm-up (timing.warmupMs of load before each window:
+ * 3 s in bench/run.ts's full run, 1 s in --quick) in processes started before the first measurement. The CPU time of each process in the window comes from
+ * /proc (the schedstat of each of its threads), reported as % of one core and as µs per request. The sidecars'
+ * RSS (/proc/<pid>/status) is read idle, right after their last load, and `rssSettleMs` later. bench/run.ts
+ * calls `runSidecarHttp()`; on its own:
  *
- *   npx tsx bench/sidecar-http.ts [--quick] [--profile] [--concurrency 1,64] [--paths direct,nginx,sidecar]
- *                                 [--warmup MS]
+ *   npx tsx bench/sidecar-http.ts [--quick] [--profile] [--concurrency 1,64] [--paths direct,minimal2,sidecar]
+ *                                 [--warmup MS] [--rss-settle MS]
  *
  * prints the raw results; `--profile` runs both sidecars under `node --cpu-prof` (bench/results/profiles/
  * sidecar-http/{outbound,inbound}/) and prints their top self-time functions. Results are reported, never
  * asserted.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { profilesIn, summarize } from './cpuprofile.js';
+import { ensureDebianBinary, firstLine, run } from './debian.js';
+import type { ProxyKind } from './http-proxy.js';
 import { benchDir, JsonChild, repoDir, sleep, type Timing, tsxArgs } from './lib.js';
 
-export type PathName = 'direct' | 'nginx' | 'sidecar';
+export const PATHS = [
+  'direct',
+  'nginx',
+  'nginx2',
+  'minimal',
+  'minimal2',
+  'http-proxy',
+  'http-proxy2',
+  'fastify',
+  'fastify2',
+  'sidecar',
+] as const;
+export type PathName = (typeof PATHS)[number];
+
+/** What each path is, for the tables. */
+export const PATH_LABELS: Record<PathName, string> = {
+  direct: 'direct: client -> app',
+  nginx: 'nginx, one hop',
+  nginx2: 'nginx, two hops',
+  minimal: 'minimal Node proxy (http.Server + undici Pool.stream), one hop',
+  minimal2: 'minimal Node proxy, two hops',
+  'http-proxy': 'http-proxy (node-http-proxy), one hop',
+  'http-proxy2': 'http-proxy, two hops',
+  fastify: '@fastify/http-proxy, one hop',
+  fastify2: '@fastify/http-proxy, two hops',
+  sidecar: 'two sidecars: outbound -> geminio -> inbound',
+};
+
+/** The proxy processes of each path, in the order a request crosses them (the CPU columns). */
+export const PATH_PROXIES: Record<PathName, string[]> = {
+  direct: [],
+  nginx: ['proxy'],
+  nginx2: ['proxy1', 'proxy2'],
+  minimal: ['proxy'],
+  minimal2: ['proxy1', 'proxy2'],
+  'http-proxy': ['proxy'],
+  'http-proxy2': ['proxy1', 'proxy2'],
+  fastify: ['proxy'],
+  fastify2: ['proxy1', 'proxy2'],
+  sidecar: ['outbound', 'inbound'],
+};
+
+const NODE_PROXY: Partial<Record<PathName, ProxyKind>> = {
+  minimal: 'minimal',
+  minimal2: 'minimal',
+  'http-proxy': 'http-proxy',
+  'http-proxy2': 'http-proxy',
+  fastify: 'fastify',
+  fastify2: 'fastify',
+};
 
 /** One measurement of one path at one concurrency. */
 export interface HttpResult {
@@ -39,8 +98,15 @@ export interface HttpResult {
   maxUs: number | null;
   meanUs: number | null;
   count: number | null;
-  /** CPU use of each process during the window, in % of one core. */
+  /** CPU use of each process during the window, in % of one core (load = the load generator). */
   cpu: Record<string, number>;
+  /** CPU time of each process in the window divided by the requests completed in it, in µs. */
+  cpuUsPerReq: Record<string, number>;
+  /**
+   * The whole machine's busy CPU in the window (/proc/stat: all but idle and iowait), in % of all cores: beside the
+   * path's own processes it tells idle cores (the path waits on itself) from cores busy with something else.
+   */
+  machineCpuPct?: number;
   /** Sidecar path: geminio streams the outbound sidecar opened during the whole measurement (warm-up included). */
   streamsOpened?: number;
   note?: string;
@@ -51,7 +117,21 @@ export interface SidecarHttpResults {
   /** results[path][concurrency] */
   results: Record<PathName, Record<number, HttpResult>>;
   /** How the sidecars ran (bundle or tsx) and nginx's version, for the docs. */
-  setup: { sidecar: string; nginx: string | null };
+  setup: { sidecar: string; nginx: string | null; cores: number };
+  /** The sidecars' memory, in MB (10^6 bytes): absent when the sidecar path did not run. */
+  rss?: Record<'outbound' | 'inbound', RssReport>;
+}
+
+export interface RssReport {
+  /** VmRSS once ready, before any request. */
+  idleMb: number | null;
+  /** VmRSS right after the sidecar path's last measurement. */
+  afterLoadMb: number | null;
+  /** VmHWM (the highest RSS) at that point. */
+  peakMb: number | null;
+  /** VmRSS settleMs after the last load (null when settleMs is 0: --quick). */
+  settledMb: number | null;
+  settleMs: number;
 }
 
 export interface SidecarHttpOptions {
@@ -60,6 +140,8 @@ export interface SidecarHttpOptions {
   log?: (msg: string) => void;
   /** Run both sidecars under --cpu-prof into this directory ({outbound,inbound}/). */
   profileDir?: string;
+  /** How long after the sidecars' last load their RSS is read again (0: not read). */
+  rssSettleMs?: number;
 }
 
 const bundlePath = join(benchDir, 'results', 'bin', 'geminio-sidecar.mjs');
@@ -74,26 +156,9 @@ function failed(note: string): HttpResult {
     meanUs: null,
     count: null,
     cpu: {},
+    cpuUsPerReq: {},
     note,
   };
-}
-
-function firstLine(err: unknown): string {
-  return String((err as Error)?.message ?? err).split('\n')[0]!;
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile(
-      cmd,
-      args,
-      { timeout: timeoutMs, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } },
-      (err, stdout, stderr) =>
-        err
-          ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`))
-          : resolve(`${stdout}${stderr}`),
-    ),
-  );
 }
 
 /** A free loopback port (bound, read, released: the child binds it right after). */
@@ -108,48 +173,9 @@ function freePort(): Promise<number> {
   });
 }
 
-/** nginx on the PATH or in the usual sbin directories. */
-function findNginx(): string | null {
-  const dirs = [
-    ...(process.env.PATH ?? '').split(':'),
-    '/usr/sbin',
-    '/usr/local/sbin',
-    '/usr/local/nginx/sbin',
-  ];
-  for (const d of dirs) {
-    if (d && existsSync(join(d, 'nginx'))) return join(d, 'nginx');
-  }
-  return null;
-}
-
-/**
- * nginx, installed from Debian packages when absent (apt-get update, then nginx-light, then nginx). Only the
- * bench does this, never a test. Resolves with the binary, or null and why.
- */
-export async function ensureNginx(
-  log: (msg: string) => void,
-): Promise<{ bin: string | null; note?: string }> {
-  const found = findNginx();
-  if (found) return { bin: found };
-  if (process.env.BENCH_NO_INSTALL) return { bin: null, note: 'nginx not installed (BENCH_NO_INSTALL set)' };
-  log('nginx not found: apt-get update && apt-get install -y nginx-light (once) ...');
-  try {
-    await run('apt-get', ['update'], 300_000);
-    let lastErr: unknown;
-    for (const pkg of ['nginx-light', 'nginx']) {
-      try {
-        await run('apt-get', ['install', '-y', '--no-install-recommends', pkg], 300_000);
-        const bin = findNginx();
-        if (bin) return { bin };
-      } catch (err) {
-        lastErr = err;
-      }
-    }
-    throw lastErr ?? new Error('installed, but no nginx binary found');
-  } catch (err) {
-    log(`    nginx install FAILED: ${firstLine(err)}`);
-    return { bin: null, note: `nginx anchor unavailable: install failed (${firstLine(err)})` };
-  }
+/** nginx, installed from Debian packages when absent (nginx-light, then nginx). Only the bench does this. */
+export function ensureNginx(log: (msg: string) => void): Promise<{ bin: string | null; note?: string }> {
+  return ensureDebianBinary('nginx', ['nginx-light', 'nginx'], log);
 }
 
 /** A child we stop with a signal (sidecars, nginx); its stderr tail is kept for error messages. */
@@ -215,14 +241,53 @@ async function waitHttp(url: string, proc: Proc, timeoutMs = 30_000): Promise<vo
   throw new Error(`${proc.name}: ${url} not ready within ${timeoutMs} ms (last: ${last}) ${proc.output()}`);
 }
 
-/** utime + stime of a process, in seconds (Linux /proc; 100 ticks per second). */
+/**
+ * CPU time of a process so far, in seconds, from Linux /proc: the sum over its threads of
+ * /proc/<pid>/task/<tid>/schedstat (time on CPU, in ns), else utime + stime of /proc/<pid>/stat (100 ticks per
+ * second: too coarse for a 1 s window).
+ */
 function cpuSeconds(pid: number): number | null {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    if (ns > 0 && Number.isFinite(ns)) return ns / 1e9;
+  } catch {
+    // fall through to /proc/<pid>/stat
+  }
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return null;
+  }
+}
+
+/** Busy and total jiffies of the whole machine (first line of /proc/stat), or null. */
+function machineJiffies(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    return { busy: total - v[3]! - v[4]!, total };
+  } catch {
+    return null;
+  }
+}
+
+/** VmRSS and VmHWM of a process, in MB (10^6 bytes), or nulls. */
+function memoryOf(pid: number): { rssMb: number | null; peakMb: number | null } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => {
+      const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+      return m ? (Number(m[1]) * 1024) / 1e6 : null;
+    };
+    return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM') };
+  } catch {
+    return { rssMb: null, peakMb: null };
   }
 }
 
@@ -255,7 +320,7 @@ async function sidecarCommand(log: (msg: string) => void): Promise<{ args: strin
   }
 }
 
-function nginxConfig(dir: string, listen: number, appPort: number, keepalive: number): string {
+function nginxConfig(dir: string, listen: number, upstreamPort: number, keepalive: number): string {
   return `# generated by bench/sidecar-http.ts
 worker_processes 1;
 pid ${dir}/nginx.pid;
@@ -266,7 +331,7 @@ http {
   client_body_temp_path ${dir}/client_body;
   proxy_temp_path ${dir}/proxy;
   upstream app {
-    server 127.0.0.1:${appPort};
+    server 127.0.0.1:${upstreamPort};
     keepalive ${keepalive};
   }
   server {
@@ -281,21 +346,31 @@ http {
 `;
 }
 
-/** Runs the sidecar, direct and nginx measurements; never throws (failures become null values with notes). */
+interface Target {
+  url: string;
+  /** The processes to sample, by role (PATH_PROXIES, plus app). */
+  pids: () => Record<string, number>;
+  metricsUrl?: string;
+}
+
+/** Runs every path's measurements; never throws (failures become null values with notes). */
 export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Promise<SidecarHttpResults> {
   const log = o.log ?? ((msg: string) => process.stderr.write(`${msg}\n`));
-  const paths = o.paths ?? ['direct', 'nginx', 'sidecar'];
-  const results = { direct: {}, nginx: {}, sidecar: {} } as SidecarHttpResults['results'];
-  const setup: SidecarHttpResults['setup'] = { sidecar: '-', nginx: null };
+  const paths = o.paths ?? [...PATHS];
+  const results = Object.fromEntries(PATHS.map((p) => [p, {}])) as SidecarHttpResults['results'];
+  const setup: SidecarHttpResults['setup'] = { sidecar: '-', nginx: null, cores: cpus().length };
   const fillAll = (path: PathName, note: string) => {
     for (const c of o.concurrencies) results[path][c] ??= failed(note);
   };
+  const keepalive = Math.max(...o.concurrencies, 1);
   const dir = mkdtempSync(join(tmpdir(), 'geminio-bench-http-'));
   const procs: Proc[] = [];
+  const children: JsonChild[] = [];
   let app: JsonChild | undefined;
-  const targets: Partial<
-    Record<PathName, { url: string; pids: () => Record<string, number>; metricsUrl?: string }>
-  > = {};
+  let rss: SidecarHttpResults['rss'];
+  let sidecarPids: { outbound: number; inbound: number } | undefined;
+  let lastSidecarLoad = 0;
+  const targets: Partial<Record<PathName, Target>> = {};
   try {
     // The app.
     app = new JsonChild(process.execPath, tsxArgs('http-app.ts'));
@@ -306,38 +381,85 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
       targets.direct = { url: `http://127.0.0.1:${appPort}`, pids: () => ({ app: appPid }) };
     }
 
-    // nginx.
-    if (paths.includes('nginx')) {
+    // nginx, one and two hops: one nginx (master + one worker) per hop, each its own config.
+    const startNginx = async (bin: string, name: string, upstreamPort: number) => {
+      const port = await freePort();
+      const ndir = join(dir, name);
+      mkdirSync(ndir, { recursive: true });
+      const conf = join(ndir, 'nginx.conf');
+      writeFileSync(conf, nginxConfig(ndir, port, upstreamPort, keepalive));
+      const nginx = new Proc(name, bin, [
+        '-p',
+        ndir,
+        '-e',
+        join(ndir, 'error.log'),
+        '-c',
+        conf,
+        '-g',
+        'daemon off;',
+      ]);
+      procs.push(nginx);
+      await waitHttp(`http://127.0.0.1:${port}/`, nginx);
+      return { port, worker: () => childrenOf(nginx.pid)[0] ?? nginx.pid };
+    };
+    const nginxPaths = (['nginx', 'nginx2'] as const).filter((p) => paths.includes(p));
+    if (nginxPaths.length > 0) {
       const { bin, note } = await ensureNginx(log);
-      if (!bin) fillAll('nginx', note ?? 'nginx unavailable');
+      if (!bin) for (const p of nginxPaths) fillAll(p, note ?? 'nginx unavailable');
       else {
-        try {
-          setup.nginx = (await run(bin, ['-v'], 10_000)).trim();
-          const port = await freePort();
-          const ndir = join(dir, 'nginx');
-          mkdirSync(ndir, { recursive: true });
-          const conf = join(ndir, 'nginx.conf');
-          writeFileSync(conf, nginxConfig(ndir, port, appPort, Math.max(...o.concurrencies, 1)));
-          const nginx = new Proc('nginx', bin, [
-            '-p',
-            ndir,
-            '-e',
-            join(ndir, 'error.log'),
-            '-c',
-            conf,
-            '-g',
-            'daemon off;',
-          ]);
-          procs.push(nginx);
-          await waitHttp(`http://127.0.0.1:${port}/`, nginx);
-          targets.nginx = {
-            url: `http://127.0.0.1:${port}`,
-            pids: () => ({ nginx: childrenOf(nginx.pid)[0] ?? nginx.pid, app: appPid }),
-          };
-        } catch (err) {
-          log(`    nginx FAILED: ${firstLine(err)}`);
-          fillAll('nginx', `nginx anchor failed: ${firstLine(err)}`);
+        setup.nginx = (await run(bin, ['-v'], 10_000).catch((err) => firstLine(err))).trim();
+        for (const p of nginxPaths) {
+          try {
+            if (p === 'nginx') {
+              const n = await startNginx(bin, 'nginx', appPort);
+              targets.nginx = {
+                url: `http://127.0.0.1:${n.port}`,
+                pids: () => ({ proxy: n.worker(), app: appPid }),
+              };
+            } else {
+              const back = await startNginx(bin, 'nginx2-back', appPort);
+              const front = await startNginx(bin, 'nginx2-front', back.port);
+              targets.nginx2 = {
+                url: `http://127.0.0.1:${front.port}`,
+                pids: () => ({ proxy1: front.worker(), proxy2: back.worker(), app: appPid }),
+              };
+            }
+          } catch (err) {
+            log(`    ${p} FAILED: ${firstLine(err)}`);
+            fillAll(p, `${p} anchor failed: ${firstLine(err)}`);
+          }
         }
+      }
+    }
+
+    // The Node proxies, one and two hops (bench/http-proxy.ts, one process each).
+    const startProxy = async (kind: ProxyKind, upstreamPort: number) => {
+      const child = new JsonChild(process.execPath, [
+        ...tsxArgs('http-proxy.ts'),
+        JSON.stringify({ kind, target: `http://127.0.0.1:${upstreamPort}`, connections: keepalive }),
+      ]);
+      children.push(child);
+      const r = await child.next(30_000);
+      return { port: Number(r.port), pid: Number(r.pid) };
+    };
+    for (const p of paths) {
+      const kind = NODE_PROXY[p];
+      if (!kind) continue;
+      try {
+        if (!p.endsWith('2')) {
+          const one = await startProxy(kind, appPort);
+          targets[p] = { url: `http://127.0.0.1:${one.port}`, pids: () => ({ proxy: one.pid, app: appPid }) };
+        } else {
+          const back = await startProxy(kind, appPort);
+          const front = await startProxy(kind, back.port);
+          targets[p] = {
+            url: `http://127.0.0.1:${front.port}`,
+            pids: () => ({ proxy1: front.pid, proxy2: back.pid, app: appPid }),
+          };
+        }
+      } catch (err) {
+        log(`    ${p} FAILED: ${firstLine(err)}`);
+        fillAll(p, `${p} anchor failed: ${firstLine(err)}`);
       }
     }
 
@@ -391,15 +513,29 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
           pids: () => ({ outbound: outProc.pid, inbound: inProc.pid, app: appPid }),
           metricsUrl: `http://127.0.0.1:${adminOut}/metrics`,
         };
+        // Idle RSS: ready, connected to each other, no request yet.
+        await sleep(1_000);
+        sidecarPids = { outbound: outProc.pid, inbound: inProc.pid };
+        const settleMs = o.rssSettleMs ?? 0;
+        const idle = (pid: number): RssReport => ({
+          idleMb: memoryOf(pid).rssMb,
+          afterLoadMb: null,
+          peakMb: null,
+          settledMb: null,
+          settleMs,
+        });
+        rss = { outbound: idle(outProc.pid), inbound: idle(inProc.pid) };
       } catch (err) {
         log(`    sidecars FAILED: ${firstLine(err)}`);
         fillAll('sidecar', `sidecars failed to start: ${firstLine(err)}`);
       }
     }
 
-    // Measurements: per concurrency, the three paths one after the other.
+    // Measurements: per concurrency, the paths one after the other (the sidecar last, so its RSS settles after
+    // the last load of the run).
+    const order = [...paths].sort((a, b) => Number(a === 'sidecar') - Number(b === 'sidecar'));
     for (const c of o.concurrencies) {
-      for (const path of paths) {
+      for (const path of order) {
         const target = targets[path];
         if (!target) continue;
         log(`  http  ${path} concurrency ${c}`);
@@ -410,19 +546,36 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
           if (opened1 !== null) r.streamsOpened = opened1 - opened0;
         }
         results[path][c] = r;
+        if (path === 'sidecar' && rss && sidecarPids) {
+          lastSidecarLoad = performance.now();
+          for (const side of ['outbound', 'inbound'] as const) {
+            const m = memoryOf(sidecarPids[side]);
+            rss[side].afterLoadMb = m.rssMb;
+            rss[side].peakMb = m.peakMb;
+          }
+        }
       }
+    }
+    if (rss && sidecarPids && lastSidecarLoad > 0 && (o.rssSettleMs ?? 0) > 0) {
+      const wait = (o.rssSettleMs ?? 0) - (performance.now() - lastSidecarLoad);
+      log(`  rss   waiting ${Math.round(Math.max(0, wait) / 1000)} s after the sidecars' last load`);
+      if (wait > 0) await sleep(wait);
+      for (const side of ['outbound', 'inbound'] as const)
+        rss[side].settledMb = memoryOf(sidecarPids[side]).rssMb;
     }
   } catch (err) {
     log(`    sidecar rows FAILED: ${firstLine(err)}`);
     for (const p of paths) fillAll(p, `failed: ${firstLine(err)}`);
   } finally {
     // Sidecars exit on SIGTERM (graceful, writes --cpu-prof files); nginx's fast shutdown is SIGTERM too.
-    await Promise.all(procs.map((p) => p.stop('SIGTERM', 10_000)));
+    await Promise.all([...procs.map((p) => p.stop('SIGTERM', 10_000)), ...children.map((c) => c.stop())]);
     await app?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   for (const p of paths) fillAll(p, 'not measured');
-  return { concurrencies: o.concurrencies, results, setup };
+  const out: SidecarHttpResults = { concurrencies: o.concurrencies, results, setup };
+  if (rss) out.rss = rss;
+  return out;
 }
 
 /** geminio_streams_opened_total of a sidecar (its admin /metrics), or null. */
@@ -455,17 +608,31 @@ async function measure(
     const first = await load.next(60_000);
     if (first.error) throw new Error(first.error);
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+    const machine0 = machineJiffies();
     const t0 = performance.now();
     const r = await load.next(60_000);
     const secs = (performance.now() - t0) / 1000;
+    const machine1 = machineJiffies();
     if (r.error) throw new Error(r.error);
     const cpu: Record<string, number> = { load: Number(r.cpuPct) };
+    // µs of CPU per request: the load generator's from its own window and count; each server's from its CPU
+    // time between the orchestrator's two samples and the requests completed at the measured rate meanwhile.
+    const perReq = (us: number, requests: number) => Math.round((10 * us) / requests) / 10;
+    const cpuUsPerReq: Record<string, number> = {};
+    if (Number(r.count) > 0) cpuUsPerReq.load = perReq(Number(r.cpuUs), Number(r.count));
     for (const [k, pid] of Object.entries(pids)) {
       const a = before[k];
       const b = cpuSeconds(pid);
-      if (a !== null && a !== undefined && b !== null) cpu[k] = Math.round((100 * (b - a)) / secs);
+      if (a === null || a === undefined || b === null) continue;
+      cpu[k] = Math.round((100 * (b - a)) / secs);
+      if (Number(r.perSec) > 0) cpuUsPerReq[k] = perReq((b - a) * 1e6, Number(r.perSec) * secs);
     }
+    const machineCpuPct =
+      machine0 && machine1 && machine1.total > machine0.total
+        ? Math.round((100 * (machine1.busy - machine0.busy)) / (machine1.total - machine0.total))
+        : undefined;
     return {
+      ...(machineCpuPct !== undefined ? { machineCpuPct } : {}),
       perSec: Number(r.perSec),
       p50Us: Number(r.p50Us),
       p90Us: Number(r.p90Us),
@@ -474,6 +641,7 @@ async function measure(
       meanUs: Number(r.meanUs),
       count: Number(r.count),
       cpu,
+      cpuUsPerReq,
     };
   } catch (err) {
     process.stderr.write(`    FAILED: ${firstLine(err)}\n`);
@@ -483,28 +651,49 @@ async function measure(
   }
 }
 
-/** "CPU (% of a core) load 98, outbound 95, inbound 80, app 40" */
+/** "CPU % of one core in the window: load 98, outbound 95, inbound 80, app 40 (µs/request: ...)" */
 export function cpuNote(r: HttpResult): string | undefined {
   const parts = Object.entries(r.cpu).map(([k, v]) => `${k} ${v}`);
-  return parts.length > 0 ? `CPU % of one core in the window: ${parts.join(', ')}` : undefined;
+  if (parts.length === 0) return undefined;
+  const us = Object.entries(r.cpuUsPerReq).map(([k, v]) => `${k} ${v}`);
+  const perReq = us.length > 0 ? ` (µs per request: ${us.join(', ')})` : '';
+  return `CPU % of one core in the window: ${parts.join(', ')}${perReq}`;
+}
+
+/** The CPU of all the path's processes in the window (load generator included), in % of all cores. */
+export function pathCpuPct(r: HttpResult, cores: number): number | null {
+  const values = Object.values(r.cpu);
+  if (values.length === 0 || cores <= 0) return null;
+  return values.reduce((a, b) => a + b, 0) / cores;
 }
 
 // On its own: print the raw results (and the sidecars' profiles with --profile).
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const quick = process.argv.includes('--quick');
   const timing: Timing = quick
-    ? { warmupMs: 300, durationMs: 1_000 }
-    : { warmupMs: 1_000, durationMs: 3_000 };
+    ? { warmupMs: 1_000, durationMs: 1_000 }
+    : { warmupMs: 3_000, durationMs: 3_000 };
   const arg = (flag: string) => {
     const i = process.argv.indexOf(flag);
     return i >= 0 ? process.argv[i + 1] : undefined;
   };
   if (arg('--warmup')) timing.warmupMs = Number(arg('--warmup'));
+  const rssSettleMs = Number(arg('--rss-settle') ?? 0);
   const profile = process.argv.includes('--profile');
   const profileDir = join(benchDir, 'results', 'profiles', 'sidecar-http');
   const concurrencies = (arg('--concurrency') ?? (profile ? '1' : '1,64')).split(',').map(Number);
-  const paths = (arg('--paths') ?? (profile ? 'sidecar' : 'direct,nginx,sidecar')).split(',') as PathName[];
-  const out = await runSidecarHttp(timing, { concurrencies, paths, ...(profile ? { profileDir } : {}) });
+  const paths = (arg('--paths') ?? (profile ? 'sidecar' : PATHS.join(','))).split(',') as PathName[];
+  const unknown = paths.filter((p) => !(PATHS as readonly string[]).includes(p));
+  if (unknown.length > 0) {
+    console.error(`unknown path(s) ${unknown.join(', ')}; paths: ${PATHS.join(', ')}`);
+    process.exit(2);
+  }
+  const out = await runSidecarHttp(timing, {
+    concurrencies,
+    paths,
+    rssSettleMs,
+    ...(profile ? { profileDir } : {}),
+  });
   console.log(JSON.stringify(out, null, 2));
   if (profile) {
     const report = [`# CPU profiles of the sidecars, HTTP GET, concurrency ${concurrencies.join(',')}`, ''];

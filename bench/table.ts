@@ -1,8 +1,15 @@
 /**
- * Prints bench/results/latest.json (or the file given) as the markdown table docs/BENCHMARKS.md shows:
- *   npx tsx bench/table.ts [results.json]
+ * Prints a bench run as the markdown tables docs/BENCHMARKS.md shows:
+ *
+ *   npx tsx bench/table.ts [results.json [sidecar-http.json]]
+ *
+ * defaults: bench/results/latest.json (every row with its anchors, ratio, target, met) and
+ * bench/results/latest-sidecar-http.json (one row per HTTP path: req/s, p50/p99, CPU µs per request per proxy),
+ * both written by the same `npm run bench`.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { httpTableMarkdown } from './http-table.js';
+import type { SidecarHttpResults } from './sidecar-http.js';
 
 interface Row {
   name: string;
@@ -16,11 +23,12 @@ interface Row {
 }
 
 const file = process.argv[2] ?? new URL('./results/latest.json', import.meta.url).pathname;
+const httpFile = process.argv[3] ?? new URL('./results/latest-sidecar-http.json', import.meta.url).pathname;
 const rows = JSON.parse(readFileSync(file, 'utf8')) as Row[];
 
 function num(v: number | null, unit?: string): string {
   if (v === null || v === undefined) return '-';
-  const digits = unit === 'MB/s' ? 1 : 0;
+  const digits = unit === 'MB/s' || unit === 'MB' ? 1 : 0;
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
@@ -36,3 +44,8 @@ for (const r of rows) {
   );
 }
 console.log(lines.join('\n'));
+if (existsSync(httpFile)) {
+  const http = JSON.parse(readFileSync(httpFile, 'utf8')) as SidecarHttpResults;
+  console.log('');
+  console.log(httpTableMarkdown(http));
+}

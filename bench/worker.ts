@@ -9,7 +9,9 @@
  *                                               process), the Go bench program in -mode server, or (inproc) a
  *                                               Listener in this same process
  *   grpc       {inflight}                       @grpc/grpc-js unary client, server in another Node process
- *   publish    {inflight}                       acked publishes of 5 bytes to bench/server.ts
+ *   publish    {inflight, server: 'node'|'go'|'inproc'}
+ *                                               acked publishes of 5 bytes to bench/server.ts, the Go bench program
+ *                                               in -mode server, or (inproc) a Listener in this same process
  *   stream     {streams, transport: 'geminio'|'tcp'|'yamux'}
  *                                               128 KiB writes, both ends in this process, MB/s at the reader
  *   openclose  {inflight}                       open, write 1 byte, end, wait for 'close'; server in another process
@@ -146,9 +148,24 @@ async function grpcCase(o: Options): Promise<Measured> {
 }
 
 async function publishCase(o: Options): Promise<Measured> {
-  return withServer('node-geminio', async (host, port) => {
+  const payload = Buffer.from('hello');
+  if (o.server === 'inproc') {
+    // Both Ends in this process (the shape of the one-process Go anchor); the receiver acks at once.
+    const listener = await listen('127.0.0.1:0');
+    const [end, server] = await Promise.all([dial(listener.address()), listener.acceptEnd()]);
+    (async () => {
+      for (;;) (await server.receive()).done();
+    })().catch(() => {});
+    try {
+      return await measureOps(o.inflight ?? 1, () => end.publish(payload), o);
+    } finally {
+      end.destroy();
+      server.destroy();
+      await listener.close();
+    }
+  }
+  return withServer(o.server === 'go' ? 'go' : 'node-geminio', async (host, port) => {
     const end = await dial({ host, port });
-    const payload = Buffer.from('hello');
     try {
       return await measureOps(o.inflight ?? 1, () => end.publish(payload), o);
     } finally {

@@ -11,8 +11,13 @@
 //	-mode stream  -streams N    128 KiB writes, counted at the reader
 //
 // and -mode server: listen on 127.0.0.1:0, register "echo" (4 KiB response)
-// on every End, print {"event":"listening","addr":...}, and serve until stdin
-// closes (for the Node client -> Go server row).
+// on every End and acknowledge every published message at once, print
+// {"event":"listening","addr":...}, and serve until stdin closes (for the
+// Node client -> Go server rows, and the Go client -> Go server pair below).
+//
+// -mode rpc and -mode publish with -addr HOST:PORT dial that server instead of
+// running both Ends here: the Go pair in two processes, the shape of the Node
+// two-process rows.
 package main
 
 import (
@@ -57,6 +62,7 @@ func main() {
 	duration := flag.Duration("duration", 3*time.Second, "measured window")
 	warmup := flag.Duration("warmup", time.Second, "warm-up before the window")
 	stall := flag.Duration("stall", 2*time.Second, "stream: no progress for this long means stalled")
+	addr := flag.String("addr", "", "rpc/publish: dial this -mode server instead of a server End in this process")
 	flag.Parse()
 
 	var out map[string]any
@@ -65,9 +71,9 @@ func main() {
 	case "server":
 		err = serve()
 	case "rpc":
-		out, err = benchOps("rpc", *inflight, *warmup, *duration, *stall)
+		out, err = benchOps("rpc", *addr, *inflight, *warmup, *duration, *stall)
 	case "publish":
-		out, err = benchOps("publish", *inflight, *warmup, *duration, *stall)
+		out, err = benchOps("publish", *addr, *inflight, *warmup, *duration, *stall)
 	case "stream":
 		out, err = benchStream(*streams, *warmup, *duration, *stall)
 	default:
@@ -105,6 +111,15 @@ func serve() error {
 			go func() {
 				if err := end.Register(context.Background(), "echo", echo); err != nil {
 					fmt.Fprintln(os.Stderr, "register:", err)
+				}
+			}()
+			go func() {
+				for {
+					msg, err := end.Receive(context.Background())
+					if err != nil {
+						return
+					}
+					msg.Done()
 				}
 			}()
 		}
@@ -149,18 +164,36 @@ func endPair() (geminio.End, geminio.End, error) {
 	return r.end, cEnd, nil
 }
 
+// dialServer connects a Go client End to a -mode server process.
+func dialServer(addr string) (geminio.End, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return client.NewEndWithConn(conn)
+}
+
 // benchOps runs `inflight` goroutines doing one operation after another and
 // counts the operations completed in the window that follows the warm-up.
-func benchOps(kind string, inflight int, warmup, duration, stallAfter time.Duration) (map[string]any, error) {
-	sEnd, cEnd, err := endPair()
+// With addr, the server End is another process (-mode server) at addr.
+func benchOps(kind, addr string, inflight int, warmup, duration, stallAfter time.Duration) (map[string]any, error) {
+	var sEnd, cEnd geminio.End
+	var err error
+	if addr != "" {
+		cEnd, err = dialServer(addr)
+	} else {
+		sEnd, cEnd, err = endPair()
+	}
 	if err != nil {
 		return nil, err
 	}
 	var op func() error
 	switch kind {
 	case "rpc":
-		if err := sEnd.Register(context.Background(), "echo", echo); err != nil {
-			return nil, err
+		if sEnd != nil {
+			if err := sEnd.Register(context.Background(), "echo", echo); err != nil {
+				return nil, err
+			}
 		}
 		req := make([]byte, requestSize)
 		op = func() error {
@@ -177,18 +210,30 @@ func benchOps(kind string, inflight int, warmup, duration, stallAfter time.Durat
 			return nil
 		}
 	case "publish":
-		go func() {
-			for {
-				msg, err := sEnd.Receive(context.Background())
-				if err != nil {
-					return
+		if sEnd != nil {
+			go func() {
+				for {
+					msg, err := sEnd.Receive(context.Background())
+					if err != nil {
+						return
+					}
+					msg.Done()
 				}
-				msg.Done()
-			}
-		}()
+			}()
+		}
 		payload := []byte("hello")
 		op = func() error {
 			return cEnd.Publish(context.Background(), cEnd.NewMessage(payload))
+		}
+	}
+	if addr != "" && kind == "rpc" {
+		// The server registers "echo" right after it accepts the End: wait until a call gets through.
+		deadline := time.Now().Add(10 * time.Second)
+		for err := op(); err != nil; err = op() {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("first call to %s: %w", addr, err)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	var count atomic.Int64
@@ -224,6 +269,7 @@ func benchOps(kind string, inflight int, warmup, duration, stallAfter time.Durat
 	}
 	out["mode"] = kind
 	out["inflight"] = inflight
+	out["processes"] = map[bool]int{true: 2, false: 1}[addr != ""]
 	return out, nil
 }
 
