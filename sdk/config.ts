@@ -26,8 +26,17 @@ export interface EndLimits {
   maxStreamPayload: number;
   /** How long a stream open waits for SessionAck. Default 10 s (Go: 30 s). */
   streamOpenTimeout: number;
-  /** How long a graceful close (Dismiss or DisConn exchange) may take before the stream or socket is dropped. */
+  /**
+   * How long a graceful close (Dismiss or DisConn exchange) may take before the stream or socket is dropped. For a
+   * stream it counts from the first Dismiss in either direction. Default 5 s (Go: 30 s per stream).
+   */
   closeTimeout: number;
+  /**
+   * Go peers only (their Dismiss can overtake their last writes): how long a half-open stream (one that keeps
+   * writing after the peer's Dismiss) still takes data after the peer's Dismiss before its readable side ends.
+   * Streams that answer the Dismiss at once end their readable side when the exchange completes. Default 200 ms.
+   */
+  dismissGrace: number;
   /** Most streams open at once on one connection, both directions, stream 1 excluded. Default 4096. */
   maxStreams: number;
   /** Most incoming streams waiting for acceptStream(); more are refused with an error SessionAck. Default 256. */
@@ -72,6 +81,7 @@ export const defaultLimits: Readonly<EndLimits> = Object.freeze({
   maxStreamPayload: 64 * 1024,
   streamOpenTimeout: 10_000,
   closeTimeout: 5_000,
+  dismissGrace: 200,
   maxStreams: 4096,
   acceptBacklog: 256,
   streamHighWaterMark: 256 * 1024,
@@ -95,6 +105,7 @@ const positive: Array<keyof EndLimits> = [
   'maxStreamPayload',
   'streamOpenTimeout',
   'closeTimeout',
+  'dismissGrace',
   'maxStreams',
   'acceptBacklog',
   'streamHighWaterMark',

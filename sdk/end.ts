@@ -16,10 +16,15 @@ import type { PublishOptions } from './messaging/messaging.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
 import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
 import { StreamFlow } from './stream/flow.js';
-import { Multiplexer, type OpenStreamOptions } from './stream/multiplexer.js';
+import {
+  type AcceptHalfOpen,
+  type AcceptStreamOptions,
+  Multiplexer,
+  type OpenStreamOptions,
+} from './stream/multiplexer.js';
 import { failStream, Stream } from './stream/stream.js';
 
-export type { OpenStreamOptions } from './stream/multiplexer.js';
+export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './stream/multiplexer.js';
 
 /** 'connected'; 'reconnecting' while a reconnecting client End redials; 'closed' for good. */
 export type EndState = 'connected' | 'reconnecting' | 'closed';
@@ -30,6 +35,13 @@ export interface SetupOptions {
   registerLocalRpcs?: Record<string, RpcHandler>;
   /** dial()/acceptEnd() wait until the peer registered these (Go's SetWaitRemoteRPCs), up to registerTimeout. */
   waitRemoteRpcs?: string[];
+  /**
+   * allowHalfOpen for the streams the peer opens, chosen before any of their frames is processed (setting it after
+   * acceptStream() returns can be too late: a Dismiss that came first has already ended the writable side). A
+   * boolean for every stream, or a function of the stream's meta. Default false. acceptStream({ allowHalfOpen })
+   * overrides it per stream.
+   */
+  acceptHalfOpen?: AcceptHalfOpen;
 }
 
 /** @internal How a client End makes a new connection. */
@@ -76,7 +88,7 @@ export class End extends Stream {
   }
 
   private attach(conn: Connection): Multiplexer {
-    const mux = new Multiplexer(conn);
+    const mux = new Multiplexer(conn, this.setupOptions.acceptHalfOpen);
     this.conn = conn;
     this.mux = mux;
     mux.addDefault(this);
@@ -105,9 +117,9 @@ export class End extends Stream {
   }
 
   /** Resolves with the next stream the peer opened; rejects once the End is closed (or, reconnecting, dropped). */
-  async acceptStream(): Promise<Stream> {
+  async acceptStream(options: AcceptStreamOptions = {}): Promise<Stream> {
     await this.ready(Number.POSITIVE_INFINITY);
-    return this.mux.accept();
+    return this.mux.accept(options);
   }
 
   /** Streams open now, the default stream excluded. */
@@ -249,6 +261,7 @@ export class End extends Stream {
       this.resetDefaultStream();
       this.attach(conn);
       this.flow = conn.flowControl ? new StreamFlow(conn, DEFAULT_STREAM_ID) : undefined;
+      this.resetClose();
       this.opened();
       // Order matters: registrations first, then messages waiting for an ack, then new work.
       for (const method of this.app.rpc.localMethods) {

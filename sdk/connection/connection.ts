@@ -172,6 +172,14 @@ export class Connection extends EventEmitter {
     return (this.capabilities & Capability.FlowControl) !== 0;
   }
 
+  /**
+   * True when the peer is geminio-node (it agreed to an extension; every geminio-node End offers RequestCancel):
+   * it sends a stream's Dismiss after the stream's data. A Go peer's Dismiss can overtake its last writes.
+   */
+  get peerOrdersDismiss(): boolean {
+    return this.capabilities !== 0;
+  }
+
   /** True when the peer understands RequestCancel (never true for a Go peer). */
   get canCancel(): boolean {
     return (this.capabilities & Capability.RequestCancel) !== 0;

@@ -205,6 +205,17 @@ func acceptLoop(end geminio.End) {
 		addStream(s)
 		emit("stream", "clientId", idStr(s.ClientID()), "streamId", idStr(s.StreamID()),
 			"meta", string(s.Meta()), "peer", s.Peer())
+		// meta "write-close:SEED:NBYTES": write the pattern payload and close at once (see writeAndClose).
+		if rest, ok := strings.CutPrefix(string(s.Meta()), "write-close:"); ok {
+			var seed, n int
+			if _, err := fmt.Sscanf(rest, "%d:%d", &seed, &n); err != nil {
+				emitError("write-close", err)
+				_ = s.Close()
+				continue
+			}
+			go writeAndClose(s, seed, n)
+			continue
+		}
 		serveEchoStream(s, true)
 	}
 }
