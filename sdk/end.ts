@@ -168,12 +168,12 @@ export class End extends Stream {
     options: CallOptions = {},
   ): Promise<CallResult> {
     const left = await this.ready(options.timeout ?? this.conn.limits.callTimeout, options.signal);
-    return super.call(method, data, { ...options, timeout: left });
+    return super.call(method, data, remaining(options, left));
   }
 
   override async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.publishTimeout, options.signal);
-    return super.publish(data, { ...options, timeout: left });
+    return super.publish(data, remaining(options, left));
   }
 
   /**
@@ -380,6 +380,14 @@ export class End extends Stream {
     }
     super._destroy(err, cb);
   }
+}
+
+/**
+ * The options for the call or publish once connected, with `left` ms of its wait. Only a timeout the caller chose
+ * goes on the wire as a deadline (as on any stream, and as in Go); a default one stays a local wait.
+ */
+function remaining<O extends { timeout?: number; localTimeout?: number }>(options: O, left: number): O {
+  return options.timeout === undefined ? { ...options, localTimeout: left } : { ...options, timeout: left };
 }
 
 function endAndFlush(s: Stream): Promise<void> {

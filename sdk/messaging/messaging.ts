@@ -29,6 +29,8 @@ export interface PublishOptions {
   delivery?: Delivery;
   /** @internal Re-send with this PacketID (replay after reconnect). */
   id?: bigint;
+  /** @internal The local wait when the caller gave no timeout (what an End has left after a reconnect). */
+  localTimeout?: number;
 }
 
 /** A received message. Call done() or error() exactly once; the sender waits for it. */
@@ -104,7 +106,7 @@ export class Messenger {
         throw new LimitExceededError(`maxPendingPublishes (${limit}) messages already wait for an ack`);
       }
       const id = options.id ?? this.port.nextId();
-      const timeout = options.timeout ?? this.port.limits.publishTimeout;
+      const timeout = options.timeout ?? options.localTimeout ?? this.port.limits.publishTimeout;
       const frame = encodePacket({
         type: T.Message,
         id,
