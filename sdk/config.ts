@@ -22,6 +22,16 @@ export interface EndLimits {
   heartbeatTimeout: number | undefined;
   /** Largest body a frame may declare; checked from the header before any allocation. Default 16 MiB. */
   maxPacketLength: number;
+  /**
+   * Largest body a frame may declare before the handshake is done (Conn, ConnAck): a peer not yet authenticated
+   * cannot make us buffer a maxPacketLength frame. Default 64 KiB (Conn carries only the meta and a few fields).
+   */
+  maxHandshakePacketLength: number;
+  /**
+   * Listener only: bytes buffered across all its connections still in the handshake; a connection that would go
+   * past it is closed. Default 16 MiB.
+   */
+  handshakeBufferBudget: number;
   /** Largest payload of one Stream packet we send; bigger writes are split. Default 64 KiB. */
   maxStreamPayload: number;
   /** How long a stream open waits for SessionAck. Default 10 s (Go: 30 s). */
@@ -51,6 +61,8 @@ export interface EndLimits {
   registerTimeout: number;
   /** Messages a stream queues for a receiver that does not keep up before the socket is paused. Default 1024. */
   receiveQueue: number;
+  /** Bytes of message data (and custom) a stream queues for such a receiver before the socket is paused. Default 16 MiB. */
+  receiveQueueBytes: number;
   /**
    * Offer the flow-control extension (per-stream windows) at the handshake. Used only when the peer is
    * geminio-node and agrees; with a Go peer nothing changes on the wire. Default true.
@@ -78,6 +90,8 @@ export const defaultLimits: Readonly<EndLimits> = Object.freeze({
   heartbeatInterval: 20_000,
   heartbeatTimeout: undefined,
   maxPacketLength: DEFAULT_MAX_PACKET_LENGTH,
+  maxHandshakePacketLength: 64 * 1024,
+  handshakeBufferBudget: 16 * 1024 * 1024,
   maxStreamPayload: 64 * 1024,
   streamOpenTimeout: 10_000,
   closeTimeout: 5_000,
@@ -89,6 +103,7 @@ export const defaultLimits: Readonly<EndLimits> = Object.freeze({
   publishTimeout: 30_000,
   registerTimeout: 10_000,
   receiveQueue: 1024,
+  receiveQueueBytes: 16 * 1024 * 1024,
   flowControl: true,
   initialWindow: 256 * 1024,
   maxWindow: 16 * 1024 * 1024,
@@ -102,6 +117,8 @@ const positive: Array<keyof EndLimits> = [
   'handshakeTimeout',
   'heartbeatInterval',
   'maxPacketLength',
+  'maxHandshakePacketLength',
+  'handshakeBufferBudget',
   'maxStreamPayload',
   'streamOpenTimeout',
   'closeTimeout',
@@ -113,6 +130,7 @@ const positive: Array<keyof EndLimits> = [
   'publishTimeout',
   'registerTimeout',
   'receiveQueue',
+  'receiveQueueBytes',
   'initialWindow',
   'maxWindow',
   'maxConnectionWindow',
