@@ -59,6 +59,8 @@ export interface EndLimits {
   publishTimeout: number;
   /** How long register() waits for RegisterAck. Default 10 s (Go: forever). */
   registerTimeout: number;
+  /** How long a reconnecting client's onReconnect may run before that connection is dropped. Default 10 s. */
+  reconnectSetupTimeout: number;
   /** Messages a stream queues for a receiver that does not keep up before the socket is paused. Default 1024. */
   receiveQueue: number;
   /** Bytes of message data (and custom) a stream queues for such a receiver before the socket is paused. Default 16 MiB. */
@@ -102,6 +104,7 @@ export const defaultLimits: Readonly<EndLimits> = Object.freeze({
   callTimeout: 30_000,
   publishTimeout: 30_000,
   registerTimeout: 10_000,
+  reconnectSetupTimeout: 10_000,
   receiveQueue: 1024,
   receiveQueueBytes: 16 * 1024 * 1024,
   flowControl: true,
@@ -129,6 +132,7 @@ const positive: Array<keyof EndLimits> = [
   'callTimeout',
   'publishTimeout',
   'registerTimeout',
+  'reconnectSetupTimeout',
   'receiveQueue',
   'receiveQueueBytes',
   'initialWindow',

@@ -7,6 +7,7 @@
  * asks for its previous ClientID, registers its methods again and sends again the messages not yet acknowledged.
  */
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
 import { abortError, ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
@@ -42,6 +43,13 @@ export interface SetupOptions {
    * overrides it per stream.
    */
   acceptHalfOpen?: AcceptHalfOpen;
+  /**
+   * Client with `reconnect`: the application's own re-setup after each reconnect (re-claiming a topic, re-joining a
+   * room). It is awaited, up to reconnectSetupTimeout, before the messages not yet acknowledged are sent again and
+   * before other waiting work goes out; calls, publishes and opens made from inside it go out at once. If it throws
+   * or times out, that connection is dropped and the End redials.
+   */
+  onReconnect?: (end: End) => unknown;
 }
 
 /** @internal How a client End makes a new connection. */
@@ -59,6 +67,8 @@ export class End extends Stream {
   private readonly setupOptions: SetupOptions;
   private readyWaiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
   private sleeper: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /** Set while onReconnect runs: work started from inside it does not wait for the reconnect to finish. */
+  private readonly resetup = new AsyncLocalStorage<Connection>();
   /**
    * A reconnecting End whose peer dismissed the default stream (a Go End does that first when it closes, before
    * DisConn): the connection is about to go, so new work waits for the next one, like during a reconnect.
@@ -182,6 +192,7 @@ export class End extends Stream {
    */
   private async ready(timeout: number, signal?: AbortSignal): Promise<number> {
     if (this.state === 'connected' && !this.parked) return timeout;
+    if (this.inResetup()) return timeout;
     if (this.state === 'closed') throw this.closeError ?? new ConnectionClosedError('end is closed');
     if (this.policy?.failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
     if (signal?.aborted) throw abortError(signal.reason);
@@ -208,11 +219,38 @@ export class End extends Stream {
 
   // Raw bytes written while reconnecting wait for the new connection.
   protected override sendData(data: Buffer, cb: (err?: Error | null) => void): void {
-    if (this.state !== 'reconnecting' && !this.parked) return super.sendData(data, cb);
+    if ((this.state !== 'reconnecting' && !this.parked) || this.inResetup()) return super.sendData(data, cb);
     this.ready(Number.POSITIVE_INFINITY).then(
       () => super.sendData(data, cb),
       (err: Error) => cb(err),
     );
+  }
+
+  /** True inside onReconnect for the connection now attached. */
+  private inResetup(): boolean {
+    const conn = this.resetup.getStore();
+    return conn !== undefined && conn === this.conn && conn.state === 'open';
+  }
+
+  /** Runs onReconnect for `conn`, bounded by reconnectSetupTimeout. */
+  private async runOnReconnect(conn: Connection): Promise<void> {
+    const hook = this.setupOptions.onReconnect;
+    if (!hook) return;
+    const timeout = conn.limits.reconnectSetupTimeout;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.resetup.run(conn, () => Promise.resolve().then(() => hook(this))),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new TimeoutError(`onReconnect did not finish within ${timeout} ms`)),
+            timeout,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // ---- connection lifecycle ----
@@ -263,19 +301,22 @@ export class End extends Stream {
       this.flow = conn.flowControl ? new StreamFlow(conn, DEFAULT_STREAM_ID) : undefined;
       this.resetClose();
       this.opened();
-      // Order matters: registrations first, then messages waiting for an ack, then new work.
+      // Order matters: registrations first, then the application's re-setup, then messages waiting for an ack,
+      // then new work.
       for (const method of this.app.rpc.localMethods) {
         this.app.rpc.announce(method, conn.limits.registerTimeout).catch(() => {});
       }
-      this.app.messaging.resend();
       try {
         await this.app.rpc.waitRemote(this.setupOptions.waitRemoteRpcs ?? [], conn.limits.registerTimeout);
+        await this.runOnReconnect(conn);
       } catch (err) {
         lastError = err;
         conn.destroy();
         continue;
       }
+      if (this.userClosed) return;
       if (conn.state !== 'open') continue; // dropped again during setup: its close handler restarted nothing
+      this.app.messaging.resend();
       this.state = 'connected';
       this.parked = false;
       this.closeError = undefined;
