@@ -225,7 +225,10 @@ export class Messenger {
     this.queue.push(m);
     this.queueBytes += messageBytes(m);
     const limits = this.port.limits;
-    if (!this.paused && (this.queue.length >= limits.receiveQueue || this.queueBytes >= limits.receiveQueueBytes)) {
+    if (
+      !this.paused &&
+      (this.queue.length >= limits.receiveQueue || this.queueBytes >= limits.receiveQueueBytes)
+    ) {
       this.paused = true;
       this.port.pauseReading(this);
     }
