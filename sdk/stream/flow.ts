@@ -95,6 +95,13 @@ export class StreamFlow {
     this.consumed = 0;
   }
 
+  /** `length` bytes were dropped unread (the stream is closing): their credit goes back at once, without growth. */
+  discarded(length: number): void {
+    const increment = this.consumed + length;
+    this.consumed = 0;
+    if (increment > 0) this.grant(increment);
+  }
+
   private grant(increment: number): void {
     this.credit += increment;
     this.conn.send(

@@ -62,6 +62,8 @@ export class Stream extends Duplex {
    * side (answer at once, or half-open) waits until the acceptor has chosen allowHalfOpen.
    */
   awaitingAccept = false;
+  /** Our writable side was ended because the peer dismissed the stream (later writes are discarded). */
+  private endedByPeer = false;
   /** We pushed the end of the readable side (nothing the peer sends later is delivered). */
   private readEnded = false;
   /** `unread` is still counted in the connection's buffer budget (until finalized; peers without flow control). */
@@ -190,6 +192,27 @@ export class Stream extends Duplex {
 
   // ---- Duplex ----
 
+  /**
+   * A write after the peer's Dismiss ended our writable side is discarded, as a closed socket discards it: its
+   * callback gets StreamClosedError, and no 'error' event (which would crash a process that did not expect the
+   * peer to close).
+   */
+  override write(
+    chunk: unknown,
+    encoding?: BufferEncoding | ((error: Error | null | undefined) => void),
+    cb?: (error: Error | null | undefined) => void,
+  ): boolean {
+    if (this.endedByPeer && !this.destroyed) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      const err = new StreamClosedError('write after the peer dismissed the stream');
+      if (callback) process.nextTick(callback, err);
+      return false;
+    }
+    return typeof encoding === 'function'
+      ? super.write(chunk, encoding)
+      : super.write(chunk, encoding as BufferEncoding, cb);
+  }
+
   override _read(): void {
     this.conn.resumeReading(this);
   }
@@ -224,6 +247,8 @@ export class Stream extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.conn.resumeReading(this);
     this.releaseBudget();
+    // What the reader never took is dropped: with flow control its credit goes back to the writer (see receiveData).
+    if (!this.finalized && this.unread > 0) this.flow?.discarded(this.unread);
     this.unread = 0;
     clearTimeout(this.graceTimer);
     // A write waiting for credit will never be sent now: its callback learns that at once.
@@ -276,7 +301,12 @@ export class Stream extends Duplex {
   receiveData(payload: Buffer): void {
     this.flow?.onData(payload.length);
     // After the peer's Dismiss too: a Go peer's data can follow it (see the top of this file).
-    if (this.destroyed || this.readEnded || this.readableEnded) return;
+    if (this.destroyed || this.readEnded || this.readableEnded) {
+      // Dropped unread, as a closed socket drops it: give the credit back at once, so a writer waiting for it
+      // finishes (and its Dismiss follows) instead of waiting out closeTimeout.
+      if (!this.finalized) this.flow?.discarded(payload.length);
+      return;
+    }
     if (payload.length === 0) return;
     this.unread += payload.length;
     // With the extension the windows bound what peers can make us hold; the connection budget (which pauses
@@ -327,12 +357,17 @@ export class Stream extends Duplex {
     // the end: a peer's close must not wait on a reader that never reads (Go would wait 30 s). A Go peer's last
     // writes may still be on their way to its socket behind the Dismiss, and Go drops them once the exchange is
     // over, so we answer it after dismissGrace; a geminio-node peer at once.
-    if (this.conn.peerOrdersDismiss) this.end();
+    if (this.conn.peerOrdersDismiss) this.endForPeer();
     else {
       this.graceTimer = setTimeout(() => {
-        if (!this.writableEnded && !this.destroyed) this.end();
+        if (!this.writableEnded && !this.destroyed) this.endForPeer();
       }, this.conn.limits.dismissGrace);
     }
+  }
+
+  private endForPeer(): void {
+    this.endedByPeer = true;
+    this.end();
   }
 
   /** @internal The multiplexer hands this accepted stream to the application, with its half-open choice. */

@@ -220,3 +220,44 @@ describe('a close exchange always ends', () => {
     120_000,
   );
 });
+
+describe('a peer that destroys its side', () => {
+  it.each([
+    ['with the flow-control extension', true],
+    ['without it', false],
+  ])(
+    '%s: our write waiting for credit completes, the exchange ends without waiting for closeTimeout, later writes are discarded with StreamClosedError',
+    async (_name, flowControl) => {
+      const [a, b] = duplexPair();
+      // The clock never moves in this test: only the exchange itself can finalize the streams.
+      const limits = { flowControl, closeTimeout: 60_000 };
+      const [client, server] = await Promise.all([clientEnd(a, limits), serverEnd(b, limits)]);
+      const accepted = server.acceptStream();
+      const ours = await client.openStream();
+      const theirs = await accepted;
+      let called: Error | null | undefined | 'no' = 'no';
+      // Past the 256 KiB window (and past the high-water mark without flow control): the reader never reads.
+      ours.write(Buffer.alloc(600 * KiB), (err) => {
+        called = err;
+      });
+      await settle();
+      if (flowControl) expect(called).toBe('no'); // waiting for credit
+      theirs.destroy();
+      await settle();
+      expect(called ?? undefined).toBeUndefined(); // called, without an error
+      expect(ours.isFinalized).toBe(true);
+      expect(theirs.isFinalized).toBe(true);
+      let late: Error | null | undefined;
+      const errors: Error[] = [];
+      ours.on('error', (e) => errors.push(e));
+      ours.write('late', (err) => {
+        late = err;
+      });
+      await settle();
+      expect(late?.name).toBe('StreamClosedError');
+      expect(errors).toEqual([]);
+      client.destroy();
+      server.destroy();
+    },
+  );
+});
