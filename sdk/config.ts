@@ -22,12 +22,31 @@ export interface EndLimits {
   heartbeatTimeout: number | undefined;
   /** Largest body a frame may declare; checked from the header before any allocation. Default 16 MiB. */
   maxPacketLength: number;
+  /**
+   * Largest body a frame may declare before the handshake is done (Conn, ConnAck): a peer not yet authenticated
+   * cannot make us buffer a maxPacketLength frame. Default 64 KiB (Conn carries only the meta and a few fields).
+   */
+  maxHandshakePacketLength: number;
+  /**
+   * Listener only: bytes buffered across all its connections still in the handshake; a connection that would go
+   * past it is closed. Default 16 MiB.
+   */
+  handshakeBufferBudget: number;
   /** Largest payload of one Stream packet we send; bigger writes are split. Default 64 KiB. */
   maxStreamPayload: number;
   /** How long a stream open waits for SessionAck. Default 10 s (Go: 30 s). */
   streamOpenTimeout: number;
-  /** How long a graceful close (Dismiss or DisConn exchange) may take before the stream or socket is dropped. */
+  /**
+   * How long a graceful close (Dismiss or DisConn exchange) may take before the stream or socket is dropped. For a
+   * stream it counts from the first Dismiss in either direction. Default 5 s (Go: 30 s per stream).
+   */
   closeTimeout: number;
+  /**
+   * Go peers only (their Dismiss can overtake their last writes): how long a half-open stream (one that keeps
+   * writing after the peer's Dismiss) still takes data after the peer's Dismiss before its readable side ends.
+   * Streams that answer the Dismiss at once end their readable side when the exchange completes. Default 200 ms.
+   */
+  dismissGrace: number;
   /** Most streams open at once on one connection, both directions, stream 1 excluded. Default 4096. */
   maxStreams: number;
   /** Most incoming streams waiting for acceptStream(); more are refused with an error SessionAck. Default 256. */
@@ -40,8 +59,12 @@ export interface EndLimits {
   publishTimeout: number;
   /** How long register() waits for RegisterAck. Default 10 s (Go: forever). */
   registerTimeout: number;
+  /** How long a reconnecting client's onReconnect may run before that connection is dropped. Default 10 s. */
+  reconnectSetupTimeout: number;
   /** Messages a stream queues for a receiver that does not keep up before the socket is paused. Default 1024. */
   receiveQueue: number;
+  /** Bytes of message data (and custom) a stream queues for such a receiver before the socket is paused. Default 16 MiB. */
+  receiveQueueBytes: number;
   /**
    * Offer the flow-control extension (per-stream windows) at the handshake. Used only when the peer is
    * geminio-node and agrees; with a Go peer nothing changes on the wire. Default true.
@@ -69,16 +92,21 @@ export const defaultLimits: Readonly<EndLimits> = Object.freeze({
   heartbeatInterval: 20_000,
   heartbeatTimeout: undefined,
   maxPacketLength: DEFAULT_MAX_PACKET_LENGTH,
+  maxHandshakePacketLength: 64 * 1024,
+  handshakeBufferBudget: 16 * 1024 * 1024,
   maxStreamPayload: 64 * 1024,
   streamOpenTimeout: 10_000,
   closeTimeout: 5_000,
+  dismissGrace: 200,
   maxStreams: 4096,
   acceptBacklog: 256,
   streamHighWaterMark: 256 * 1024,
   callTimeout: 30_000,
   publishTimeout: 30_000,
   registerTimeout: 10_000,
+  reconnectSetupTimeout: 10_000,
   receiveQueue: 1024,
+  receiveQueueBytes: 16 * 1024 * 1024,
   flowControl: true,
   initialWindow: 256 * 1024,
   maxWindow: 16 * 1024 * 1024,
@@ -92,16 +120,21 @@ const positive: Array<keyof EndLimits> = [
   'handshakeTimeout',
   'heartbeatInterval',
   'maxPacketLength',
+  'maxHandshakePacketLength',
+  'handshakeBufferBudget',
   'maxStreamPayload',
   'streamOpenTimeout',
   'closeTimeout',
+  'dismissGrace',
   'maxStreams',
   'acceptBacklog',
   'streamHighWaterMark',
   'callTimeout',
   'publishTimeout',
   'registerTimeout',
+  'reconnectSetupTimeout',
   'receiveQueue',
+  'receiveQueueBytes',
   'initialWindow',
   'maxWindow',
   'maxConnectionWindow',

@@ -7,6 +7,7 @@
  * asks for its previous ClientID, registers its methods again and sends again the messages not yet acknowledged.
  */
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
 import { abortError, ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
@@ -16,10 +17,15 @@ import type { PublishOptions } from './messaging/messaging.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
 import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
 import { StreamFlow } from './stream/flow.js';
-import { Multiplexer, type OpenStreamOptions } from './stream/multiplexer.js';
+import {
+  type AcceptHalfOpen,
+  type AcceptStreamOptions,
+  Multiplexer,
+  type OpenStreamOptions,
+} from './stream/multiplexer.js';
 import { failStream, Stream } from './stream/stream.js';
 
-export type { OpenStreamOptions } from './stream/multiplexer.js';
+export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './stream/multiplexer.js';
 
 /** 'connected'; 'reconnecting' while a reconnecting client End redials; 'closed' for good. */
 export type EndState = 'connected' | 'reconnecting' | 'closed';
@@ -30,6 +36,20 @@ export interface SetupOptions {
   registerLocalRpcs?: Record<string, RpcHandler>;
   /** dial()/acceptEnd() wait until the peer registered these (Go's SetWaitRemoteRPCs), up to registerTimeout. */
   waitRemoteRpcs?: string[];
+  /**
+   * allowHalfOpen for the streams the peer opens, chosen before any of their frames is processed (setting it after
+   * acceptStream() returns can be too late: a Dismiss that came first has already ended the writable side). A
+   * boolean for every stream, or a function of the stream's meta. Default false. acceptStream({ allowHalfOpen })
+   * overrides it per stream.
+   */
+  acceptHalfOpen?: AcceptHalfOpen;
+  /**
+   * Client with `reconnect`: the application's own re-setup after each reconnect (re-claiming a topic, re-joining a
+   * room). It is awaited, up to reconnectSetupTimeout, before the messages not yet acknowledged are sent again and
+   * before other waiting work goes out; calls, publishes and opens made from inside it go out at once. If it throws
+   * or times out, that connection is dropped and the End redials.
+   */
+  onReconnect?: (end: End) => unknown;
 }
 
 /** @internal How a client End makes a new connection. */
@@ -47,6 +67,8 @@ export class End extends Stream {
   private readonly setupOptions: SetupOptions;
   private readyWaiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
   private sleeper: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+  /** Set while onReconnect runs: work started from inside it does not wait for the reconnect to finish. */
+  private readonly resetup = new AsyncLocalStorage<Connection>();
   /**
    * A reconnecting End whose peer dismissed the default stream (a Go End does that first when it closes, before
    * DisConn): the connection is about to go, so new work waits for the next one, like during a reconnect.
@@ -76,7 +98,7 @@ export class End extends Stream {
   }
 
   private attach(conn: Connection): Multiplexer {
-    const mux = new Multiplexer(conn);
+    const mux = new Multiplexer(conn, this.setupOptions.acceptHalfOpen);
     this.conn = conn;
     this.mux = mux;
     mux.addDefault(this);
@@ -105,9 +127,9 @@ export class End extends Stream {
   }
 
   /** Resolves with the next stream the peer opened; rejects once the End is closed (or, reconnecting, dropped). */
-  async acceptStream(): Promise<Stream> {
+  async acceptStream(options: AcceptStreamOptions = {}): Promise<Stream> {
     await this.ready(Number.POSITIVE_INFINITY);
-    return this.mux.accept();
+    return this.mux.accept(options);
   }
 
   /** Streams open now, the default stream excluded. */
@@ -156,12 +178,12 @@ export class End extends Stream {
     options: CallOptions = {},
   ): Promise<CallResult> {
     const left = await this.ready(options.timeout ?? this.conn.limits.callTimeout, options.signal);
-    return super.call(method, data, { ...options, timeout: left });
+    return super.call(method, data, remaining(options, left));
   }
 
   override async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.publishTimeout, options.signal);
-    return super.publish(data, { ...options, timeout: left });
+    return super.publish(data, remaining(options, left));
   }
 
   /**
@@ -170,6 +192,7 @@ export class End extends Stream {
    */
   private async ready(timeout: number, signal?: AbortSignal): Promise<number> {
     if (this.state === 'connected' && !this.parked) return timeout;
+    if (this.inResetup()) return timeout;
     if (this.state === 'closed') throw this.closeError ?? new ConnectionClosedError('end is closed');
     if (this.policy?.failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
     if (signal?.aborted) throw abortError(signal.reason);
@@ -196,11 +219,38 @@ export class End extends Stream {
 
   // Raw bytes written while reconnecting wait for the new connection.
   protected override sendData(data: Buffer, cb: (err?: Error | null) => void): void {
-    if (this.state !== 'reconnecting' && !this.parked) return super.sendData(data, cb);
+    if ((this.state !== 'reconnecting' && !this.parked) || this.inResetup()) return super.sendData(data, cb);
     this.ready(Number.POSITIVE_INFINITY).then(
       () => super.sendData(data, cb),
       (err: Error) => cb(err),
     );
+  }
+
+  /** True inside onReconnect for the connection now attached. */
+  private inResetup(): boolean {
+    const conn = this.resetup.getStore();
+    return conn !== undefined && conn === this.conn && conn.state === 'open';
+  }
+
+  /** Runs onReconnect for `conn`, bounded by reconnectSetupTimeout. */
+  private async runOnReconnect(conn: Connection): Promise<void> {
+    const hook = this.setupOptions.onReconnect;
+    if (!hook) return;
+    const timeout = conn.limits.reconnectSetupTimeout;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.resetup.run(conn, () => Promise.resolve().then(() => hook(this))),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new TimeoutError(`onReconnect did not finish within ${timeout} ms`)),
+            timeout,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // ---- connection lifecycle ----
@@ -249,20 +299,24 @@ export class End extends Stream {
       this.resetDefaultStream();
       this.attach(conn);
       this.flow = conn.flowControl ? new StreamFlow(conn, DEFAULT_STREAM_ID) : undefined;
+      this.resetClose();
       this.opened();
-      // Order matters: registrations first, then messages waiting for an ack, then new work.
+      // Order matters: registrations first, then the application's re-setup, then messages waiting for an ack,
+      // then new work.
       for (const method of this.app.rpc.localMethods) {
         this.app.rpc.announce(method, conn.limits.registerTimeout).catch(() => {});
       }
-      this.app.messaging.resend();
       try {
         await this.app.rpc.waitRemote(this.setupOptions.waitRemoteRpcs ?? [], conn.limits.registerTimeout);
+        await this.runOnReconnect(conn);
       } catch (err) {
         lastError = err;
         conn.destroy();
         continue;
       }
+      if (this.userClosed) return;
       if (conn.state !== 'open') continue; // dropped again during setup: its close handler restarted nothing
+      this.app.messaging.resend();
       this.state = 'connected';
       this.parked = false;
       this.closeError = undefined;
@@ -367,6 +421,14 @@ export class End extends Stream {
     }
     super._destroy(err, cb);
   }
+}
+
+/**
+ * The options for the call or publish once connected, with `left` ms of its wait. Only a timeout the caller chose
+ * goes on the wire as a deadline (as on any stream, and as in Go); a default one stays a local wait.
+ */
+function remaining<O extends { timeout?: number; localTimeout?: number }>(options: O, left: number): O {
+  return options.timeout === undefined ? { ...options, localTimeout: left } : { ...options, timeout: left };
 }
 
 function endAndFlush(s: Stream): Promise<void> {

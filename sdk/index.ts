@@ -6,7 +6,14 @@ export { type Address, type HostPort, parseAddress } from './address.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
 export { assignClientId } from './connection/connection.js';
-export { End, type EndState, type OpenStreamOptions, type SetupOptions } from './end.js';
+export {
+  type AcceptHalfOpen,
+  type AcceptStreamOptions,
+  End,
+  type EndState,
+  type OpenStreamOptions,
+  type SetupOptions,
+} from './end.js';
 export * from './errors.js';
 export { type Delivery, Message, type PublishOptions } from './messaging/messaging.js';
 export { defaultReconnectPolicy, type ReconnectOption, type ReconnectPolicy } from './reconnect.js';

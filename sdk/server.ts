@@ -10,7 +10,13 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { type Address, type HostPort, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits } from './config.js';
-import { assignClientId, type ConnectHook, type ConnectInfo, Connection } from './connection/connection.js';
+import {
+  assignClientId,
+  type ConnectHook,
+  type ConnectInfo,
+  Connection,
+  HandshakeBudget,
+} from './connection/connection.js';
 import { End, type SetupOptions } from './end.js';
 import {
   ConnectionClosedError,
@@ -69,18 +75,27 @@ export class Listener extends EventEmitter {
   private waiters: Array<{ resolve: (e: End) => void; reject: (e: Error) => void }> = [];
   private closed = false;
   private readonly handshaking = new Set<Duplex>();
+  /** Bytes buffered across the connections still in the geminio handshake (handshakeBufferBudget). */
+  private readonly handshakeBudget: HandshakeBudget;
   /** ClientIDs this listener assigned, with their resume secret and the End holding each now. */
   private readonly clients = new Map<bigint, ClientRecord>();
 
   /** @internal use listen() */
   constructor(private readonly options: ListenOptions) {
     super();
+    const limits = resolveLimits(options);
+    this.handshakeBudget = new HandshakeBudget(limits.handshakeBufferBudget);
     const onSocket = (socket: Duplex) => this.onSocket(socket);
-    this.server = options.tls ? tls.createServer(options.tls, onSocket) : net.createServer(onSocket);
-    // TLS handshake failures are the client's problem; never let them crash the process.
-    this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) =>
-      this.emit('handshakeError', err, socket.remoteAddress),
-    );
+    // The TLS handshake is bounded by handshakeTimeout too (Node's own default is 120 s), unless tls says otherwise.
+    this.server = options.tls
+      ? tls.createServer({ handshakeTimeout: limits.handshakeTimeout, ...options.tls }, onSocket)
+      : net.createServer(onSocket);
+    // TLS handshake failures are the client's problem; never let them crash the process. Node leaves the socket
+    // open when someone listens for tlsClientError (a timed-out handshake kept its descriptor): close it.
+    this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      socket.destroy();
+      this.emit('handshakeError', err, socket.remoteAddress);
+    });
   }
 
   /** @internal */
@@ -215,7 +230,13 @@ export class Listener extends EventEmitter {
       return id;
     };
     const resumeTokenFor = (id: bigint) => this.clients.get(id)?.token;
-    serverEnd(socket, { ...this.options, onConnect }, (end) => this.track(end), resumeTokenFor).then(
+    serverEnd(
+      socket,
+      { ...this.options, onConnect },
+      (end) => this.track(end),
+      resumeTokenFor,
+      this.handshakeBudget,
+    ).then(
       (end) => {
         this.handshaking.delete(socket);
         if (this.closed) {
@@ -228,6 +249,8 @@ export class Listener extends EventEmitter {
       },
       (err: GeminioError) => {
         this.handshaking.delete(socket);
+        // Whatever failed (handshake, timeout, setup), the socket goes: no unauthenticated descriptor stays.
+        socket.destroy();
         this.emit('handshakeError', err, (socket as net.Socket).remoteAddress);
       },
     );
@@ -255,6 +278,7 @@ export async function serverEnd(
   options: ServerEndOptions = {},
   onEnd?: (end: End) => void,
   resumeTokenFor?: (clientId: bigint) => Buffer | undefined,
+  handshakeBudget?: HandshakeBudget,
 ): Promise<End> {
   const conn = new Connection({
     role: 'server',
@@ -262,6 +286,7 @@ export async function serverEnd(
     limits: resolveLimits(options),
     onConnect: options.onConnect,
     resumeTokenFor,
+    handshakeBudget,
   });
   await conn.start();
   const end = new End(conn, { setup: options });

@@ -85,6 +85,15 @@ export class ServiceRouter {
     }
   }
 
+  /**
+   * Whether a stream the peer opens goes to a TCP service: such a stream is half-open from its first frame (see
+   * forwardToTcp), before the authorization hooks run, so a Dismiss that arrives meanwhile is a half-close.
+   */
+  halfOpen(meta: Buffer): boolean {
+    const { service } = parseStreamMeta(meta);
+    return Object.hasOwn(this.services, service) && !this.http.has(service);
+  }
+
   /** Routes one stream the peer opened on `end`. */
   async dispatch(stream: Stream, end: End, direction: Direction): Promise<void> {
     const { service, proto } = parseStreamMeta(stream.meta);

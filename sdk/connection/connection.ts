@@ -13,6 +13,7 @@ import {
   HandshakeRejectedError,
   HandshakeTimeoutError,
   HeartbeatTimeoutError,
+  LimitExceededError,
   ProtocolError,
 } from '../errors.js';
 import {
@@ -70,6 +71,12 @@ export function assignClientId(): bigint {
   return clientIds.next();
 }
 
+/** Bytes buffered by connections still in the handshake, shared by all the connections of one listener. */
+export class HandshakeBudget {
+  used = 0;
+  constructor(readonly limit: number) {}
+}
+
 export interface ConnectionInit {
   role: Role;
   transport: Duplex;
@@ -86,6 +93,8 @@ export interface ConnectionInit {
   resumeToken?: Buffer | undefined;
   /** Server: the resume secret to hand a geminio-node client that was given `clientId`. */
   resumeTokenFor?: ((clientId: bigint) => Buffer | undefined) | undefined;
+  /** Server: the listener's budget for bytes buffered before handshakes complete. */
+  handshakeBudget?: HandshakeBudget | undefined;
 }
 
 /**
@@ -136,6 +145,9 @@ export class Connection extends EventEmitter {
   private readonly proposedClientId: bigint;
   private readonly onConnectHook: ConnectHook | undefined;
   private readonly resumeTokenFor: ((clientId: bigint) => Buffer | undefined) | undefined;
+  private readonly handshakeBudget: HandshakeBudget | undefined;
+  /** Our share of handshakeBudget: what the decoder holds while the handshake runs. */
+  private handshakeBytes = 0;
 
   constructor(init: ConnectionInit) {
     super();
@@ -148,7 +160,12 @@ export class Connection extends EventEmitter {
     this.onConnectHook = init.onConnect;
     this.resumeToken = init.resumeToken;
     this.resumeTokenFor = init.resumeTokenFor;
-    this.decoder = new FrameDecoder({ maxPacketLength: init.limits.maxPacketLength, streamParts: true });
+    this.handshakeBudget = init.handshakeBudget;
+    // Until the handshake is done a peer may send only small frames (see maxHandshakePacketLength).
+    this.decoder = new FrameDecoder({
+      maxPacketLength: Math.min(init.limits.maxHandshakePacketLength, init.limits.maxPacketLength),
+      streamParts: true,
+    });
     this.liveness = new Liveness(() => this.destroy(new HeartbeatTimeoutError()));
     this.transport.on('data', (chunk: Buffer) => this.onData(chunk));
     this.transport.on('drain', () => this.onDrain());
@@ -170,6 +187,14 @@ export class Connection extends EventEmitter {
   /** True when both sides run the flow-control extension. */
   get flowControl(): boolean {
     return (this.capabilities & Capability.FlowControl) !== 0;
+  }
+
+  /**
+   * True when the peer is geminio-node (it agreed to an extension; every geminio-node End offers RequestCancel):
+   * it sends a stream's Dismiss after the stream's data. A Go peer's Dismiss can overtake its last writes.
+   */
+  get peerOrdersDismiss(): boolean {
+    return this.capabilities !== 0;
   }
 
   /** True when the peer understands RequestCancel (never true for a Go peer). */
@@ -302,9 +327,28 @@ export class Connection extends EventEmitter {
     if (this.state === 'closed') return;
     try {
       this.decoder.push(chunk, (p) => this.dispatch(p));
+      if (this.state === 'handshaking' && this.handshakeBudget) this.chargeHandshake();
     } catch (err) {
       this.fail(err instanceof GeminioError ? err : new ProtocolError(String(err), { cause: err }));
     }
+  }
+
+  /** Before the handshake completes, what the decoder holds counts against the listener's budget. */
+  private chargeHandshake(): void {
+    const budget = this.handshakeBudget!;
+    const now = this.decoder.bufferedBytes;
+    budget.used += now - this.handshakeBytes;
+    this.handshakeBytes = now;
+    if (budget.used > budget.limit) {
+      throw new LimitExceededError(
+        `handshakeBufferBudget (${budget.limit} bytes) spent by connections still in the handshake`,
+      );
+    }
+  }
+
+  private releaseHandshake(): void {
+    if (this.handshakeBudget) this.handshakeBudget.used -= this.handshakeBytes;
+    this.handshakeBytes = 0;
   }
 
   private dispatch(p: Packet): void {
@@ -412,6 +456,8 @@ export class Connection extends EventEmitter {
   private opened(livenessTimeout: number): void {
     clearTimeout(this.handshakeTimer);
     this.state = 'open';
+    this.releaseHandshake();
+    this.decoder.maxPacketLength = this.limits.maxPacketLength;
     this.liveness.start(livenessTimeout);
     const hs = this.handshake;
     this.handshake = undefined;
@@ -483,6 +529,7 @@ export class Connection extends EventEmitter {
     this.state = 'closed';
     this.closeError = err ?? new ConnectionClosedError();
     this.stopTimers();
+    this.releaseHandshake();
     const hs = this.handshake;
     this.handshake = undefined;
     hs?.reject(this.closeError);
@@ -510,6 +557,7 @@ export class Connection extends EventEmitter {
       this.state = 'closed';
       this.closeError = new ConnectionClosedError('connection lost');
       this.stopTimers();
+      this.releaseHandshake();
       const hs = this.handshake;
       this.handshake = undefined;
       hs?.reject(this.closeError);

@@ -109,7 +109,8 @@ export function checkHeader(version: number, type: number, length: number, maxPa
 }
 
 export class FrameDecoder {
-  readonly maxPacketLength: number;
+  /** Largest body a frame may declare; the connection lowers it until the handshake is done. */
+  maxPacketLength: number;
   private chunks: Buffer[] = [];
   private offset = 0;
   private buffered = 0;

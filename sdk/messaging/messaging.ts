@@ -1,7 +1,8 @@
 /**
  * Acknowledged messages on one stream. publish() sends a Message and, unless at-most-once, waits for the
  * MessageAck with the same PacketID on the same stream. Received messages queue up for receive(); a receiver that
- * falls behind by `receiveQueue` messages pauses the socket (never drops, never grows without bound).
+ * falls behind by `receiveQueue` messages or `receiveQueueBytes` bytes pauses the socket (never drops, never grows
+ * without bound).
  */
 import { guard, type StreamPort, toBytes, wireDeadline } from '../application/port.js';
 import {
@@ -29,6 +30,8 @@ export interface PublishOptions {
   delivery?: Delivery;
   /** @internal Re-send with this PacketID (replay after reconnect). */
   id?: bigint;
+  /** @internal The local wait when the caller gave no timeout (what an End has left after a reconnect). */
+  localTimeout?: number;
 }
 
 /** A received message. Call done() or error() exactly once; the sender waits for it. */
@@ -82,9 +85,15 @@ interface PendingPublish {
   release: () => void;
 }
 
+function messageBytes(m: Message): number {
+  return m.data.length + (m.custom?.length ?? 0);
+}
+
 export class Messenger {
   private readonly pending = new Map<bigint, PendingPublish>();
   private readonly queue: Message[] = [];
+  /** Bytes of data and custom held in `queue`. */
+  private queueBytes = 0;
   private waiters: Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }> = [];
   private closedWith: GeminioError | undefined;
   private paused = false;
@@ -104,7 +113,7 @@ export class Messenger {
         throw new LimitExceededError(`maxPendingPublishes (${limit}) messages already wait for an ack`);
       }
       const id = options.id ?? this.port.nextId();
-      const timeout = options.timeout ?? this.port.limits.publishTimeout;
+      const timeout = options.timeout ?? options.localTimeout ?? this.port.limits.publishTimeout;
       const frame = encodePacket({
         type: T.Message,
         id,
@@ -136,6 +145,7 @@ export class Messenger {
   receive(options: { signal?: AbortSignal } = {}): Promise<Message> {
     const next = this.queue.shift();
     if (next) {
+      this.queueBytes -= messageBytes(next);
       this.maybeResume();
       return Promise.resolve(next);
     }
@@ -213,14 +223,24 @@ export class Messenger {
       return;
     }
     this.queue.push(m);
-    if (!this.paused && this.queue.length >= this.port.limits.receiveQueue) {
+    this.queueBytes += messageBytes(m);
+    const limits = this.port.limits;
+    if (
+      !this.paused &&
+      (this.queue.length >= limits.receiveQueue || this.queueBytes >= limits.receiveQueueBytes)
+    ) {
       this.paused = true;
       this.port.pauseReading(this);
     }
   }
 
   private maybeResume(): void {
-    if (this.paused && this.queue.length < this.port.limits.receiveQueue / 2) {
+    const limits = this.port.limits;
+    if (
+      this.paused &&
+      this.queue.length < limits.receiveQueue / 2 &&
+      this.queueBytes < limits.receiveQueueBytes / 2
+    ) {
       this.paused = false;
       this.port.resumeReading(this);
     }

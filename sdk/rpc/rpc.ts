@@ -40,6 +40,8 @@ export interface CallOptions {
   timeout?: number;
   signal?: AbortSignal;
   custom?: string | Uint8Array;
+  /** @internal The local wait when the caller gave no timeout (what an End has left after a reconnect). */
+  localTimeout?: number;
 }
 
 export interface CallResult {
@@ -132,7 +134,7 @@ export class RpcEndpoint {
       const limit = this.port.limits.maxPendingCalls;
       if (this.calls.size >= limit)
         throw new LimitExceededError(`maxPendingCalls (${limit}) calls already wait`);
-      const timeout = options.timeout ?? this.port.limits.callTimeout;
+      const timeout = options.timeout ?? options.localTimeout ?? this.port.limits.callTimeout;
       const id = this.port.nextId();
       const frame = encodePacket({
         type: T.Request,

@@ -10,14 +10,14 @@
  * backpressure to the writer) until WindowUpdate gives more.
  */
 import type { Connection } from '../connection/connection.js';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, StreamClosedError } from '../errors.js';
 import { EXTENSION_INITIAL_WINDOW, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 
 export class StreamFlow {
   /** Bytes we may still send. */
   private sendWindow = EXTENSION_INITIAL_WINDOW;
-  private pending: { data: Buffer; offset: number; done: () => void } | undefined;
+  private pending: { data: Buffer; offset: number; done: (err?: Error) => void } | undefined;
   /** Our advertised window size (grows when the sender is starved). */
   private window = EXTENSION_INITIAL_WINDOW;
   /** Bytes the peer may still send before we grant more. */
@@ -41,8 +41,11 @@ export class StreamFlow {
 
   // ---- sending ----
 
-  /** Sends what the window allows; `done` runs once all of `data` is handed to the connection. */
-  send(data: Buffer, done: () => void): void {
+  /**
+   * Sends what the window allows; `done` runs once all of `data` is handed to the connection, or with an error
+   * when the stream gives up on it (failPending, release): it always runs exactly once.
+   */
+  send(data: Buffer, done: (err?: Error) => void): void {
     this.pending = { data, offset: 0, done };
     this.flush();
   }
@@ -92,6 +95,13 @@ export class StreamFlow {
     this.consumed = 0;
   }
 
+  /** `length` bytes were dropped unread (the stream is closing): their credit goes back at once, without growth. */
+  discarded(length: number): void {
+    const increment = this.consumed + length;
+    this.consumed = 0;
+    if (increment > 0) this.grant(increment);
+  }
+
   private grant(increment: number): void {
     this.credit += increment;
     this.conn.send(
@@ -99,10 +109,17 @@ export class StreamFlow {
     );
   }
 
-  /** The stream is gone: give its window growth back to the connection budget. */
+  /** A write waiting for credit that will never come: its callback gets `err` now. */
+  failPending(err: Error): void {
+    const p = this.pending;
+    this.pending = undefined;
+    p?.done(err);
+  }
+
+  /** The stream is gone: give its window growth back to the connection budget; a waiting write fails. */
   release(): void {
     this.conn.releaseWindow(this.window - EXTENSION_INITIAL_WINDOW);
     this.window = EXTENSION_INITIAL_WINDOW;
-    this.pending = undefined;
+    this.failPending(new StreamClosedError('stream closed before the peer granted credit'));
   }
 }

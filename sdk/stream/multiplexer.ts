@@ -32,6 +32,17 @@ export interface OpenStreamOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** Whether accepted streams are half-open: for all, or decided per stream from its meta. */
+export type AcceptHalfOpen = boolean | ((meta: Buffer) => boolean);
+
+export interface AcceptStreamOptions {
+  /**
+   * allowHalfOpen for this stream, set before the application's first look at it and applied to a Dismiss that
+   * arrived while it waited in the accept backlog. Default: the End's acceptHalfOpen.
+   */
+  allowHalfOpen?: boolean | undefined;
+}
+
 interface PendingOpen {
   packetId: bigint;
   meta: Buffer;
@@ -48,12 +59,19 @@ export class Multiplexer {
   readonly streams = new Map<bigint, Stream>();
   private readonly opening = new Map<bigint, PendingOpen>();
   private readonly backlog: Stream[] = [];
-  private acceptWaiters: Array<{ resolve: (s: Stream) => void; reject: (e: Error) => void }> = [];
+  private acceptWaiters: Array<{
+    resolve: (s: Stream) => void;
+    reject: (e: Error) => void;
+    allowHalfOpen: boolean | undefined;
+  }> = [];
   private closingError: GeminioError | undefined;
   /** Packets dropped because they named no known stream (the Go library drops them too). */
   unknownStreamPackets = 0;
 
-  constructor(readonly conn: Connection) {}
+  constructor(
+    readonly conn: Connection,
+    private readonly acceptHalfOpen: AcceptHalfOpen = false,
+  ) {}
 
   /** Registers the default stream (the End). */
   addDefault(stream: Stream): void {
@@ -114,11 +132,16 @@ export class Multiplexer {
     });
   }
 
-  accept(): Promise<Stream> {
+  accept(options: AcceptStreamOptions = {}): Promise<Stream> {
     const ready = this.backlog.shift();
-    if (ready) return Promise.resolve(ready);
+    if (ready) {
+      ready.handedOver(options.allowHalfOpen);
+      return Promise.resolve(ready);
+    }
     if (this.closingError) return Promise.reject(this.closingError);
-    return new Promise((resolve, reject) => this.acceptWaiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.acceptWaiters.push({ resolve, reject, allowHalfOpen: options.allowHalfOpen }),
+    );
   }
 
   /** Routes one packet from the connection. */
@@ -184,7 +207,9 @@ export class Multiplexer {
       if (!collides) this.track(this.create(streamId, meta, p.data.peer, false)).destroy();
       return;
     }
-    const stream = this.track(this.create(streamId, meta, p.data.peer, false));
+    const halfOpen =
+      typeof this.acceptHalfOpen === 'function' ? this.acceptHalfOpen(meta) : this.acceptHalfOpen;
+    const stream = this.track(this.create(streamId, meta, p.data.peer, halfOpen));
     this.conn.send(
       encodePacket({
         type: T.SessionAck,
@@ -196,8 +221,13 @@ export class Multiplexer {
     );
     stream.opened();
     const waiter = this.acceptWaiters.shift();
-    if (waiter) waiter.resolve(stream);
-    else this.backlog.push(stream);
+    if (waiter) {
+      stream.handedOver(waiter.allowHalfOpen);
+      waiter.resolve(stream);
+    } else {
+      stream.awaitingAccept = true;
+      this.backlog.push(stream);
+    }
   }
 
   private onSessionAck(p: SessionAckPacket): void {

@@ -3,11 +3,20 @@
  * and receives packets from the Multiplexer.
  *
  * Closing is the 4-way Dismiss exchange: each side sends Dismiss once and acknowledges the other's. `end()` flushes
- * what was written, then sends Dismiss; the readable side ends when the peer's Dismiss arrives, after everything the
- * peer sent before it. There is no half-close on the wire: with the default `allowHalfOpen: false` a stream whose
- * peer dismissed it flushes what was already written and answers with its own Dismiss at once, as Go does. With
- * `allowHalfOpen: true` it keeps its writable side until the application calls `end()` (a Go closer waits up to
- * 30 s for that; a geminio-node closer waits closeTimeout).
+ * what was written, then sends Dismiss. There is no half-close on the wire: with the default `allowHalfOpen: false`
+ * a stream whose peer dismissed it flushes what was already written and answers with its own Dismiss at once, as Go
+ * does. With `allowHalfOpen: true` it keeps its writable side until the application calls `end()`.
+ *
+ * The readable side ends after everything the peer sent. A geminio-node peer sends its Dismiss after its data, so
+ * that is at its Dismiss. A Go peer's Dismiss can overtake data it wrote just before (Go queues stream writes but
+ * sends Dismiss directly), so with a Go peer data after its Dismiss is still delivered, and the readable side ends
+ * at the first of: the exchange is complete (after that Go sends nothing more), `dismissGrace` after the peer's
+ * Dismiss when we keep our writable side open (half-open), or `closeTimeout`. Go drops its own queued writes once
+ * the exchange is complete, so to a Go peer's Dismiss we answer after `dismissGrace`, not at once.
+ *
+ * Every exchange ends: the close timer starts at the first Dismiss in either direction, and when it fires the
+ * stream is finalized; writes still waiting (for socket drain or for flow-control credit) fail with
+ * StreamClosedError.
  */
 import { Duplex } from 'node:stream';
 import { StreamApplication } from '../application/application.js';
@@ -46,6 +55,19 @@ export class Stream extends Duplex {
   protected gotDismiss = false;
   protected finalized = false;
   private closeTimer: NodeJS.Timeout | undefined;
+  /** A Go peer dismissed: ends the readable side (half-open) or answers (otherwise) after `dismissGrace`. */
+  private graceTimer: NodeJS.Timeout | undefined;
+  /**
+   * @internal An accepted stream not yet handed to the application: what the peer's Dismiss means for our writable
+   * side (answer at once, or half-open) waits until the acceptor has chosen allowHalfOpen.
+   */
+  awaitingAccept = false;
+  /** Our writable side was ended because the peer dismissed the stream (later writes are discarded). */
+  private endedByPeer = false;
+  /** We pushed the end of the readable side (nothing the peer sends later is delivered). */
+  private readEnded = false;
+  /** `unread` is still counted in the connection's buffer budget (until finalized; peers without flow control). */
+  private countsBudget = true;
   /** Per-stream windows when the extension was negotiated; undefined with a Go peer. */
   protected flow: StreamFlow | undefined;
   /** Bytes pushed to the readable buffer and not yet read (counted against the connection's budget). */
@@ -88,7 +110,7 @@ export class Stream extends Duplex {
   private consumed(n: number): void {
     this.unread -= n;
     if (!this.flow) {
-      this.conn.releaseBuffered(n);
+      if (this.countsBudget) this.conn.releaseBuffered(n);
       return;
     }
     if (this.finalized || this.gotDismiss) return;
@@ -170,6 +192,27 @@ export class Stream extends Duplex {
 
   // ---- Duplex ----
 
+  /**
+   * A write after the peer's Dismiss ended our writable side is discarded, as a closed socket discards it: its
+   * callback gets StreamClosedError, and no 'error' event (which would crash a process that did not expect the
+   * peer to close).
+   */
+  override write(
+    chunk: unknown,
+    encoding?: BufferEncoding | ((error: Error | null | undefined) => void),
+    cb?: (error: Error | null | undefined) => void,
+  ): boolean {
+    if (this.endedByPeer && !this.destroyed) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      const err = new StreamClosedError('write after the peer dismissed the stream');
+      if (callback) process.nextTick(callback, err);
+      return false;
+    }
+    return typeof encoding === 'function'
+      ? super.write(chunk, encoding)
+      : super.write(chunk, encoding as BufferEncoding, cb);
+  }
+
   override _read(): void {
     this.conn.resumeReading(this);
   }
@@ -203,8 +246,13 @@ export class Stream extends Duplex {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.conn.resumeReading(this);
-    if (!this.flow) this.conn.releaseBuffered(this.unread);
+    this.releaseBudget();
+    // What the reader never took is dropped: with flow control its credit goes back to the writer (see receiveData).
+    if (!this.finalized && this.unread > 0) this.flow?.discarded(this.unread);
     this.unread = 0;
+    clearTimeout(this.graceTimer);
+    // A write waiting for credit will never be sent now: its callback learns that at once.
+    this.flow?.failPending(new StreamClosedError('stream destroyed'));
     // Aborting: tell the peer (it will answer; we keep the ID until then so its Dismiss is acknowledged).
     if (!this.finalized) {
       if (this.conn.state === 'closed') this.finalize();
@@ -220,12 +268,17 @@ export class Stream extends Duplex {
       cb(this.conn.closeError ?? new ConnectionClosedError());
       return;
     }
-    if (this.sentDismiss) {
+    if (this.sentDismiss || this.finalized) {
       cb(new StreamClosedError('write after the stream was dismissed'));
       return;
     }
     if (this.flow) {
-      this.flow.send(data, () => this.afterSend(cb));
+      this.flow.send(data, (err) => {
+        if (!err) return this.afterSend(cb);
+        // Like failStream: a write the stream gave up on must not crash a process that only watches 'close'.
+        if (this.listenerCount('error') === 0) this.once('error', () => {});
+        cb(err);
+      });
       return;
     }
     const max = this.conn.limits.maxStreamPayload;
@@ -247,12 +300,18 @@ export class Stream extends Duplex {
   /** @internal Raw bytes from the peer. A full buffer pauses the whole socket: there is no window on the wire. */
   receiveData(payload: Buffer): void {
     this.flow?.onData(payload.length);
-    if (this.destroyed || this.readableEnded || this.gotDismiss) return;
+    // After the peer's Dismiss too: a Go peer's data can follow it (see the top of this file).
+    if (this.destroyed || this.readEnded || this.readableEnded) {
+      // Dropped unread, as a closed socket drops it: give the credit back at once, so a writer waiting for it
+      // finishes (and its Dismiss follows) instead of waiting out closeTimeout.
+      if (!this.finalized) this.flow?.discarded(payload.length);
+      return;
+    }
     if (payload.length === 0) return;
     this.unread += payload.length;
     // With the extension the windows bound what peers can make us hold; the connection budget (which pauses
     // the socket, stalling every stream) is only the fallback for peers without it.
-    if (!this.flow) this.conn.addBuffered(payload.length);
+    if (!this.flow && this.countsBudget) this.conn.addBuffered(payload.length);
     const before = this.readableLength;
     const taken = this.takenByRead;
     // Without the extension a full buffer pauses the whole socket; with it the window bounds the buffer.
@@ -263,21 +322,68 @@ export class Stream extends Duplex {
     if (handedOver > 0) this.consumed(handedOver);
   }
 
-  /** @internal The peer closes: acknowledge, end the readable side, and answer with our own Dismiss. */
+  /**
+   * @internal The peer closes: acknowledge, answer with our own Dismiss, and end the readable side once nothing
+   * more can come (at once for a geminio-node peer; see the top of this file for a Go peer).
+   */
   receiveDismiss(id: bigint): void {
     this.conn.send(encodePacket({ type: T.DismissAck, id, sessionId: this.streamId, data: {} }));
     if (this.gotDismiss) return;
     this.gotDismiss = true;
+    this.startCloseTimer();
     if (this.destroyed) {
       // Already aborted locally: our Dismiss went out in _destroy.
       this.maybeFinalize();
       return;
     }
-    this.push(null);
-    // Answer with our own Dismiss now (after what we already wrote), as Go does, rather than when the reader
-    // reaches the end: a peer's close must not wait on a reader that never reads (Go would wait 30 s).
-    if (!this.allowHalfOpen && !this.writableEnded) this.end();
-    this.maybeFinalize();
+    if (this.conn.peerOrdersDismiss) this.endReadable();
+    if (!this.awaitingAccept) this.answerDismiss();
+  }
+
+  /** The peer dismissed: end our writable side too, unless half-open. */
+  private answerDismiss(): void {
+    if (this.writableEnded) {
+      this.maybeFinalize();
+      return;
+    }
+    if (this.allowHalfOpen) {
+      // Half-open: we keep writing; with a Go peer the readable side ends after the grace at the latest.
+      if (!this.conn.peerOrdersDismiss) {
+        this.graceTimer = setTimeout(() => this.endReadable(), this.conn.limits.dismissGrace);
+      }
+      return;
+    }
+    // Answer with our own Dismiss (after what we already wrote), as Go does, rather than when the reader reaches
+    // the end: a peer's close must not wait on a reader that never reads (Go would wait 30 s). A Go peer's last
+    // writes may still be on their way to its socket behind the Dismiss, and Go drops them once the exchange is
+    // over, so we answer it after dismissGrace; a geminio-node peer at once.
+    if (this.conn.peerOrdersDismiss) this.endForPeer();
+    else {
+      this.graceTimer = setTimeout(() => {
+        if (!this.writableEnded && !this.destroyed) this.endForPeer();
+      }, this.conn.limits.dismissGrace);
+    }
+  }
+
+  private endForPeer(): void {
+    this.endedByPeer = true;
+    this.end();
+  }
+
+  /** @internal The multiplexer hands this accepted stream to the application, with its half-open choice. */
+  handedOver(allowHalfOpen: boolean | undefined): void {
+    if (allowHalfOpen !== undefined) this.allowHalfOpen = allowHalfOpen;
+    if (!this.awaitingAccept) return;
+    this.awaitingAccept = false;
+    if (this.gotDismiss && !this.destroyed) this.answerDismiss();
+  }
+
+  /** Ends the readable side once: what the peer sends after this is dropped. */
+  private endReadable(): void {
+    if (this.readEnded) return;
+    this.readEnded = true;
+    clearTimeout(this.graceTimer);
+    if (!this.destroyed) this.push(null);
   }
 
   /** @internal */
@@ -293,7 +399,12 @@ export class Stream extends Duplex {
   connectionClosed(err: GeminioError | undefined): void {
     if (this.finalized) return;
     this.finalize();
-    if (this.destroyed || this.gotDismiss) return; // readable already ended; later writes fail
+    if (this.destroyed) return;
+    if (this.gotDismiss) {
+      // The peer had said it was done: the readable side ends cleanly; later writes fail.
+      this.endReadable();
+      return;
+    }
     if (err === undefined && this.sentDismiss) {
       this.push(null);
       this.destroy();
@@ -309,20 +420,35 @@ export class Stream extends Duplex {
     this.conn.send(
       encodePacket({ type: T.Dismiss, id: this.conn.ids.next(), sessionId: this.streamId, data: {} }),
     );
-    this.closeTimer = setTimeout(() => this.abandon(), this.conn.limits.closeTimeout);
+    this.startCloseTimer();
     this.maybeFinalize();
   }
 
+  /** The exchange must be over within closeTimeout of the first Dismiss, whichever side sent it. */
+  private startCloseTimer(): void {
+    this.closeTimer ??= setTimeout(() => this.abandon(), this.conn.limits.closeTimeout);
+  }
+
+  /**
+   * closeTimeout passed: forget the stream. A peer that dismissed it gets a clean end of the readable side; any
+   * write still waiting, or a stream the peer never dismissed, fails with StreamClosedError.
+   */
   private abandon(): void {
     if (this.finalized) return;
+    const err = new StreamClosedError('peer did not complete the Dismiss exchange');
+    this.flow?.failPending(err);
     this.finalize();
-    if (!this.destroyed && !this.readableEnded) {
-      failStream(this, new StreamClosedError('peer did not complete the Dismiss exchange'));
-    }
+    if (this.destroyed) return;
+    // What was read so far stays readable only when both sides were done; otherwise the stream fails.
+    if (this.gotDismiss && this.writableFinished) this.endReadable();
+    else failStream(this, err);
   }
 
   private maybeFinalize(): void {
-    if (this.sentDismiss && this.gotDismissAck && this.gotDismiss) this.finalize();
+    if (!(this.sentDismiss && this.gotDismissAck && this.gotDismiss)) return;
+    // After this a Go peer sends nothing more on the stream.
+    this.endReadable();
+    this.finalize();
   }
 
   private finalize(): void {
@@ -330,8 +456,27 @@ export class Stream extends Duplex {
     this.finalized = true;
     this.flow?.release();
     clearTimeout(this.closeTimer);
+    clearTimeout(this.graceTimer);
+    this.closeTimer = undefined;
+    // What is still unread stays readable, but no longer holds the connection's budget (or pauses the socket).
+    this.releaseBudget();
     this.conn.resumeReading(this);
     this.onFinalized(this);
+  }
+
+  private releaseBudget(): void {
+    if (!this.flow && this.countsBudget) this.conn.releaseBuffered(this.unread);
+    this.countsBudget = false;
+  }
+
+  /** @internal A reconnecting End starts over on a new connection. */
+  protected resetClose(): void {
+    clearTimeout(this.closeTimer);
+    clearTimeout(this.graceTimer);
+    this.closeTimer = undefined;
+    this.countsBudget = true;
+    this.unread = this.readableLength;
+    if (!this.conn.flowControl) this.conn.addBuffered(this.unread);
   }
 }
 

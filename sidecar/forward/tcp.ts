@@ -45,7 +45,10 @@ export function forwardToTcp(
   connectTimeoutMs: number,
   onClose?: (err?: Error) => void,
 ): void {
-  stream.allowHalfOpen = true; // keep our writable side after the peer's Dismiss: that is its half-close
+  // Keep our writable side after the peer's Dismiss: that is its half-close. (The inbound listener accepts streams
+  // for TCP services half-open already, so a Dismiss that came during authorization is not lost; this covers the
+  // rest, e.g. the reverse tunnel.)
+  stream.allowHalfOpen = true;
   const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
   socket.setNoDelay(true);
   socket.setTimeout(connectTimeoutMs, () =>

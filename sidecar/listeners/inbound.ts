@@ -73,6 +73,7 @@ export class InboundListener {
       tls: serverTls(this.config.tls),
       endBacklog: this.config.maxPendingEnds,
       registerLocalRpcs,
+      acceptHalfOpen: (meta) => this.deps.router().halfOpen(meta),
       onConnect: async (info) => {
         // A reconnecting sidecar that proved the ClientID it proposes is its own (the SDK checked the resume
         // secret this listener gave it) keeps it; any other proposal is only a fact for the plugins to judge.

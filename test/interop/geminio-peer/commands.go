@@ -32,6 +32,11 @@ import (
 //	publish DATA [TOPIC [CUSTOM]]     End.Publish (5 s timeout); prints "publish-result".
 //	register METHOD          End.Register(METHOD, echo); prints "registered".
 //	close                    End.Close(); prints "closed-local".
+//	burst N NBYTES           opens N streams one after another (meta "burst:I"); on each writes NBYTES
+//	                         pattern bytes (see patternBytes) and calls Close() at once, so Dismiss can
+//	                         overtake the data; prints "burst-done" with the count opened.
+//	write-close-default NBYTES  writes NBYTES pattern bytes on the default stream, then End.Close() at
+//	                         once; prints "closed-local".
 //	quit                     exit 0 (handled in main).
 func runCommand(f []string) {
 	name := f[0]
@@ -79,6 +84,39 @@ func runCommand(f []string) {
 	case "close":
 		err := st.end.Close()
 		emit("closed-local", "error", errText(err))
+	case "burst":
+		n, err1 := strconv.Atoi(arg(1, ""))
+		size, err2 := strconv.Atoi(arg(2, ""))
+		if err1 != nil || err2 != nil || n < 0 || size < 0 {
+			emitError(name, fmt.Errorf("bad N or NBYTES %q %q", arg(1, ""), arg(2, "")))
+			return
+		}
+		opened := 0
+		var lastErr error
+		for i := 0; i < n; i++ {
+			opt := options.OpenStream()
+			opt.SetMeta([]byte(fmt.Sprintf("burst:%d", i)))
+			s, err := st.end.OpenStream(opt)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			opened++
+			writeAndClose(s, i, size)
+		}
+		emit("burst-done", "opened", opened, "error", errText(lastErr))
+	case "write-close-default":
+		size, err := strconv.Atoi(arg(1, ""))
+		if err != nil || size < 0 {
+			emitError(name, fmt.Errorf("bad NBYTES %q", arg(1, "")))
+			return
+		}
+		_, werr := st.end.Write(patternBytes(1, size))
+		cerr := st.end.Close()
+		if werr == nil {
+			werr = cerr
+		}
+		emit("closed-local", "error", errText(werr))
 	default:
 		emitError("command", fmt.Errorf("unknown command %q", name))
 	}
@@ -178,6 +216,25 @@ func cmdPublish(st *endState, data, topic, custom string) {
 	popt.SetTimeout(5 * time.Second)
 	err := st.end.Publish(context.Background(), msg, popt)
 	emit("publish-result", "error", errText(err))
+}
+
+// patternBytes is the payload of write-and-close streams: NBYTES bytes, all equal to byte(seed % 251), so the
+// receiver can tell a whole payload from a cut one without knowing more.
+func patternBytes(seed, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(seed % 251)
+	}
+	return b
+}
+
+// writeAndClose writes the pattern payload for seed and closes the stream at once: Go queues the write but
+// sends the Dismiss directly, so the Dismiss can reach the peer before the data.
+func writeAndClose(s geminio.Stream, seed, n int) {
+	if _, err := s.Write(patternBytes(seed, n)); err != nil {
+		emitError("write-and-close", err)
+	}
+	_ = s.Close()
 }
 
 // writeRandom writes n crypto-random bytes to s in 32 KiB writes, hashing them,

@@ -16,7 +16,7 @@ import (
 	"github.com/singchia/geminio/delegate"
 )
 
-var builtinNames = []string{"echo", "fail", "slow", "whoami"}
+var builtinNames = []string{"echo", "fail", "slow", "whoami", "deadline"}
 
 // builtinRPC returns the handler for a built-in method; unknown names echo.
 func builtinRPC(name string) geminio.RPC {
@@ -36,6 +36,15 @@ func builtinRPC(name string) geminio.RPC {
 			// the response when the handler returns regardless; just sleep.
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 			rsp.SetData([]byte("slept"))
+		}
+	case "deadline":
+		// The deadline the caller put on the wire, as Unix milliseconds, or "none".
+		return func(ctx context.Context, _ geminio.Request, rsp geminio.Response) {
+			if d, ok := ctx.Deadline(); ok {
+				rsp.SetData([]byte(strconv.FormatInt(d.UnixMilli(), 10)))
+				return
+			}
+			rsp.SetData([]byte("none"))
 		}
 	case "whoami":
 		return func(_ context.Context, req geminio.Request, rsp geminio.Response) {
@@ -205,6 +214,17 @@ func acceptLoop(end geminio.End) {
 		addStream(s)
 		emit("stream", "clientId", idStr(s.ClientID()), "streamId", idStr(s.StreamID()),
 			"meta", string(s.Meta()), "peer", s.Peer())
+		// meta "write-close:SEED:NBYTES": write the pattern payload and close at once (see writeAndClose).
+		if rest, ok := strings.CutPrefix(string(s.Meta()), "write-close:"); ok {
+			var seed, n int
+			if _, err := fmt.Sscanf(rest, "%d:%d", &seed, &n); err != nil {
+				emitError("write-close", err)
+				_ = s.Close()
+				continue
+			}
+			go writeAndClose(s, seed, n)
+			continue
+		}
 		serveEchoStream(s, true)
 	}
 }
