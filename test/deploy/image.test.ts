@@ -76,9 +76,9 @@ describe.skipIf(why !== undefined && !inCI)(
 
       configDir = mkdtempSync(path.join(os.tmpdir(), 'geminio-image-'));
       copyFileSync(path.join(repoRoot, 'deploy/sidecar.example.yaml'), path.join(configDir, 'sidecar.yaml'));
-    // Readable by the image's user, as a ConfigMap volume is.
-    chmodSync(configDir, 0o755);
-    chmodSync(path.join(configDir, 'sidecar.yaml'), 0o644);
+      // Readable by the image's user, as a ConfigMap volume is.
+      chmodSync(configDir, 0o755);
+      chmodSync(path.join(configDir, 'sidecar.yaml'), 0o644);
       const env = {
         ...process.env,
         GEMINIO_RUN_CONTAINER: container,
