@@ -5,7 +5,8 @@
  * a security linter (kube-score), `helm lint` and hadolint on the Dockerfile.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -194,6 +195,24 @@ describe.skipIf(helmMissing !== undefined && !inCI)(`Helm chart deploy/helm/gemi
       cwd: CHART,
     });
     expect(latest.status).not.toBe(0);
+  });
+
+  it("renders a user's own Deployment through the named templates (test/deploy/parent-chart)", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'geminio-parent-chart-'));
+    try {
+      cpSync(path.join(repoRoot, 'test/deploy/parent-chart'), dir, { recursive: true });
+      const chartYaml = path.join(dir, 'Chart.yaml');
+      writeFileSync(chartYaml, readFileSync(chartYaml, 'utf8').replace(/file:\/\/\S+/, `file://${CHART}`));
+      helm(['dependency', 'build', dir]);
+      const docs = parseDocs(helm(['template', 'r1', dir, '--kube-version', KUBE_VERSION]));
+      expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment']);
+      const config = checkPod(docs);
+      expect(config.inbound).toBeUndefined();
+      expect(config.outbound.http[0]?.upstream).toBe('core');
+      expect(one(docs, 'Deployment').spec.template.spec.containers.map((c: Obj) => c.name)).toEqual(['web']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('renders only the ConfigMap with example.enabled=false (the pod parts come from the named templates)', () => {

@@ -39,8 +39,8 @@ Named templates for your own charts. Each takes a context whose .Values are this
 {{- end -}}
 {{- end -}}
 
+{{- /* checksum/config: the ConfigMap holds the text as a YAML literal block, which ends in one newline. */ -}}
 {{- define "geminio-sidecar.podAnnotations" -}}
-{{- /* The ConfigMap holds the text as a YAML literal block, which ends in one newline. */}}
 checksum/config: {{ printf "%s\n" (include "geminio-sidecar.config" .) | sha256sum }}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .Values.ports.admin | quote }}
