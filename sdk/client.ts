@@ -1,9 +1,9 @@
 /**
  * The client side: dial an address (TCP or TLS) or take any connected Duplex, and run the handshake.
  */
-import net from 'node:net';
+import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
+import * as tls from 'node:tls';
 import { type Address, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits, toBuffer } from './config.js';
 import { Connection } from './connection/connection.js';

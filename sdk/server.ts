@@ -5,9 +5,9 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
+import * as tls from 'node:tls';
 import { type Address, type HostPort, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits } from './config.js';
 import {
