@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, loadConfig, type Override } from './config.js';
+import { ConfigError, type Override } from './config.js';
 import { DEMO_PORTS, demoGuide, startDemo } from './demo.js';
-import { assertRunnable } from './preflight.js';
+import { loadRunnable } from './preflight.js';
 import { runProcess } from './process.js';
 
 declare const __GEMINIO_SIDECAR_VERSION__: string | undefined;
@@ -141,8 +141,7 @@ await yargs(hideBin(process.argv))
     (y) => y.positional('file', { type: 'string', demandOption: true }),
     async (argv) => {
       try {
-        const c = loadConfig(argv.file, { env: process.env });
-        await assertRunnable(c, argv.file);
+        const c = await loadRunnable(argv.file, { env: process.env });
         const count = c.outbound.http.length + c.outbound.tcp.length + c.tunnels.length;
         process.stdout.write(
           `${argv.file}: ok (${Object.keys(c.upstreams).length} upstreams, ${count} listeners, ` +

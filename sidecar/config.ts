@@ -109,6 +109,8 @@ export interface SidecarConfig {
   tunnels: TunnelConfig[];
   /** Authorization plugins, asked in order (see docs/PLUGINS.md). */
   plugins: PluginConfig[];
+  /** Reload on a change in the directories of the config file and the files it names (besides SIGHUP). */
+  reload: { watchFiles: boolean };
   /**
    * The directory of the config file (plugin paths and files resolve against it). Set by withConfigDir, never
    * read from the file; not enumerable, so a config spread or serialized for a reload does not carry it.
@@ -154,6 +156,7 @@ export const schema: Schema = object({
   }),
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),
+  reload: object({ watchFiles: bool(true) }),
   upstreams: {
     kind: 'map',
     keyPattern: NAME_KEY,
@@ -285,18 +288,30 @@ export type OverrideSources = Map<string, string>;
  * A problem about a key an override set names that override (`sources`).
  */
 export function parseConfig(raw: unknown, source?: string, sources?: OverrideSources): SidecarConfig {
+  const { config, problems } = validateConfig(raw, sources);
+  if (problems.length > 0) throw new ConfigError(problems, source);
+  return config;
+}
+
+/** As parseConfig, but returns the problems with the config (whose wrong values are left as found). */
+export function validateConfig(
+  raw: unknown,
+  sources?: OverrideSources,
+): { config: SidecarConfig; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
   const config = validate(schema, raw ?? {}, '', problems) as SidecarConfig;
   const cross: ConfigProblem[] = [];
   crossCheck(config, cross);
   // A cross-key check about a key the schema already found wrong would only repeat it.
-  const wrong = problems.map((p) => p.path);
-  for (const c of cross) {
-    if (!wrong.some((w) => c.path === w || c.path.startsWith(`${w}.`) || c.path.startsWith(`${w}[`)))
-      problems.push(c);
-  }
-  if (problems.length > 0) throw new ConfigError(withSources(problems, sources), source);
-  return config;
+  for (const c of cross) if (!coveredBy(c.path, problems)) problems.push(c);
+  return { config, problems: withSources(problems, sources) };
+}
+
+/** True when `path`, or a key above it, already has a problem. */
+export function coveredBy(path: string, problems: readonly ConfigProblem[]): boolean {
+  return problems.some(
+    (w) => path === w.path || path.startsWith(`${w.path}.`) || path.startsWith(`${w.path}[`),
+  );
 }
 
 /** Names the override that set each problem's key (or a key above it). */
@@ -423,6 +438,19 @@ export function loadConfig(
   file: string | undefined,
   options: { env?: NodeJS.ProcessEnv; flags?: Override[] } = {},
 ): SidecarConfig {
+  const { config, problems } = readConfig(file, options);
+  if (problems.length > 0) throw new ConfigError(problems, file ?? 'config');
+  return config;
+}
+
+/**
+ * As loadConfig, but returns the problems with the config (for checks that go on: see preflight.ts), and the
+ * sources of the overrides. Throws only when the file cannot be read or parsed.
+ */
+export function readConfig(
+  file: string | undefined,
+  options: { env?: NodeJS.ProcessEnv; flags?: Override[] } = {},
+): { config: SidecarConfig; problems: ConfigProblem[]; sources: OverrideSources } {
   const raw = file ? readConfigFile(file) : {};
   const overrides = [...envOverrides(options.env ?? {}), ...(options.flags ?? [])];
   applyOverrides(raw, overrides);
@@ -430,8 +458,9 @@ export function loadConfig(
   for (const [p, , from] of overrides) {
     if (from) sources.set(keyPath(p.join('.') === 'admin.port' ? ['admin', 'listen'] : p), from);
   }
-  const config = parseConfig(fixLists(raw), file ?? 'config', sources);
-  return withConfigDir(config, file ? path.dirname(path.resolve(file)) : process.cwd());
+  const { config, problems } = validateConfig(fixLists(raw), sources);
+  withConfigDir(config, file ? path.dirname(path.resolve(file)) : process.cwd());
+  return { config, problems, sources };
 }
 
 /** Resolves the files a config names (plugins, token files, TLS files) against `dir`, and records it. */
@@ -442,15 +471,17 @@ export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig
     writable: true,
     configurable: true,
   });
-  for (const p of config.plugins) p.path = resolvePluginPath(p.path, dir);
-  const resolveTls = (t: TlsConfig) => {
+  // The config may hold wrong values here (readConfig goes on to further checks): only strings are paths.
+  for (const p of config.plugins) if (typeof p?.path === 'string') p.path = resolvePluginPath(p.path, dir);
+  const resolveTls = (t: TlsConfig | undefined) => {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
-      if (t[k] !== undefined) t[k] = path.resolve(dir, t[k]);
+      const f = t?.[k];
+      if (typeof f === 'string') t![k] = path.resolve(dir, f);
     }
   };
   for (const u of Object.values(config.upstreams)) {
-    if (u.tokenFile !== undefined) u.tokenFile = path.resolve(dir, u.tokenFile);
-    resolveTls(u.tls);
+    if (typeof u?.tokenFile === 'string') u.tokenFile = path.resolve(dir, u.tokenFile);
+    resolveTls(u?.tls);
   }
   if (config.inbound) resolveTls(config.inbound.tls);
   return config;

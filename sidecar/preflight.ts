@@ -8,19 +8,48 @@ import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { Authz } from './authz.js';
-import { ConfigError, type SidecarConfig } from './config.js';
+import {
+  ConfigError,
+  coveredBy,
+  type Override,
+  readConfig,
+  type SidecarConfig,
+  type TlsConfig,
+  withSources,
+} from './config.js';
 import { silentLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { parseHostPort } from './net-util.js';
 import type { ConfigProblem } from './schema.js';
 import { readTlsMaterial } from './tls.js';
 
-/** Every problem found, in one round (an empty list when the config can run). */
+/**
+ * Loads a config file as `run` does and runs every check on it: the schema, the keys that refer to each other, and
+ * (for the keys that passed those) the files, plugins and hosts. Throws one ConfigError with all the problems.
+ */
+export async function loadRunnable(
+  file: string,
+  options: { env?: NodeJS.ProcessEnv; flags?: Override[] } = {},
+): Promise<SidecarConfig> {
+  const { config, problems, sources } = readConfig(file, options);
+  const more = (await preflight(config)).filter((p) => !coveredBy(p.path, problems));
+  const all = [...problems, ...withSources(more, sources)];
+  if (all.length > 0) throw new ConfigError(all, file);
+  return config;
+}
+
+/**
+ * Every problem with the files, plugins and hosts a config names, in one round (an empty list when it can run).
+ * The config may still hold values the schema refused: only values of the right type are looked at.
+ */
 export async function preflight(config: SidecarConfig): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
+  const tlsOf = (t: TlsConfig | undefined, path: string) => {
+    if (t?.enabled === true) problems.push(...readTlsMaterial(stringsOnly(t), path).problems);
+  };
   for (const [n, u] of Object.entries(config.upstreams)) {
-    problems.push(...readTlsMaterial(u.tls, `upstreams.${n}.tls`).problems);
-    if (u.tokenFile !== undefined) {
+    tlsOf(u?.tls, `upstreams.${n}.tls`);
+    if (typeof u?.tokenFile === 'string') {
       const path = `upstreams.${n}.tokenFile`;
       try {
         if (readFileSync(u.tokenFile, 'utf8').trim() === '')
@@ -30,29 +59,35 @@ export async function preflight(config: SidecarConfig): Promise<ConfigProblem[]>
       }
     }
   }
-  if (config.inbound) problems.push(...readTlsMaterial(config.inbound.tls, 'inbound.tls').problems);
+  tlsOf(config.inbound?.tls, 'inbound.tls');
   problems.push(...(await checkListenHosts(config)));
   problems.push(...(await checkPlugins(config)));
   return problems;
 }
 
-/** Throws a ConfigError with every preflight problem, if any. */
-export async function assertRunnable(config: SidecarConfig, source = 'config'): Promise<void> {
-  const problems = await preflight(config);
-  if (problems.length > 0) throw new ConfigError(problems, source);
+function stringsOnly(t: TlsConfig): TlsConfig {
+  const file = (f: unknown) => (typeof f === 'string' ? f : undefined);
+  return { ...t, caFile: file(t.caFile), certFile: file(t.certFile), keyFile: file(t.keyFile) };
 }
 
 // The addresses the sidecar binds must name a local address now; the ones it dials may resolve later (a
 // Kubernetes Service that does not exist yet), so they are not looked up.
 async function checkListenHosts(c: SidecarConfig): Promise<ConfigProblem[]> {
-  const listens: Array<[string, string]> = [['admin.listen', c.admin.listen]];
+  const listens: Array<[string, unknown]> = [['admin.listen', c.admin?.listen]];
   if (c.inbound) listens.push(['inbound.listen', c.inbound.listen]);
-  for (const [i, l] of c.outbound.http.entries()) listens.push([`outbound.http[${i}].listen`, l.listen]);
-  for (const [i, l] of c.outbound.tcp.entries()) listens.push([`outbound.tcp[${i}].listen`, l.listen]);
-  for (const [i, l] of c.tunnels.entries()) listens.push([`tunnels[${i}].listen`, l.listen]);
+  for (const [i, l] of (c.outbound?.http ?? []).entries())
+    listens.push([`outbound.http[${i}].listen`, l?.listen]);
+  for (const [i, l] of (c.outbound?.tcp ?? []).entries())
+    listens.push([`outbound.tcp[${i}].listen`, l?.listen]);
+  for (const [i, l] of c.tunnels.entries()) listens.push([`tunnels[${i}].listen`, l?.listen]);
   const problems = await Promise.all(
     listens.map(async ([path, address]): Promise<ConfigProblem | undefined> => {
-      const { host } = parseHostPort(address);
+      let host: string;
+      try {
+        host = parseHostPort(String(address)).host;
+      } catch {
+        return undefined; // the schema reports it
+      }
       if (net.isIP(host)) return undefined;
       try {
         await lookup(host);
@@ -71,6 +106,7 @@ async function checkPlugins(c: SidecarConfig): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
   const authz = new Authz(new Metrics({ defaults: false }), silentLogger());
   for (const [i, p] of c.plugins.entries()) {
+    if (typeof p?.path !== 'string' || !/\S/.test(p.path)) continue; // the schema reports it
     try {
       await authz.load([p], c.configDir ?? process.cwd(), i);
     } catch (err) {

@@ -3,10 +3,10 @@
  * change in a watched directory reloads the config file and the files it names (a bad set keeps the running one
  * and says why).
  */
-import { ConfigError, loadConfig, type Override } from './config.js';
+import { ConfigError, type Override, type SidecarConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Sidecar } from './main.js';
-import { assertRunnable } from './preflight.js';
+import { loadRunnable } from './preflight.js';
 import { watchDirectories } from './watch.js';
 
 export interface RunOptions {
@@ -19,11 +19,7 @@ export interface RunOptions {
 /** Loads, starts, and wires the signals. Resolves once started; the process exits after a shutdown. */
 export async function runProcess(options: RunOptions): Promise<Sidecar> {
   // The same checks as check-config, before anything binds: an invalid config exits 2 with the same messages.
-  const load = async () => {
-    const c = loadConfig(options.file, { env: options.env, flags: options.flags });
-    await assertRunnable(c, options.file);
-    return c;
-  };
+  const load = () => loadRunnable(options.file, { env: options.env, flags: options.flags });
   const config = await load();
   const logger = createLogger(config.log);
   const sidecar = new Sidecar(config, { logger });
@@ -89,6 +85,7 @@ export async function runProcess(options: RunOptions): Promise<Sidecar> {
   };
   const rewatch = (old: { close(): void } | undefined, c: typeof config) => {
     old?.close();
+    if (!c.reload.watchFiles) return undefined;
     return watchDirectories(
       watchedFiles(options.file, c),
       () => void reload('file'),
@@ -105,7 +102,7 @@ export async function runProcess(options: RunOptions): Promise<Sidecar> {
 }
 
 /** The config file and every file it names that a reload reads again. */
-function watchedFiles(file: string, c: Awaited<ReturnType<typeof loadConfig>>): string[] {
+function watchedFiles(file: string, c: SidecarConfig): string[] {
   const files = [file];
   const tls = [c.inbound?.tls, ...Object.values(c.upstreams).map((u) => u.tls)];
   for (const t of tls)
