@@ -303,7 +303,8 @@ export function validateConfig(
   const cross: ConfigProblem[] = [];
   crossCheck(config, cross);
   // A cross-key check about a key the schema already found wrong would only repeat it.
-  for (const c of cross) if (!coveredBy(c.path, problems)) problems.push(c);
+  const schemaProblems = [...problems];
+  for (const c of cross) if (!coveredBy(c.path, schemaProblems)) problems.push(c);
   return { config, problems: withSources(problems, sources) };
 }
 

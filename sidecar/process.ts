@@ -3,6 +3,7 @@
  * change in a watched directory reloads the config file and the files it names (a bad set keeps the running one
  * and says why).
  */
+import path from 'node:path';
 import { ConfigError, type Override, type SidecarConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Sidecar } from './main.js';
@@ -108,6 +109,20 @@ function watchedFiles(file: string, c: SidecarConfig): string[] {
   for (const t of tls)
     if (t?.enabled) files.push(...[t.caFile, t.certFile, t.keyFile].filter((f) => f !== undefined));
   for (const u of Object.values(c.upstreams)) if (u.tokenFile) files.push(u.tokenFile);
-  for (const p of c.plugins) if (!p.path.startsWith('builtin:')) files.push(p.path);
+  for (const p of c.plugins) {
+    if (!p.path.startsWith('builtin:')) files.push(p.path);
+    files.push(...optionFiles(p.options, c.configDir ?? process.cwd()));
+  }
   return files;
+}
+
+/** Files named in plugin options: string values of keys ending in `File` (the token plugin's `secretFile`...). */
+function optionFiles(value: unknown, dir: string): string[] {
+  if (typeof value !== 'object' || value === null) return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === 'string' && /File$/.test(k)) out.push(path.resolve(dir, v));
+    else out.push(...optionFiles(v, dir));
+  }
+  return out;
 }
