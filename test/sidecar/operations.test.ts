@@ -4,7 +4,7 @@
  * `..data` symlink swap, while live connections stay; a drain that runs out of time exits 0 and the peer's
  * requests in flight answer 503 at once.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -13,11 +13,11 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { dial, type End } from '../../sdk/index.js';
+import { hasOpenssl, makeCert } from './certs.js';
 import { type App, eventually, startApp } from './helpers.js';
 import { bundledSidecar, type Child, freePort, killAll, start, waitReady } from './processes.js';
 
 const run = promisify(execFile);
-const hasOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
 let work: string;
 let bundled: string;
 let app: App;
@@ -32,36 +32,6 @@ afterAll(async () => {
   await app?.close();
   rmSync(work, { recursive: true, force: true });
 });
-
-/** A self-signed EC certificate for 127.0.0.1 with the given serial (hex), and its key, written into `dir`. */
-function makeCert(dir: string, serial: string): void {
-  mkdirSync(dir, { recursive: true });
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, 'tls.key'),
-      '-out',
-      join(dir, 'tls.crt'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-set_serial',
-      `0x${serial}`,
-    ],
-    { stdio: 'pipe' },
-  );
-}
 
 /** The serial number of the certificate a fresh TLS handshake with `port` sees. */
 function serialAt(port: number): Promise<string> {
