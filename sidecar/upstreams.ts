@@ -10,7 +10,7 @@ import { type DialOptions, dial, type End, type Stream } from '../sdk/index.js';
 import type { UpstreamConfig } from './config.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { ConfigProblem } from './schema.js';
+import { type ConfigProblem, formatProblem } from './schema.js';
 import { clientTls, materialKey, readTlsMaterial } from './tls.js';
 
 /** Where a listener gets the End to open streams on: an upstream, or a client End for a reverse tunnel. */
@@ -136,6 +136,12 @@ export class Upstream extends EventEmitter implements EndSource {
     const { reconnect } = this.config;
     for (let attempt = 0; !this.closed; attempt++) {
       try {
+        // Never dial without the TLS or token files (in plain text, or with no name): until they were read once,
+        // try them again, or fail this attempt.
+        if (this.material === '') {
+          const { problems } = this.refresh();
+          if (problems.length > 0) throw new Error(`TLS files: ${problems.map(formatProblem).join('; ')}`);
+        }
         const end = await dial(this.config.address, this.dialOptions);
         if (this.closed) {
           end.destroy();
