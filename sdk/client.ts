@@ -12,11 +12,14 @@ import { ConnectionClosedError, type GeminioError } from './errors.js';
 import { type ReconnectOption, resolveReconnect } from './reconnect.js';
 
 export interface DialOptions extends Partial<EndLimits>, SetupOptions {
-  /** Meta sent in Conn; the server sees it as `end.meta`. */
+  /** Meta sent in Conn; the server sees it as `end.meta`. Read on every (re)connect of this options object. */
   meta?: string | Uint8Array;
   /** A ClientID to ask for. The server decides; a geminio-node server ignores it unless its hook approves it. */
   clientId?: bigint;
-  /** Dial with TLS using these options (servername, ca, cert, key, rejectUnauthorized, ...). */
+  /**
+   * Dial with TLS using these options (servername, ca, cert, key, rejectUnauthorized, ...). Like `meta`, read on
+   * every reconnect: replacing it on this options object (a rotated certificate) applies to the next connection.
+   */
   tls?: tls.ConnectionOptions;
   /**
    * Redial when the connection drops: `true` for the defaults, or { minDelay, maxDelay, jitter, maxAttempts,

@@ -128,7 +128,9 @@ export class End extends Stream {
 
   /** Resolves with the next stream the peer opened; rejects once the End is closed (or, reconnecting, dropped). */
   async acceptStream(options: AcceptStreamOptions = {}): Promise<Stream> {
-    await this.ready(Number.POSITIVE_INFINITY);
+    // Waits across a reconnect even with failFast: accepting is not work that can fail fast, and an accept loop
+    // (`for await (const s of end)`) would otherwise spin while the End reconnects.
+    await this.ready(Number.POSITIVE_INFINITY, undefined, false);
     return this.mux.accept(options);
   }
 
@@ -190,11 +192,15 @@ export class End extends Stream {
    * Resolves with the time left of `timeout` once the End is connected. While reconnecting it waits (or, with
    * `failFast`, rejects at once with a retryable ConnectionClosedError).
    */
-  private async ready(timeout: number, signal?: AbortSignal): Promise<number> {
+  private async ready(
+    timeout: number,
+    signal?: AbortSignal,
+    failFast = this.policy?.failFast === true,
+  ): Promise<number> {
     if (this.state === 'connected' && !this.parked) return timeout;
     if (this.inResetup()) return timeout;
     if (this.state === 'closed') throw this.closeError ?? new ConnectionClosedError('end is closed');
-    if (this.policy?.failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
+    if (failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
     if (signal?.aborted) throw abortError(signal.reason);
     const started = Date.now();
     await new Promise<void>((resolve, reject) => {

@@ -115,6 +115,15 @@ export class Listener extends EventEmitter {
     return { host: a.address, port: a.port };
   }
 
+  /**
+   * Replaces the certificate, key and CA of a TLS listener for the handshakes to come (tls.Server's
+   * setSecureContext); connections already established keep their session. Throws on a plain TCP listener.
+   */
+  setSecureContext(options: tls.SecureContextOptions): void {
+    if (!(this.server instanceof tls.Server)) throw new Error('not a TLS listener');
+    this.server.setSecureContext(options);
+  }
+
   /** Resolves with the next End whose handshake completed; rejects once the listener is closed. */
   acceptEnd(): Promise<End> {
     const ready = this.backlog.shift();

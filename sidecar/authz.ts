@@ -98,11 +98,11 @@ export class Authz {
    * Loads and sets up every plugin of `entries`, then swaps them in and closes the previous ones. Throws (keeping
    * the running set) when any of them fails; the error names the plugin and its path.
    */
-  async load(entries: readonly PluginConfig[], configDir: string): Promise<void> {
+  async load(entries: readonly PluginConfig[], configDir: string, firstIndex = 0): Promise<void> {
     const next: LoadedPlugin[] = [];
     try {
       for (const [i, e] of entries.entries()) {
-        const where = `plugins[${i}] ${e.path}`;
+        const where = `plugins[${firstIndex + i}] ${e.path}`;
         let definition: PluginDefinition<unknown, unknown>;
         try {
           definition = validatePlugin(await importPlugin(e.path), where);

@@ -19,7 +19,12 @@ export async function bundle(outfile = `${root}dist/geminio-sidecar.mjs`): Promi
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    minify: false,
+    // Whitespace and syntax only (names stay, so stack traces keep function names): V8 keeps the whole source in
+    // memory, and comments with non-ASCII text made it a two-byte string. ASCII output, a third smaller: 3 MiB less
+    // RSS idle (docs/SIDECAR.md, "Memory").
+    minifyWhitespace: true,
+    minifySyntax: true,
+    charset: 'ascii',
     sourcemap: false,
     legalComments: 'none',
     define: { __GEMINIO_SIDECAR_VERSION__: JSON.stringify(version) },

@@ -6,8 +6,9 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, type Override } from './config.js';
 import { DEMO_PORTS, demoGuide, startDemo } from './demo.js';
+import { loadRunnable } from './preflight.js';
 import { runProcess } from './process.js';
 
 declare const __GEMINIO_SIDECAR_VERSION__: string | undefined;
@@ -35,20 +36,22 @@ function fail(err: unknown): never {
 }
 
 /** Flags that override config keys, as [path, value] pairs. `--set a.b=v` is the general form. */
-function flagOverrides(argv: Record<string, unknown>): Array<[string[], string]> {
-  const out: Array<[string[], string]> = [];
-  const add = (path: string[], v: unknown) => {
-    if (v !== undefined) out.push([path, String(v)]);
+function flagOverrides(argv: Record<string, unknown>): Override[] {
+  const out: Override[] = [];
+  const add = (path: string[], flag: string) => {
+    const v = argv[flag];
+    if (v !== undefined) out.push([path, String(v), `flag --${flag}`]);
   };
-  add(['admin', 'listen'], argv['admin-listen']);
-  add(['log', 'level'], argv['log-level']);
-  add(['log', 'format'], argv['log-format']);
-  add(['name'], argv.name);
-  add(['shutdown', 'gracePeriodMs'], argv['grace-period-ms']);
+  add(['admin', 'listen'], 'admin-listen');
+  add(['log', 'level'], 'log-level');
+  add(['log', 'format'], 'log-format');
+  add(['name'], 'name');
+  add(['shutdown', 'gracePeriodMs'], 'grace-period-ms');
   for (const s of (argv.set as string[] | undefined) ?? []) {
     const eq = s.indexOf('=');
     if (eq <= 0) fail(new ConfigError([{ path: s, value: s, expected: '--set key.path=value' }], 'flag'));
-    out.push([s.slice(0, eq).split('.'), s.slice(eq + 1)]);
+    const key = s.slice(0, eq);
+    out.push([key.split('.'), s.slice(eq + 1), `flag --set ${key}`]);
   }
   return out;
 }
@@ -63,7 +66,12 @@ await yargs(hideBin(process.argv))
     'run the sidecar from a config file (YAML or JSON)',
     (y) =>
       y
-        .option('config', { alias: 'c', type: 'string', describe: 'config file (YAML or JSON)' })
+        .option('config', {
+          alias: 'c',
+          type: 'string',
+          demandOption: 'give the config file: run --config FILE',
+          describe: 'config file (YAML or JSON); required',
+        })
         .option('admin-listen', {
           type: 'string',
           describe: 'admin address host:port (/metrics, /healthz, /readyz)',
@@ -72,7 +80,7 @@ await yargs(hideBin(process.argv))
         .option('log-format', { type: 'string', describe: 'auto, json or pretty' })
         .option('name', { type: 'string', describe: 'name announced to upstreams' })
         .option('grace-period-ms', {
-          type: 'number',
+          type: 'string',
           describe: 'how long a shutdown waits for work in flight',
         })
         .option('set', {
@@ -129,11 +137,11 @@ await yargs(hideBin(process.argv))
   )
   .command(
     'check-config <file>',
-    'validate a config file (with the environment overrides) and exit',
+    'check a config file (with the environment overrides) as run would before binding: every key, the files it names, the plugins; exit 2 on any problem',
     (y) => y.positional('file', { type: 'string', demandOption: true }),
-    (argv) => {
+    async (argv) => {
       try {
-        const c = loadConfig(argv.file, { env: process.env });
+        const c = await loadRunnable(argv.file, { env: process.env });
         const count = c.outbound.http.length + c.outbound.tcp.length + c.tunnels.length;
         process.stdout.write(
           `${argv.file}: ok (${Object.keys(c.upstreams).length} upstreams, ${count} listeners, ` +

@@ -17,6 +17,7 @@ import {
   ms,
   name,
   object,
+  PORT,
   type Schema,
   str,
   validate,
@@ -79,6 +80,11 @@ export interface InboundConfig {
   keepAliveTimeoutMs: number;
   rpc: Record<string, { url: string; timeoutMs: number; maxBodyBytes: number }>;
   messages?: { webhook: string; timeoutMs: number; concurrency: number };
+  /**
+   * Announced names reserved for some ClientIDs: an End announcing one with another ClientID is refused, and the
+   * ClientIDs listed may hold it at the same time. A name not listed is held by the first End announcing it.
+   */
+  names: Record<string, { clientIds: string[] }>;
 }
 export interface TunnelConfig {
   name: string;
@@ -103,7 +109,12 @@ export interface SidecarConfig {
   tunnels: TunnelConfig[];
   /** Authorization plugins, asked in order (see docs/PLUGINS.md). */
   plugins: PluginConfig[];
-  /** The directory of the config file (plugin paths and files resolve against it); set by loadConfig. */
+  /** Reload on a change in the directories of the config file and the files it names (besides SIGHUP). */
+  reload: { watchFiles: boolean };
+  /**
+   * The directory of the config file (plugin paths and files resolve against it). Set by withConfigDir, never
+   * read from the file; not enumerable, so a config spread or serialized for a reload does not carry it.
+   */
   configDir?: string;
 }
 
@@ -113,6 +124,12 @@ const httpUrl: Schema = {
   kind: 'string',
   pattern: /^https?:\/\/[^/\s]+(\/\S*)?$/,
   expected: 'a URL http://host:port/path',
+};
+
+const clientIdSchema: Schema = {
+  kind: 'string',
+  pattern: /^[1-9]\d{0,19}$/,
+  expected: 'a ClientID in decimal',
 };
 
 const tls = object({
@@ -139,6 +156,7 @@ export const schema: Schema = object({
   }),
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),
+  reload: object({ watchFiles: bool(true) }),
   upstreams: {
     kind: 'map',
     keyPattern: NAME_KEY,
@@ -201,6 +219,11 @@ export const schema: Schema = object({
         values: object({ url: httpUrl, timeoutMs: ms(30_000), maxBodyBytes: int(4 * MiB, 0, 1024 * MiB) }),
       },
       messages: object({ webhook: httpUrl, timeoutMs: ms(10_000), concurrency: int(16, 1, 10_000) }, true),
+      names: {
+        kind: 'map',
+        keyPattern: /^\S{1,256}$/,
+        values: object({ clientIds: { kind: 'array', items: clientIdSchema } }),
+      },
     },
     true,
   ),
@@ -210,7 +233,7 @@ export const schema: Schema = object({
     values: object({
       target: {
         kind: 'string',
-        pattern: /^(http|tcp):\/\/[^/\s]+:\d{1,5}\/?$/,
+        pattern: new RegExp(`^(http|tcp)://[^/\\s]+:${PORT}/?$`),
         expected: 'http://host:port or tcp://host:port',
       },
       maxConnections: int(256, 1, 100_000),
@@ -225,19 +248,11 @@ export const schema: Schema = object({
       name: name(),
       listen: address(),
       client: str({ optional: true }),
-      clientId: {
-        kind: 'string',
-        pattern: /^[1-9]\d{0,19}$/,
-        expected: 'a ClientID in decimal',
-        optional: true,
-      },
+      clientId: { ...clientIdSchema, optional: true },
       service: name(),
       protocol: { kind: 'enum', values: ['tcp', 'http'], default: 'tcp' },
     }),
   },
-  // Set by loadConfig to the config file's directory (a value in the file is replaced); kept in the schema so a
-  // loaded config can be validated again.
-  configDir: str({ optional: true }),
   plugins: {
     kind: 'array',
     items: object({
@@ -265,37 +280,87 @@ export class ConfigError extends Error {
   }
 }
 
-/** Validates a raw config object: schema, then the checks that span keys (references, duplicates). */
-export function parseConfig(raw: unknown, source?: string): SidecarConfig {
-  const problems: ConfigProblem[] = [];
-  const config = validate(schema, raw ?? {}, '', problems) as SidecarConfig;
-  if (problems.length === 0) crossCheck(config, problems);
+/** Where overridden keys came from: a key path as problems spell it (`a.b[0].c`) -> `environment variable X`. */
+export type OverrideSources = Map<string, string>;
+
+/**
+ * Validates a raw config object: the schema and the checks that span keys (references, duplicates), in one round.
+ * A problem about a key an override set names that override (`sources`).
+ */
+export function parseConfig(raw: unknown, source?: string, sources?: OverrideSources): SidecarConfig {
+  const { config, problems } = validateConfig(raw, sources);
   if (problems.length > 0) throw new ConfigError(problems, source);
   return config;
 }
 
+/** As parseConfig, but returns the problems with the config (whose wrong values are left as found). */
+export function validateConfig(
+  raw: unknown,
+  sources?: OverrideSources,
+): { config: SidecarConfig; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  const config = validate(schema, raw ?? {}, '', problems) as SidecarConfig;
+  const cross: ConfigProblem[] = [];
+  crossCheck(config, cross);
+  // A cross-key check about a key the schema already found wrong would only repeat it.
+  const schemaProblems = [...problems];
+  for (const c of cross) if (!coveredBy(c.path, schemaProblems)) problems.push(c);
+  return { config, problems: withSources(problems, sources) };
+}
+
+/** True when `path`, or a key above it, already has a problem. */
+export function coveredBy(path: string, problems: readonly ConfigProblem[]): boolean {
+  return problems.some(
+    (w) => path === w.path || path.startsWith(`${w.path}.`) || path.startsWith(`${w.path}[`),
+  );
+}
+
+/** Names the override that set each problem's key (or a key above it). */
+export function withSources(
+  problems: ConfigProblem[],
+  sources: OverrideSources | undefined,
+): ConfigProblem[] {
+  if (!sources || sources.size === 0) return problems;
+  return problems.map((p) => {
+    let best: string | undefined;
+    let bestLength = -1;
+    for (const [key, from] of sources) {
+      const covers = p.path === key || p.path.startsWith(`${key}.`) || p.path.startsWith(`${key}[`);
+      if (covers && key.length > bestLength) {
+        best = from;
+        bestLength = key.length;
+      }
+    }
+    return best ? { ...p, source: best } : p;
+  });
+}
+
+// Runs on a config the schema may have found wrong: every value is checked for its type before use.
 function crossCheck(c: SidecarConfig, problems: ConfigProblem[]): void {
   const names = new Set<string>();
   const binds = new Map<string, string>();
-  const bind = (path: string, addr: string) => {
-    if (/:0$/.test(addr)) return; // port 0: the system picks a free port each time
+  const bind = (path: string, addr: unknown) => {
+    if (typeof addr !== 'string' || /:0$/.test(addr)) return; // port 0: the system picks a free port each time
     const other = binds.get(addr);
     if (other) problems.push({ path, value: addr, expected: `an address not already used by ${other}` });
     binds.set(addr, path);
   };
-  bind('admin.listen', c.admin.listen);
+  bind('admin.listen', c.admin?.listen);
   if (c.inbound) bind('inbound.listen', c.inbound.listen);
-  const listeners: Array<[string, { name: string; listen: string; upstream?: string; service: string }]> = [
-    ...c.outbound.http.map((l, i) => [`outbound.http[${i}]`, l] as [string, typeof l]),
-    ...c.outbound.tcp.map((l, i) => [`outbound.tcp[${i}]`, l] as [string, typeof l]),
-    ...c.tunnels.map((l, i) => [`tunnels[${i}]`, l] as [string, typeof l]),
+  type Named = { name?: string; listen?: string; upstream?: string };
+  const listeners: Array<[string, Named]> = [
+    ...(c.outbound?.http ?? []).map((l, i) => [`outbound.http[${i}]`, l] as [string, Named]),
+    ...(c.outbound?.tcp ?? []).map((l, i) => [`outbound.tcp[${i}]`, l] as [string, Named]),
+    ...c.tunnels.map((l, i) => [`tunnels[${i}]`, l] as [string, Named]),
   ];
   for (const [path, l] of listeners) {
-    if (names.has(l.name))
-      problems.push({ path: `${path}.name`, value: l.name, expected: 'a unique listener name' });
-    names.add(l.name);
+    if (typeof l.name === 'string') {
+      if (names.has(l.name))
+        problems.push({ path: `${path}.name`, value: l.name, expected: 'a unique listener name' });
+      names.add(l.name);
+    }
     bind(`${path}.listen`, l.listen);
-    if (l.upstream !== undefined && !c.upstreams[l.upstream]) {
+    if (typeof l.upstream === 'string' && !c.upstreams[l.upstream]) {
       const known = Object.keys(c.upstreams).join(', ') || 'none defined';
       problems.push({ path: `${path}.upstream`, value: l.upstream, expected: `an upstream name (${known})` });
     }
@@ -310,10 +375,24 @@ function crossCheck(c: SidecarConfig, problems: ConfigProblem[]): void {
     if (u.token !== undefined && u.tokenFile !== undefined) {
       problems.push({ path: `upstreams.${n}`, value: n, expected: 'at most one of token or tokenFile' });
     }
-    if (u.reconnect.maxDelayMs < u.reconnect.minDelayMs) {
+    if (u.reconnect?.maxDelayMs < u.reconnect?.minDelayMs) {
       const path = `upstreams.${n}.reconnect.maxDelayMs`;
       problems.push({ path, value: u.reconnect.maxDelayMs, expected: 'a delay >= minDelayMs' });
     }
+    if (u.tls) checkTlsKeys(`upstreams.${n}.tls`, u.tls, false, problems);
+  }
+  if (c.inbound?.tls) checkTlsKeys('inbound.tls', c.inbound.tls, true, problems);
+}
+
+/** A certificate needs its key and the other way round; a TLS server needs both. */
+function checkTlsKeys(path: string, t: TlsConfig, server: boolean, problems: ConfigProblem[]): void {
+  if (t.enabled !== true) return;
+  if (server && (t.certFile === undefined || t.keyFile === undefined)) {
+    const value = { certFile: t.certFile, keyFile: t.keyFile };
+    problems.push({ path, value, expected: 'certFile and keyFile when enabled (a TLS server needs both)' });
+  } else if ((t.certFile === undefined) !== (t.keyFile === undefined)) {
+    const value = { certFile: t.certFile, keyFile: t.keyFile };
+    problems.push({ path, value, expected: 'both certFile and keyFile, or neither' });
   }
 }
 
@@ -344,23 +423,67 @@ export function readConfigFile(file: string): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
-/** Loads a file (if any), applies the environment then the flags, and validates. */
-export function loadConfig(
-  file: string | undefined,
-  options: { env?: NodeJS.ProcessEnv; flags?: Array<[string[], string]> } = {},
-): SidecarConfig {
-  const raw = file ? readConfigFile(file) : {};
-  applyOverrides(raw, [...envOverrides(options.env ?? {}), ...(options.flags ?? [])]);
-  const config = parseConfig(fixLists(raw), file);
-  return withConfigDir(config, file ? path.dirname(path.resolve(file)) : process.cwd());
+/** An override of one key: its path, its text, and where it came from (`environment variable X`). */
+export type Override = [path: string[], value: string, source?: string];
+
+/** The key path of an override as problems spell it: `outbound.http[0].listen`. */
+function keyPath(path: string[]): string {
+  return path.reduce((out, k) => (/^\d+$/.test(k) ? `${out}[${k}]` : out ? `${out}.${k}` : k), '');
 }
 
-/** Resolves the files a config names (plugins, upstream token files) against `dir`, and records it. */
-export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig {
-  config.configDir = dir;
-  for (const p of config.plugins) p.path = resolvePluginPath(p.path, dir);
-  for (const u of Object.values(config.upstreams)) {
-    if (u.tokenFile !== undefined) u.tokenFile = path.resolve(dir, u.tokenFile);
+/**
+ * Loads a file (if any), applies the environment then the flags, and validates. Problems name the environment
+ * variable or flag that set a wrong key.
+ */
+export function loadConfig(
+  file: string | undefined,
+  options: { env?: NodeJS.ProcessEnv; flags?: Override[] } = {},
+): SidecarConfig {
+  const { config, problems } = readConfig(file, options);
+  if (problems.length > 0) throw new ConfigError(problems, file ?? 'config');
+  return config;
+}
+
+/**
+ * As loadConfig, but returns the problems with the config (for checks that go on: see preflight.ts), and the
+ * sources of the overrides. Throws only when the file cannot be read or parsed.
+ */
+export function readConfig(
+  file: string | undefined,
+  options: { env?: NodeJS.ProcessEnv; flags?: Override[] } = {},
+): { config: SidecarConfig; problems: ConfigProblem[]; sources: OverrideSources } {
+  const raw = file ? readConfigFile(file) : {};
+  const overrides = [...envOverrides(options.env ?? {}), ...(options.flags ?? [])];
+  applyOverrides(raw, overrides);
+  const sources: OverrideSources = new Map();
+  for (const [p, , from] of overrides) {
+    if (from) sources.set(keyPath(p.join('.') === 'admin.port' ? ['admin', 'listen'] : p), from);
   }
+  const { config, problems } = validateConfig(fixLists(raw), sources);
+  withConfigDir(config, file ? path.dirname(path.resolve(file)) : process.cwd());
+  return { config, problems, sources };
+}
+
+/** Resolves the files a config names (plugins, token files, TLS files) against `dir`, and records it. */
+export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig {
+  Object.defineProperty(config, 'configDir', {
+    value: dir,
+    enumerable: false,
+    writable: true,
+    configurable: true,
+  });
+  // The config may hold wrong values here (readConfig goes on to further checks): only strings are paths.
+  for (const p of config.plugins) if (typeof p?.path === 'string') p.path = resolvePluginPath(p.path, dir);
+  const resolveTls = (t: TlsConfig | undefined) => {
+    for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+      const f = t?.[k];
+      if (typeof f === 'string') t![k] = path.resolve(dir, f);
+    }
+  };
+  for (const u of Object.values(config.upstreams)) {
+    if (typeof u?.tokenFile === 'string') u.tokenFile = path.resolve(dir, u.tokenFile);
+    resolveTls(u?.tls);
+  }
+  if (config.inbound) resolveTls(config.inbound.tls);
   return config;
 }

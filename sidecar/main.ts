@@ -16,6 +16,7 @@ import { TcpOutboundListener } from './listeners/tcp-outbound.js';
 import { createTunnel } from './listeners/tunnel.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { type ConfigProblem, formatProblem } from './schema.js';
 import { ServiceRouter } from './services.js';
 import { type EndSource, Upstream } from './upstreams.js';
 
@@ -86,6 +87,7 @@ export class Sidecar {
     }
     try {
       await this.apply(next, false);
+      this.refreshFiles();
       if (pluginError) throw pluginError;
       this.metrics.reloads.inc({ outcome: 'ok' });
       this.logger.info('config reloaded');
@@ -93,6 +95,37 @@ export class Sidecar {
       this.metrics.reloads.inc({ outcome: 'error' });
       this.logger.error({ err: (err as Error).message }, 'reload partly failed');
     }
+  }
+
+  /**
+   * Reads the TLS and token files of the running upstreams and inbound listener again (their paths did not change,
+   * their contents may have). A valid new set applies to the connections to come; an invalid one keeps the running
+   * set. Each change or refusal is logged and counted in geminio_tls_reloads_total.
+   */
+  private refreshFiles(): void {
+    const report = (what: string, r: { problems: ConfigProblem[]; changed: boolean }) => {
+      if (r.problems.length > 0) {
+        this.metrics.tlsReloads.inc({ what, outcome: 'invalid' });
+        const problems = r.problems.map(formatProblem);
+        this.logger.error({ what, problems }, 'new TLS or token files refused; keeping the running ones');
+        throw new Error(`${what}: ${problems.join('; ')}`);
+      }
+      if (!r.changed) return;
+      this.metrics.tlsReloads.inc({ what, outcome: 'ok' });
+      this.logger.info({ what }, 'TLS or token files reloaded');
+    };
+    const errors: string[] = [];
+    const each = (what: string, fn: () => { problems: ConfigProblem[]; changed: boolean }) => {
+      try {
+        report(what, fn());
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    };
+    for (const u of this.upstreams.values()) each(`upstream ${u.name}`, () => u.refresh());
+    const inbound = this.inbound;
+    if (inbound) each('inbound', () => inbound.reloadTls());
+    if (errors.length > 0) throw new Error(errors.join('; '));
   }
 
   private async apply(next: SidecarConfig, first: boolean): Promise<void> {
@@ -249,16 +282,36 @@ export class Sidecar {
     for (const { listener } of this.listeners.values()) listener.stopAccepting();
     await this.inbound?.stopAccepting();
     const clean = await this.inflight.idle(graceMs);
-    if (!clean)
-      this.logger.warn({ inflight: this.inflight.size }, 'grace period over; dropping the work in flight');
+    const dropped = clean ? 0 : this.inflight.size;
+    if (!clean) {
+      // Out of time: what still runs is cut (its clients see the connection end), counted and logged; the
+      // shutdown itself goes on as usual.
+      this.metrics.shutdownDropped.inc(dropped);
+      this.logger.warn({ dropped }, 'grace period over; cutting the work in flight');
+    }
     for (const { listener } of this.listeners.values()) listener.destroy();
-    if (!clean) this.router?.destroy();
-    await Promise.all([...this.upstreams.values()].map((u) => u.close()));
-    await this.inbound?.close();
-    await this.router?.close();
-    await this.admin?.close();
-    await this.authz.close();
-    this.logger.info({ clean }, 'sidecar stopped');
+    if (!clean) {
+      // The connections go first, so the peers see them go (their requests answer 503 at once) rather than a
+      // reset stream each. A destroyed pool cannot be closed (undici: "The client is destroyed"), so each part is
+      // either closed or destroyed, never both.
+      this.inbound?.destroy();
+      this.router?.destroy();
+    }
+    const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+      ['upstreams', async () => void (await Promise.all([...this.upstreams.values()].map((u) => u.close())))],
+      ['inbound', clean ? this.inbound && (() => this.inbound!.close()) : undefined],
+      ['router', clean ? this.router && (() => this.router!.close()) : undefined],
+      ['admin', this.admin && (() => this.admin!.close())],
+      ['plugins', () => this.authz.close()],
+    ];
+    for (const [what, step] of steps) {
+      try {
+        await step?.();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message, what }, 'shutdown step failed; going on');
+      }
+    }
+    this.logger.info({ clean, dropped }, 'sidecar stopped');
   }
 
   /** Drops everything now (a failed start, tests). */

@@ -65,6 +65,11 @@ export class Metrics {
     help: 'Ends connected to the inbound geminio listener',
     registers: [this.registry],
   });
+  readonly inboundNameRefusals = new Counter({
+    name: 'geminio_inbound_name_refusals_total',
+    help: 'Connections refused because the name they announced is held by another End or reserved for other ClientIDs',
+    registers: [this.registry],
+  });
   readonly streamsOpened = new Counter({
     name: 'geminio_streams_opened_total',
     help: 'Streams opened (outbound, tunnel) or accepted (inbound), by service',
@@ -165,8 +170,19 @@ export class Metrics {
   });
   readonly reloads = new Counter({
     name: 'geminio_config_reloads_total',
-    help: 'Config reloads (SIGHUP), by outcome',
+    help: 'Config reloads (SIGHUP or a changed file), by outcome',
     labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly tlsReloads = new Counter({
+    name: 'geminio_tls_reloads_total',
+    help: 'TLS certificate, key, CA and token files read again with new contents, by what and outcome (ok, invalid)',
+    labelNames: ['what', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly shutdownDropped = new Counter({
+    name: 'geminio_shutdown_dropped_total',
+    help: 'Work in flight (exchanges, connections, calls, deliveries) cut when a shutdown grace period ran out',
     registers: [this.registry],
   });
 

@@ -20,7 +20,10 @@ const ENV_SHORTCUTS: Record<string, string[]> = {
  * JSON when it parses, else kept as a string), plus the named shortcuts above. `admin.port` replaces the port of
  * admin.listen.
  */
-export function applyOverrides(raw: Record<string, unknown>, overrides: Array<[string[], string]>): void {
+export function applyOverrides(
+  raw: Record<string, unknown>,
+  overrides: ReadonlyArray<readonly [string[], string, string?]>,
+): void {
   for (const [path, text] of overrides) {
     if (path.join('.') === 'admin.port') {
       const admin = ensureObject(raw, 'admin');
@@ -34,16 +37,23 @@ export function applyOverrides(raw: Record<string, unknown>, overrides: Array<[s
   }
 }
 
-/** The overrides found in an environment, in a stable order (shortcuts first). */
-export function envOverrides(env: NodeJS.ProcessEnv): Array<[string[], string]> {
-  const out: Array<[string[], string]> = [];
+/**
+ * The overrides found in an environment, in a stable order (shortcuts first), each with its source
+ * (`environment variable NAME`) for error messages.
+ */
+export function envOverrides(env: NodeJS.ProcessEnv): Array<[string[], string, string]> {
+  const out: Array<[string[], string, string]> = [];
   for (const [k, path] of Object.entries(ENV_SHORTCUTS)) {
     const v = env[k];
-    if (v !== undefined) out.push([path, v]);
+    if (v !== undefined) out.push([path, v, `environment variable ${k}`]);
   }
   for (const k of Object.keys(env).sort()) {
     if (k.startsWith(ENV_PREFIX) && env[k] !== undefined) {
-      out.push([k.slice(ENV_PREFIX.length).split('__').filter(Boolean), env[k]!]);
+      out.push([
+        k.slice(ENV_PREFIX.length).split('__').filter(Boolean),
+        env[k]!,
+        `environment variable ${k}`,
+      ]);
     }
   }
   return out;

@@ -1,34 +1,43 @@
 /**
- * Runs a Sidecar as the process: SIGTERM/SIGINT shut down gracefully (a second signal exits at once), SIGHUP
- * reloads the config file (a bad file keeps the running config and says why).
+ * Runs a Sidecar as the process: SIGTERM/SIGINT shut down gracefully (a second signal exits at once), SIGHUP or a
+ * change in a watched directory reloads the config file and the files it names (a bad set keeps the running one
+ * and says why).
  */
-import { ConfigError, loadConfig } from './config.js';
+import path from 'node:path';
+import { ConfigError, type Override, type SidecarConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Sidecar } from './main.js';
+import { loadRunnable } from './preflight.js';
+import { watchDirectories } from './watch.js';
 
 export interface RunOptions {
-  file: string | undefined;
-  /** Overrides from flags, applied after the environment: [path, value]. */
-  flags: Array<[string[], string]>;
+  file: string;
+  /** Overrides from flags, applied after the environment: [path, value, source]. */
+  flags: Override[];
   env: NodeJS.ProcessEnv;
 }
 
 /** Loads, starts, and wires the signals. Resolves once started; the process exits after a shutdown. */
 export async function runProcess(options: RunOptions): Promise<Sidecar> {
-  const load = () => loadConfig(options.file, { env: options.env, flags: options.flags });
-  const config = load();
+  // The same checks as check-config, before anything binds: an invalid config exits 2 with the same messages.
+  const load = () => loadRunnable(options.file, { env: options.env, flags: options.flags });
+  const config = await load();
   const logger = createLogger(config.log);
   const sidecar = new Sidecar(config, { logger });
   await sidecar.start();
 
   let stopping = false;
+  let watcher: { close(): void } | undefined;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
     stopping = true;
+    watcher?.close();
     logger.info({ signal }, 'signal received');
+    // A drain that runs out of time still ends in order (what was cut is counted and logged): exit 0. Only a
+    // shutdown that itself breaks exits 1.
     sidecar.shutdown().then(
       () => {
         logger.flush();
@@ -36,25 +45,84 @@ export async function runProcess(options: RunOptions): Promise<Sidecar> {
       },
       (err: Error) => {
         logger.error({ err: err.message }, 'shutdown failed');
+        logger.flush();
         process.exit(1);
       },
     );
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('SIGHUP', () => {
+
+  // Reloads run one at a time; a trigger during a reload runs one more afterwards.
+  let running: Promise<void> | undefined;
+  let again = false;
+  const reload = async (trigger: string): Promise<void> => {
     if (stopping) return;
-    let next: ReturnType<typeof load>;
-    try {
-      next = load();
-    } catch (err) {
-      sidecar.metrics.reloads.inc({ outcome: 'invalid' });
-      const message = err instanceof ConfigError ? err.message : (err as Error).message;
-      logger.error({ err: message }, 'reload refused: the new config is invalid; keeping the running one');
+    if (running) {
+      again = true;
       return;
     }
-    logger.info({ file: options.file }, 'SIGHUP: reloading config');
-    void sidecar.reload(next);
-  });
+    running = (async () => {
+      do {
+        again = false;
+        let next: Awaited<ReturnType<typeof load>>;
+        try {
+          next = await load();
+        } catch (err) {
+          sidecar.metrics.reloads.inc({ outcome: 'invalid' });
+          const message = err instanceof ConfigError ? err.message : (err as Error).message;
+          logger.error(
+            { err: message, trigger },
+            'reload refused: the new config is invalid; keeping the running one',
+          );
+          continue;
+        }
+        logger.info({ file: options.file, trigger }, 'reloading config');
+        await sidecar.reload(next);
+        watcher = rewatch(watcher, next);
+      } while (again && !stopping);
+    })().finally(() => {
+      running = undefined;
+    });
+    await running;
+  };
+  const rewatch = (old: { close(): void } | undefined, c: typeof config) => {
+    old?.close();
+    if (!c.reload.watchFiles) return undefined;
+    return watchDirectories(
+      watchedFiles(options.file, c),
+      () => void reload('file'),
+      (err, dir) =>
+        logger.warn({ err: err.message, dir }, 'cannot watch a directory; changes there need SIGHUP'),
+    );
+  };
+  watcher = rewatch(undefined, config);
+
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => void reload('SIGHUP'));
   return sidecar;
+}
+
+/** The config file and every file it names that a reload reads again. */
+function watchedFiles(file: string, c: SidecarConfig): string[] {
+  const files = [file];
+  const tls = [c.inbound?.tls, ...Object.values(c.upstreams).map((u) => u.tls)];
+  for (const t of tls)
+    if (t?.enabled) files.push(...[t.caFile, t.certFile, t.keyFile].filter((f) => f !== undefined));
+  for (const u of Object.values(c.upstreams)) if (u.tokenFile) files.push(u.tokenFile);
+  for (const p of c.plugins) {
+    if (!p.path.startsWith('builtin:')) files.push(p.path);
+    files.push(...optionFiles(p.options, c.configDir ?? process.cwd()));
+  }
+  return files;
+}
+
+/** Files named in plugin options: string values of keys ending in `File` (the token plugin's `secretFile`...). */
+function optionFiles(value: unknown, dir: string): string[] {
+  if (typeof value !== 'object' || value === null) return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === 'string' && /File$/.test(k)) out.push(path.resolve(dir, v));
+    else out.push(...optionFiles(v, dir));
+  }
+  return out;
 }

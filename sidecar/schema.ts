@@ -21,11 +21,17 @@ export interface ConfigProblem {
   path: string;
   value: unknown;
   expected: string;
+  /** Where the value came from when not the file: `environment variable X`, `flag --set a.b`. */
+  source?: string;
 }
 
-/** Formats a problem as one line: `outbound.http[0].listen: got "x", expected host:port`. */
+/**
+ * Formats a problem as one line: `outbound.http[0].listen: got "x", expected host:port`, followed by
+ * ` (set by environment variable X)` when an override, not the file, put the value there.
+ */
 export function formatProblem(p: ConfigProblem): string {
-  return `${p.path || '(root)'}: got ${show(p.value)}, expected ${p.expected}`;
+  const from = p.source ? ` (set by ${p.source})` : '';
+  return `${p.path || '(root)'}: got ${show(p.value)}, expected ${p.expected}${from}`;
 }
 
 function show(value: unknown): string {
@@ -65,7 +71,10 @@ export function validate(schema: Schema, value: unknown, path = '', problems: Co
       return value;
     case 'int':
     case 'number': {
-      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      // Strings come from environment variables and flags; only plain decimal ones are numbers (Number() would
+      // also take "0x10", "1e3" or " 7 ").
+      const decimal = schema.kind === 'int' ? /^-?\d+$/ : /^-?\d+(\.\d+)?$/;
+      const n = typeof value === 'string' && decimal.test(value) ? Number(value) : value;
       const ok =
         typeof n === 'number' &&
         Number.isFinite(n) &&
@@ -172,10 +181,12 @@ export const str = (opts: { default?: string; optional?: boolean } = {}): Schema
   kind: 'string',
   ...opts,
 });
+/** A TCP port, 0 to 65535, in decimal without leading zeros. */
+export const PORT = '(?:0|[1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
 export const address = (opts: { default?: string; optional?: boolean } = {}): Schema => ({
   kind: 'string',
-  pattern: /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):\d{1,5}$/,
-  expected: 'an address host:port (e.g. 127.0.0.1:8080)',
+  pattern: new RegExp(`^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]*):${PORT}$`),
+  expected: 'an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
   ...opts,
 });
 export const name = (): Schema => ({

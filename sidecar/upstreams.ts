@@ -6,11 +6,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { dial, type End, type Stream } from '../sdk/index.js';
+import { type DialOptions, dial, type End, type Stream } from '../sdk/index.js';
 import type { UpstreamConfig } from './config.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { clientTls } from './tls.js';
+import { type ConfigProblem, formatProblem } from './schema.js';
+import { clientTls, materialKey, readTlsMaterial } from './tls.js';
 
 /** Where a listener gets the End to open streams on: an upstream, or a client End for a reverse tunnel. */
 export interface EndSource {
@@ -38,6 +39,12 @@ export class Upstream extends EventEmitter implements EndSource {
   private readonly log: Logger;
   /** The config this upstream was made from; a reload keeps the upstream when it is unchanged. */
   readonly key: string;
+  /**
+   * The dial options. The SDK reads `tls` and `meta` on every (re)connect, so a reload that finds a new
+   * certificate or token replaces them here: the live connection keeps its session, the next one uses them.
+   */
+  private readonly dialOptions: DialOptions;
+  private material = '';
 
   constructor(
     readonly name: string,
@@ -48,10 +55,56 @@ export class Upstream extends EventEmitter implements EndSource {
     this.key = JSON.stringify(config);
     this.log = deps.logger.child({ upstream: name });
     deps.metrics.upstreamConnected.set({ upstream: name }, 0);
+    const { reconnect } = config;
+    this.dialOptions = {
+      reconnect: {
+        minDelay: reconnect.minDelayMs,
+        maxDelay: reconnect.maxDelayMs,
+        jitter: reconnect.jitter,
+        // Work that meets the upstream down fails at once (the listeners answer 503) instead of waiting out a
+        // reconnect: the client, not the sidecar, decides whether to wait.
+        failFast: true,
+      },
+      handshakeTimeout: config.handshakeTimeoutMs,
+      heartbeatInterval: config.heartbeatIntervalMs,
+      streamOpenTimeout: config.streamOpenTimeoutMs,
+      maxStreams: config.maxStreams,
+    };
+  }
+
+  /**
+   * Reads the TLS files and the token file again (start, SIGHUP, a changed file). A valid new set is used from
+   * the next connection on; an invalid one is refused, the running set stays. Returns the problems (none: ok)
+   * and whether anything changed.
+   */
+  refresh(): { problems: ConfigProblem[]; changed: boolean } {
+    const { material, problems } = readTlsMaterial(this.config.tls, `upstreams.${this.name}.tls`);
+    let token: string | undefined;
+    try {
+      token = this.token();
+    } catch (err) {
+      const value = this.config.tokenFile;
+      problems.push({
+        path: `upstreams.${this.name}.tokenFile`,
+        value,
+        expected: `a readable file (${(err as Error).message})`,
+      });
+    }
+    if (problems.length > 0) return { problems, changed: false };
+    const key = `${materialKey(material)}|${token ?? ''}`;
+    const changed = this.material !== '' && key !== this.material;
+    this.material = key;
+    this.dialOptions.tls = clientTls(this.config.tls, material);
+    this.dialOptions.meta = JSON.stringify({ name: this.deps.announce, token });
+    return { problems, changed };
   }
 
   /** Starts dialling in the background. */
   start(): void {
+    if (this.material === '') {
+      const { problems } = this.refresh();
+      if (problems.length > 0) this.log.error({ problems }, 'upstream TLS or token files are invalid');
+    }
     this.connectLoop().catch((err: Error) => this.log.error({ err }, 'upstream loop failed'));
   }
 
@@ -83,19 +136,13 @@ export class Upstream extends EventEmitter implements EndSource {
     const { reconnect } = this.config;
     for (let attempt = 0; !this.closed; attempt++) {
       try {
-        const end = await dial(this.config.address, {
-          meta: JSON.stringify({ name: this.deps.announce, token: this.token() }),
-          tls: clientTls(this.config.tls),
-          reconnect: {
-            minDelay: reconnect.minDelayMs,
-            maxDelay: reconnect.maxDelayMs,
-            jitter: reconnect.jitter,
-          },
-          handshakeTimeout: this.config.handshakeTimeoutMs,
-          heartbeatInterval: this.config.heartbeatIntervalMs,
-          streamOpenTimeout: this.config.streamOpenTimeoutMs,
-          maxStreams: this.config.maxStreams,
-        });
+        // Never dial without the TLS or token files (in plain text, or with no name): until they were read once,
+        // try them again, or fail this attempt.
+        if (this.material === '') {
+          const { problems } = this.refresh();
+          if (problems.length > 0) throw new Error(`TLS files: ${problems.map(formatProblem).join('; ')}`);
+        }
+        const end = await dial(this.config.address, this.dialOptions);
         if (this.closed) {
           end.destroy();
           return;
@@ -115,7 +162,7 @@ export class Upstream extends EventEmitter implements EndSource {
     }
   }
 
-  /** The token for the far side's `token` plugin, read afresh on each dial (so a rotated file is picked up). */
+  /** The token for the far side's `token` plugin (a file is read by refresh(), on start and on each reload). */
   private token(): string | undefined {
     if (this.config.tokenFile !== undefined) return readFileSync(this.config.tokenFile, 'utf8').trim();
     return this.config.token;

@@ -18,8 +18,9 @@ import type { HookRunner, Identity } from '../hooks.js';
 import type { Inflight } from '../inflight.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { ConfigProblem } from '../schema.js';
 import type { ServiceRouter } from '../services.js';
-import { serverTls } from '../tls.js';
+import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../tls.js';
 
 export interface InboundDeps {
   metrics: Metrics;
@@ -52,6 +53,7 @@ export class InboundListener {
   private readonly agent: Agent;
   private readonly log: Logger;
   readonly key: string;
+  private material: TlsMaterial = {};
 
   constructor(
     readonly config: InboundConfig,
@@ -69,8 +71,11 @@ export class InboundListener {
         (r: RpcRequest) => this.callLocal(method, target, r),
       ]),
     );
+    const { material, problems } = readTlsMaterial(this.config.tls, 'inbound.tls');
+    if (problems.length > 0) throw new Error(`inbound TLS files: ${problems.map((p) => p.path).join(', ')}`);
+    this.material = material;
     this.listener = await listen(this.config.listen, {
-      tls: serverTls(this.config.tls),
+      tls: serverTls(this.config.tls, material),
       endBacklog: this.config.maxPendingEnds,
       registerLocalRpcs,
       acceptHalfOpen: (meta) => this.deps.router().halfOpen(meta),
@@ -92,7 +97,18 @@ export class InboundListener {
         });
         if (!d.allow) throw new Error(d.reason);
         const clientId = d.clientId !== undefined ? BigInt(d.clientId) : fresh;
-        this.remember({ clientId: String(clientId), name: d.name ?? peer });
+        const name = d.name ?? peer;
+        const refusal =
+          name === undefined ? undefined : this.nameRefusal(name, String(clientId), d.name !== undefined);
+        if (refusal) {
+          this.deps.metrics.inboundNameRefusals.inc();
+          this.log.warn(
+            { clientId: String(clientId), peer: name, remoteAddress: info.remoteAddress },
+            refusal,
+          );
+          throw new Error(refusal);
+        }
+        this.remember({ clientId: String(clientId), name });
         return clientId;
       },
     });
@@ -101,6 +117,29 @@ export class InboundListener {
     );
     this.log.info({ listen: this.config.listen, tls: this.config.tls.enabled }, 'geminio listener started');
     void this.acceptLoop(this.listener);
+  }
+
+  /**
+   * Why an End may not take the name it announced: names are what reverse tunnels route by, so a name held by a
+   * connected End is not given to a second one (it would receive the first one's traffic). A name under
+   * `inbound.names` is held only by the ClientIDs listed there (several of them at once); a name a plugin assigned
+   * with allow({ name }) is the plugin's decision and always taken.
+   */
+  private nameRefusal(name: string, clientId: string, byPlugin: boolean): string | undefined {
+    const reserved = this.config.names[name];
+    if (reserved) {
+      return reserved.clientIds.includes(clientId)
+        ? undefined
+        : `name "${name}" is reserved for other ClientIDs (inbound.names)`;
+    }
+    if (byPlugin) return undefined;
+    for (const other of this.deps.hooks.identities.values()) {
+      if (other.name !== name || other.clientId === clientId) continue;
+      const end = other.owner as End | undefined;
+      // A record still being set up (its End not accepted yet) holds the name too: two at once cannot both win.
+      if (end?.state !== 'closed') return `name "${name}" is held by a connected client`;
+    }
+    return undefined;
   }
 
   /** A ClientID shaped like Go's (seconds << 32 | 32 random bits) that no connected End holds. */
@@ -121,6 +160,20 @@ export class InboundListener {
       if (!identity.owner && this.deps.hooks.identities.get(identity.clientId) === identity)
         this.deps.hooks.identities.delete(identity.clientId);
     }, 60_000).unref();
+  }
+
+  /**
+   * Reads the certificate, key and CA files again; a valid new set serves the handshakes to come (connected Ends
+   * keep their session), an invalid one is refused and the running set stays. Returns the problems (none: ok).
+   */
+  reloadTls(): { problems: ConfigProblem[]; changed: boolean } {
+    if (!this.config.tls.enabled || !this.listener) return { problems: [], changed: false };
+    const { material, problems } = readTlsMaterial(this.config.tls, 'inbound.tls');
+    if (problems.length > 0) return { problems, changed: false };
+    if (materialKey(material) === materialKey(this.material)) return { problems, changed: false };
+    this.listener.setSecureContext(material);
+    this.material = material;
+    return { problems, changed: true };
   }
 
   address(): { host: string; port: number } | undefined {

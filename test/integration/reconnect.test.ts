@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConnectionClosedError, dial, type End, type Listener, listen } from '../../sdk/index.js';
 import { delay, once } from '../helpers/pair.js';
 
@@ -59,6 +59,32 @@ describe('client auto-reconnect', () => {
     const got = new Promise<Buffer>((r) => second.once('data', r));
     client.write('after');
     expect((await got).toString()).toBe('after');
+    second.destroy();
+  });
+
+  it('failFast: opens fail at once while reconnecting, and an accept loop waits instead of spinning', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), {
+      reconnect: { minDelay: 50, maxDelay: 100, failFast: true },
+    });
+    open.push(client);
+    const accepted: string[] = [];
+    void (async () => {
+      for await (const s of client) {
+        accepted.push(s.meta.toString());
+        s.destroy();
+      }
+    })();
+    const first = await listener.acceptEnd();
+    const reconnected = once(client, 'reconnect');
+    first.destroy();
+    await once(client, 'disconnect');
+    await expect(client.openStream()).rejects.toBeInstanceOf(ConnectionClosedError);
+    // A loop that spun on the failing accept would starve the timers: the reconnect would never come.
+    const second = await listener.acceptEnd();
+    await reconnected;
+    await second.openStream({ meta: 'after' });
+    await vi.waitFor(() => expect(accepted).toEqual(['after']));
     second.destroy();
   });
 

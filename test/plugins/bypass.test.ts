@@ -48,8 +48,11 @@ afterAll(async () => {
   await app?.close();
 });
 
+// Each client announces its own name: a name held by a connected client is refused to a second one.
+let named = 0;
 async function client(options: Parameters<typeof dial>[1] = {}): Promise<End> {
-  const end = await dial(geminioAddress(inbound), { meta: JSON.stringify({ name: 'c' }), ...options });
+  const meta = JSON.stringify({ name: `c${++named}` });
+  const end = await dial(geminioAddress(inbound), { meta, ...options });
   ends.push(end);
   return end;
 }

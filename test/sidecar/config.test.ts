@@ -50,10 +50,12 @@ describe('sidecar config', () => {
     ).toEqual([
       'log.level: got "loud", expected one of fatal, error, warn, info, debug, trace, silent',
       'upstreams.bad name: got "bad name", expected a name matching /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/',
-      'upstreams.bad name.address: got "x", expected an address host:port (e.g. 127.0.0.1:8080)',
-      'outbound.tcp[0].listen: got "1.2.3.4:99999999", expected an address host:port (e.g. 127.0.0.1:8080)',
+      'upstreams.bad name.address: got "x", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
+      'outbound.tcp[0].listen: got "1.2.3.4:99999999", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'services.s.target: got "ftp://h:1", expected http://host:port or tcp://host:port',
       'tunnels: got "no", expected a list',
+      // In the same round: the reference to an upstream that is not there.
+      'outbound.tcp[0].upstream: got "u", expected an upstream name (bad name)',
     ]);
   });
 
@@ -75,6 +77,60 @@ describe('sidecar config', () => {
       'tunnels[0]: got "t", expected an inbound section',
       'upstreams.up.reconnect.maxDelayMs: got 100, expected a delay >= minDelayMs',
     ]);
+  });
+
+  it('schema and cross-key problems come in one round; ports in range; strict integers; no configDir', () => {
+    expect(
+      problems({
+        admin: { listen: '127.0.0.1:99999' },
+        configDir: '/etc',
+        shutdown: { gracePeriodMs: '0x10' },
+        upstreams: { up: { address: 'h:65536', maxStreams: '1e3' } },
+        outbound: { http: [{ name: 'w', listen: ':8080', upstream: 'nope', service: 's' }] },
+        inbound: { tls: { enabled: true, certFile: 'c.pem' } },
+        services: { s: { target: 'http://h:70000' } },
+      }),
+    ).toEqual([
+      'configDir: got "/etc", expected no such key (one of: name, admin, log, shutdown, hooks, reload, upstreams, outbound, inbound, services, tunnels, plugins)',
+      'admin.listen: got "127.0.0.1:99999", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
+      'shutdown.gracePeriodMs: got "0x10", expected an integer from 0 to 86400000',
+      'upstreams.up.address: got "h:65536", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
+      'upstreams.up.maxStreams: got "1e3", expected an integer from 1 to 1000000',
+      'services.s.target: got "http://h:70000", expected http://host:port or tcp://host:port',
+      'outbound.http[0].upstream: got "nope", expected an upstream name (up)',
+      'inbound.tls: got {"certFile":"c.pem"}, expected certFile and keyFile when enabled (a TLS server needs both)',
+    ]);
+    // Decimal strings (from the environment and flags) are still numbers.
+    expect(parseConfig({ shutdown: { gracePeriodMs: '16' } }).shutdown.gracePeriodMs).toBe(16);
+    // The config directory is kept off the config itself: a loaded config spreads and validates again.
+    const loaded = loadConfig(undefined, {});
+    expect(loaded.configDir).toBe(process.cwd());
+    expect(() => parseConfig({ ...loaded })).not.toThrow();
+  });
+
+  it('a problem set by an override names the environment variable or flag, not the file', () => {
+    let err: unknown;
+    try {
+      loadConfig(undefined, {
+        env: { GEMINIO_SIDECAR_ADMIN_PORT: 'x', GEMINIO_SIDECAR__outbound__http__0__listen: 'nowhere' },
+        flags: [[['log', 'level'], 'loud', 'flag --log-level']],
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const lines = (err as ConfigError).problems.map(formatProblem);
+    expect(lines).toContain(
+      'admin.listen: got "127.0.0.1:x", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080) (set by environment variable GEMINIO_SIDECAR_ADMIN_PORT)',
+    );
+    expect(lines).toContain(
+      'log.level: got "loud", expected one of fatal, error, warn, info, debug, trace, silent (set by flag --log-level)',
+    );
+    expect(lines.find((l) => l.startsWith('outbound.http[0].listen'))).toContain(
+      '(set by environment variable GEMINIO_SIDECAR__outbound__http__0__listen)',
+    );
+    // Keys the overrides did not touch name no source.
+    expect(lines.find((l) => l.startsWith('outbound.http[0].name'))).not.toContain('set by');
   });
 
   it('environment overrides: shortcuts and the generic GEMINIO_SIDECAR__a__b scheme, with lists', () => {

@@ -2,52 +2,22 @@
  * The sidecar as a process: the esbuild bundle run with nothing but node, config errors and exit codes, SIGTERM
  * with requests in flight, SIGHUP reloads, and the demo (`npm start`).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { bundle } from '../../sidecar/bundle.js';
 import { type App, eventually, startApp, startTcpEcho } from './helpers.js';
+import { bundledSidecar, freePort, killAll, root, start as spawnNode, waitReady } from './processes.js';
 
 const run = promisify(execFile);
-const root = new URL('../../', import.meta.url).pathname;
-const work = mkdtempSync(join(tmpdir(), 'geminio-sidecar-test-'));
+let work: string;
 let bundled: string;
 let app: App;
-const children: ChildProcess[] = [];
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-interface Child {
-  proc: ChildProcess;
-  out: () => string;
-  exited: Promise<number | null>;
-}
-
-function start(args: string[], cwd = work): Child {
-  const proc = spawn(process.execPath, args, {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, CI: '' },
-  });
-  children.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => (out += c));
-  proc.stderr!.on('data', (c: Buffer) => (out += c));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  return { proc, out: () => out, exited };
-}
+const start = (args: string[], cwd = work) => spawnNode(args, cwd);
 
 /** A config with an inbound listener, an upstream to it and an HTTP listener to the test app. */
 function selfConfig(
@@ -69,24 +39,13 @@ function selfConfig(
   };
 }
 
-async function waitReady(admin: number, child: Child): Promise<void> {
-  await eventually(
-    async () => (await request(`http://127.0.0.1:${admin}/readyz`)).statusCode === 200,
-    15_000,
-    `readiness; output:\n${child.out()}`,
-  );
-}
-
 beforeAll(async () => {
   app = await startApp(1024);
-  // The bundle is copied alone into an empty directory: it must run with nothing but node.
-  const built = await bundle(join(root, 'dist', 'geminio-sidecar.mjs'));
-  bundled = join(work, 'geminio-sidecar.mjs');
-  copyFileSync(built, bundled);
+  ({ work, bundled } = await bundledSidecar());
 }, 60_000);
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  killAll();
   await app?.close();
   rmSync(work, { recursive: true, force: true });
 });
