@@ -10,8 +10,9 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import type { Stream } from '../../sdk/index.js';
-import type { ServiceConfig } from '../config.js';
+import type { HttpServerConfig, ServiceConfig } from '../config.js';
 import type { HookRunner } from '../hooks.js';
+import { admitUpgrade, bodyStarted, createHttpServer } from '../http-server.js';
 import {
   classify,
   deniedCode,
@@ -20,7 +21,6 @@ import {
   hasBody,
   IDEMPOTENT,
   rawErrorResponse,
-  rawRequestHead,
   responseHeaders,
   sendDenied,
   sendError,
@@ -115,6 +115,8 @@ export async function proxyRequest(
   const withBody = hasBody(req);
   const replayable = IDEMPOTENT.has(req.method ?? '') && !withBody;
   const headers = forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix);
+  // A body that has not started holds nothing yet: the pooled connection is taken once it sends (or is refused).
+  if (withBody && !(await bodyStarted(req))) return;
   let current: Exchange | undefined;
   res.once('close', () => {
     if (res.writableFinished || !current) return;
@@ -153,6 +155,88 @@ export async function proxyRequest(
     sendError(res, failure.status, failure.code, failure.message);
     return;
   }
+}
+
+export interface UpgradeOptions {
+  /** A fresh connection to the far side (a TCP socket to the target, or a new stream). */
+  connection: Duplex;
+  /** Headers the sidecar sets (identity), and the prefix of client headers dropped. */
+  extraHeaders?: Record<string, string>;
+  dropPrefix?: string;
+  /** The 503 the client gets when the far side cannot be reached before it answered. */
+  unavailable: (err: Error) => string;
+  /** After a non-101 answer: gives the client connection back to the HTTP server with the bytes already read. */
+  resumeHttp: (socket: Duplex, head: Buffer) => void;
+  onDone: () => void;
+}
+
+/**
+ * An Upgrade request (WebSocket): its head (already decided) is sent on a fresh connection, and the sockets are
+ * spliced only when the far side answers 101. Any other answer is an ordinary response: it is relayed, and the
+ * client connection goes on as HTTP (its next request is parsed and decided like any other). Bytes that followed
+ * the client's head are never forwarded before a 101.
+ */
+export function relayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, o: UpgradeOptions): void {
+  const headers: Record<string, string | string[]> = {
+    ...forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix),
+    connection: 'upgrade',
+    upgrade: String(req.headers.upgrade),
+  };
+  let finished = false;
+  const done = () => {
+    if (finished) return;
+    finished = true;
+    o.onDone();
+  };
+  const up = http.request({
+    method: req.method,
+    path: req.url,
+    headers,
+    setHost: false,
+    createConnection: () => o.connection as net.Socket,
+  });
+  up.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+    let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2)
+      text += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
+    socket.write(`${text}\r\n`);
+    if (upHead.length > 0) socket.write(upHead);
+    if (head.length > 0) upSocket.write(head);
+    splice(socket, upSocket, done);
+  });
+  up.on('response', (res: IncomingMessage) => {
+    const noBody = req.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+    let text = `HTTP/1.1 ${res.statusCode} ${res.statusMessage || ''}\r\n`;
+    const out = responseHeaders(res.headers);
+    for (const [k, v] of Object.entries(out)) {
+      if (k === 'content-length' || v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) text += `${k}: ${one}\r\n`;
+    }
+    if (!noBody) text += 'transfer-encoding: chunked\r\n';
+    socket.write(`${text}\r\n`);
+    res.on('data', (chunk: Buffer) => {
+      if (noBody || chunk.length === 0) return;
+      if (!socket.write(`${chunk.length.toString(16)}\r\n`) || !socket.write(chunk) || !socket.write('\r\n'))
+        res.pause();
+    });
+    socket.on('drain', () => res.resume());
+    res.once('end', () => {
+      socket.removeAllListeners('drain');
+      if (!noBody) socket.write('0\r\n\r\n');
+      o.connection.destroy();
+      done();
+      o.resumeHttp(socket, head);
+    });
+    res.once('error', () => socket.destroy());
+  });
+  up.on('error', (err: Error) => {
+    done();
+    if (!socket.destroyed) socket.end(o.unavailable(err));
+  });
+  socket.once('close', () => {
+    if (!finished) up.destroy();
+  });
+  up.end();
 }
 
 export interface ObserveInfo {
@@ -200,6 +284,7 @@ export interface ForwarderDeps {
   hooks: HookRunner;
   inflight: Inflight;
   keepAliveTimeoutMs: number;
+  httpServer: HttpServerConfig;
 }
 
 /** Serves HTTP exchanges arriving on streams for one `http://` service. */
@@ -213,6 +298,7 @@ export class HttpForwarder {
   private readonly directions = new WeakMap<object, Direction>();
   private retired = false;
   private drained: (() => void) | undefined;
+  private readonly log: Logger;
 
   constructor(
     readonly service: string,
@@ -225,14 +311,15 @@ export class HttpForwarder {
       connectTimeout: config.connectTimeoutMs,
       keepAliveTimeout: 4_000,
     });
-    this.server = http.createServer(
-      { keepAliveTimeout: deps.keepAliveTimeoutMs, requestTimeout: 0 },
-      (req, res) => this.handle(req, res),
+    this.log = deps.logger.child({ listener: `inbound:${service}` });
+    this.server = createHttpServer(
+      deps.httpServer,
+      { keepAliveTimeoutMs: deps.keepAliveTimeoutMs, logger: this.log },
+      (req, res) => void this.handle(req, res),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      void this.upgrade(req, socket, head);
+      if (admitUpgrade(req, socket, deps.httpServer, this.log)) void this.upgrade(req, socket, head);
     });
-    this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
 
   /** Takes an accepted stream: from now on it is one HTTP/1.1 connection of this service. */
@@ -307,19 +394,18 @@ export class HttpForwarder {
       const status = decision.status ?? 403;
       return void socket.end(rawErrorResponse(status, deniedCode(status), decision.reason));
     }
-    const done = this.deps.inflight.begin();
-    const target = net.connect(this.target);
     const identity: Record<string, string> = { 'x-geminio-client-id': String(stream.clientId) };
     if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
-    target.once('connect', () => {
-      target.write(rawRequestHead(req, { ...decision.headers, ...identity }, 'x-geminio-'));
-      if (head.length > 0) target.write(head);
-      splice(socket, target, () => done());
-    });
-    target.once('error', (err) => {
-      if (!target.connecting) return;
-      done();
-      socket.end(rawErrorResponse(503, ErrorCode.targetUnavailable, err.message));
+    relayUpgrade(req, socket, head, {
+      connection: net.connect(this.target),
+      extraHeaders: { ...decision.headers, ...identity },
+      dropPrefix: 'x-geminio-',
+      unavailable: (err) => rawErrorResponse(503, ErrorCode.targetUnavailable, err.message),
+      resumeHttp: (s, rest) => {
+        if (rest.length > 0) s.unshift(rest);
+        this.server.emit('connection', s);
+      },
+      onDone: this.deps.inflight.begin(),
     });
   }
 
