@@ -40,7 +40,8 @@ export function clientErrorStatus(err: Error & { code?: string }): number | unde
     case 'HPE_HEADER_OVERFLOW':
       return 431;
     case 'HPE_INVALID_TRANSFER_ENCODING':
-      return 501;
+      // Both framings at once is a malformed (smuggling) request; any other case is a coding we do not do.
+      return /content-length/i.test(err.message) ? 400 : 501;
     default:
       return 400;
   }
@@ -80,6 +81,9 @@ function answerAndClose(socket: Duplex, text: string): void {
   setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
+/** Connections on which a request was refused: nothing after it on them is served (pipelined or not). */
+const REFUSED = new WeakSet<object>();
+
 /** Answers a refused request on its response, closes the connection after it, and logs. */
 export function refuse(
   req: IncomingMessage,
@@ -89,6 +93,7 @@ export function refuse(
   log: Logger,
 ): void {
   log.warn({ status, method: req.method, path: req.url, reason: message }, 'bad request refused');
+  REFUSED.add(req.socket);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -179,6 +184,11 @@ export function admit(
   limits: HttpServerConfig,
   log: Logger,
 ): boolean {
+  if (REFUSED.has(req.socket)) {
+    // Pipelined after a refused request: never served (the connection closes after the refusal).
+    req.resume();
+    return false;
+  }
   const problem = headProblem(req, limits);
   if (problem) {
     refuse(req, res, problem[0], problem[1], log);
@@ -216,11 +226,13 @@ export function createHttpServer(
   server.maxConnections = limits.maxConnections;
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     const status = clientErrorStatus(err);
+    if (REFUSED.has(socket)) return; // already answered and closing
     if (status === undefined) {
       socket.destroy();
       return;
     }
     log.warn({ status, err: err.message, code: err.code }, 'bad request refused');
+    REFUSED.add(socket);
     answerAndClose(socket, rawStatus(status, CODES[status] ?? 'BAD_REQUEST', err.message));
   });
   server.on('drop', () =>
@@ -236,6 +248,10 @@ export function admitUpgrade(
   limits: HttpServerConfig,
   log: Logger,
 ): boolean {
+  if (REFUSED.has(req.socket)) {
+    socket.destroy();
+    return false;
+  }
   const problem = headProblem(req, limits);
   if (!problem) return true;
   log.warn(
