@@ -122,8 +122,8 @@ function headProblem(req: IncomingMessage, limits: HttpServerConfig): [number, s
 }
 
 /**
- * 408 for a request body that sends nothing for `ms`. Progress is every chunk the parser pushes; a body paused
- * by its consumer (backpressure) or with data waiting to be read is not idle.
+ * 408 for a request body that sends nothing for `ms`. Progress is every chunk the parser pushes; a body whose
+ * buffer is full (its consumer is slow: backpressure) is not idle.
  */
 function watchBody(req: IncomingMessage, res: ServerResponse, ms: number, log: Logger): void {
   let last = Date.now();
@@ -148,7 +148,9 @@ function watchBody(req: IncomingMessage, res: ServerResponse, ms: number, log: L
     () => {
       if (req.complete || req.destroyed || res.writableEnded) return stop();
       const now = Date.now();
-      if (req.readableFlowing === false || req.readableLength > 0) last = now;
+      // A full buffer: the consumer is not reading (backpressure) and Node stopped reading the socket, so the
+      // client cannot send. Below that Node still reads, and a client that sends nothing is idle.
+      if (req.readableLength >= req.readableHighWaterMark) last = now;
       if (now - last < ms) return;
       stop();
       refuse(req, res, 408, `the request body sent nothing for ${ms} ms`, log);

@@ -52,6 +52,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | undefined;
   /** Set when the client went away: the attempt in flight (or about to start) is aborted. */
   gone = false;
+  /** Set once the answer is complete. */
+  done = false;
   private settle!: (err?: Error) => void;
   readonly settled = new Promise<Error | undefined>((resolve) => {
     this.settle = resolve;
@@ -73,15 +75,19 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    _c: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    // Answered already by the sidecar (a 408 for a stalled body) or gone: this answer has nowhere to go.
+    if (this.res.headersSent || this.res.destroyed)
+      return controller.abort(new Error('request already answered'));
     this.res.writeHead(statusCode, responseHeaders(headers));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.destroyed || this.res.writableEnded) return controller.abort(new Error('client went away'));
     if (!this.res.write(chunk) && !this.waitingDrain) {
       this.waitingDrain = true;
       controller.pause();
@@ -90,11 +96,13 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.done = true;
     this.res.end();
     this.settle(undefined);
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.done = true;
     if (this.body) {
       // As undici's request() does: a request body still streaming is destroyed with the error.
       this.body.on('error', noop);
@@ -118,11 +126,17 @@ export async function proxyRequest(
   // A body that has not started holds nothing yet: the pooled connection is taken once it sends (or is refused).
   if (withBody && !(await bodyStarted(req))) return;
   let current: Exchange | undefined;
-  res.once('close', () => {
-    if (res.writableFinished || !current) return;
+  // The client went away, or the sidecar answered it itself (408 for a stalled body): the attempt in flight is
+  // aborted, which frees its pooled connection (undici's bodyTimeout does not run while a response is paused).
+  const abandon = (why: string) => {
+    if (!current || current.done) return;
     current.gone = true;
-    current.controller?.abort(new Error('client went away'));
+    current.controller?.abort(new Error(why));
+  };
+  res.once('close', () => {
+    if (!res.writableFinished) abandon('client went away');
   });
+  res.once('finish', () => abandon('request already answered'));
   for (let attempt = 0; ; attempt++) {
     const exchange = new Exchange(res, withBody ? req : undefined);
     current = exchange;
@@ -142,7 +156,7 @@ export async function proxyRequest(
       exchange.onResponseError(undefined as unknown as Dispatcher.DispatchController, err as Error);
     }
     const err = await exchange.settled;
-    if (err === undefined) return;
+    if (err === undefined || res.writableEnded) return;
     if (exchange.gone || res.headersSent || res.destroyed) {
       res.destroy();
       return;
