@@ -137,6 +137,25 @@ export async function proxyRequest(
     if (!res.writableFinished) abandon('client went away');
   });
   res.once('finish', () => abandon('request already answered'));
+  // The connection itself: a peer that ended (a stream's Dismiss, a FIN) or failed will not read this answer.
+  // Watched on the socket, since its close (and so the response's) may never come while writes are pending on a
+  // zero window; the socket is destroyed so that nothing waits on it.
+  const socket = req.socket as Duplex | null;
+  const gone = () => {
+    if (res.writableFinished) return;
+    abandon('client went away');
+    res.destroy();
+  };
+  socket?.once('end', gone);
+  socket?.once('error', gone);
+  socket?.once('close', gone);
+  const unwatch = () => {
+    socket?.off('end', gone);
+    socket?.off('error', gone);
+    socket?.off('close', gone);
+  };
+  res.once('finish', unwatch);
+  res.once('close', unwatch);
   for (let attempt = 0; ; attempt++) {
     const exchange = new Exchange(res, withBody ? req : undefined);
     current = exchange;

@@ -23,6 +23,8 @@ export interface PlainApp {
   seen: Seen[];
   /** TCP connections open to the app now. */
   connections: () => number;
+  /** Requests the app is answering now (not finished, not aborted). */
+  active: () => number;
   close: () => Promise<void>;
 }
 
@@ -35,8 +37,11 @@ const CHUNK = Buffer.alloc(64 * 1024, 'x');
 export async function startPlainApp(): Promise<PlainApp> {
   const seen: Seen[] = [];
   const sockets = new Set<net.Socket>();
+  let active = 0;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    active++;
+    res.once('close', () => active--);
     seen.push({
       method: req.method ?? '',
       path: url.pathname,
@@ -89,6 +94,7 @@ export async function startPlainApp(): Promise<PlainApp> {
     port,
     seen,
     connections: () => sockets.size,
+    active: () => active,
     close: async () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
