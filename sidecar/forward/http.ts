@@ -104,9 +104,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     this.done = true;
     if (this.body) {
-      // As undici's request() does: a request body still streaming is destroyed with the error.
       this.body.on('error', noop);
-      this.body.destroy(err);
+      // Once the answer started, the exchange is broken: as undici's request() does, the request body still
+      // streaming is destroyed with the error. Before that the client gets an error answer (503 when the target
+      // is down, as without a body), and its unread body is dropped with the connection after it.
+      if (this.res.headersSent) this.body.destroy(err);
     }
     this.settle(err);
   }
@@ -185,6 +187,8 @@ export async function proxyRequest(
       o.onRetry?.();
       continue;
     }
+    // An unread body must not be parsed as the next request: the connection closes after this answer.
+    if (withBody && !req.complete) res.setHeader('connection', 'close');
     sendError(res, failure.status, failure.code, failure.message);
     return;
   }
