@@ -23,6 +23,8 @@ export interface PlainApp {
   seen: Seen[];
   /** TCP connections open to the app now. */
   connections: () => number;
+  /** Bodies POSTed to /webhook, in arrival order. */
+  webhook: string[];
   /** Requests the app is answering now (not finished, not aborted). */
   active: () => number;
   close: () => Promise<void>;
@@ -32,12 +34,13 @@ const CHUNK = Buffer.alloc(64 * 1024, 'x');
 
 /**
  * The app: `/download?size=N` streams N bytes (with backpressure), `/upload` reads the body and answers its
- * length, `/webhook` answers 200, anything else 200 JSON with the path and the identity headers it got.
+ * length, `/webhook` records the body and answers 200 (after `delayMs`), anything else 200 JSON with the path and the identity headers it got.
  */
 export async function startPlainApp(): Promise<PlainApp> {
   const seen: Seen[] = [];
   const sockets = new Set<net.Socket>();
   let active = 0;
+  const webhook: string[] = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     active++;
@@ -60,6 +63,15 @@ export async function startPlainApp(): Promise<PlainApp> {
         res.end();
       };
       pump();
+      return;
+    }
+    if (url.pathname === '/webhook') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        webhook.push(Buffer.concat(chunks).toString());
+        setTimeout(() => res.end('ok'), Number(url.searchParams.get('delayMs') ?? 0));
+      });
       return;
     }
     if (url.pathname === '/upload') {
@@ -93,6 +105,7 @@ export async function startPlainApp(): Promise<PlainApp> {
     url: `http://127.0.0.1:${port}`,
     port,
     seen,
+    webhook,
     connections: () => sockets.size,
     active: () => active,
     close: async () => {
