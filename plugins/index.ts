@@ -243,40 +243,69 @@ const MAX_CLIENT_ID = (1n << 64n) - 1n;
  */
 export function checkDecision(hook: HookName, value: unknown): Decision | string {
   if (!isDecision(value)) return `returned ${describe(value)}, not allow() or deny()`;
-  if (value.allow === false) {
-    if (typeof value.reason !== 'string' || value.reason === '') return 'deny() needs a reason';
-    const s = value.status;
-    if (s !== undefined && !(Number.isInteger(s) && s >= 400 && s <= 599)) {
+  // Every field is read exactly once, into plain values: a getter that answers differently on each read cannot
+  // pass the check with one value and be acted on with another.
+  let v: {
+    allow: unknown;
+    reason: unknown;
+    status: unknown;
+    clientId: unknown;
+    name: unknown;
+    headers: Array<[string, unknown]> | undefined;
+  };
+  try {
+    const raw = value as unknown as Record<string, unknown>;
+    const h = raw.headers;
+    v = {
+      allow: raw.allow,
+      reason: raw.reason,
+      status: raw.status,
+      clientId: raw.clientId,
+      name: raw.name,
+      headers: h === undefined ? undefined : typeof h === 'object' && h !== null ? Object.entries(h) : [],
+    };
+  } catch (err) {
+    return `returned a decision that cannot be read (${(err as Error)?.message ?? String(err)})`;
+  }
+  if (v.allow === false) {
+    if (typeof v.reason !== 'string' || v.reason === '') return 'deny() needs a reason';
+    const s = v.status;
+    if (s !== undefined && !(typeof s === 'number' && Number.isInteger(s) && s >= 400 && s <= 599)) {
       return `deny() status must be an integer from 400 to 599, got ${String(s)}`;
     }
-    return value;
+    return deny(v.reason, s === undefined ? {} : { status: s as number });
   }
-  if (value.allow !== true) return 'returned a malformed decision';
-  if ((value.clientId !== undefined || value.name !== undefined) && hook !== 'onConnect') {
+  if (v.allow !== true) return 'returned a malformed decision';
+  if ((v.clientId !== undefined || v.name !== undefined) && hook !== 'onConnect') {
     return `allow({ clientId, name }) is only valid in onConnect, not ${hook}`;
   }
-  if (value.headers !== undefined && hook !== 'onRequest') {
+  if (v.headers !== undefined && hook !== 'onRequest') {
     return `allow({ headers }) is only valid in onRequest, not ${hook}`;
   }
-  if (value.clientId !== undefined) {
-    const ok = /^[1-9]\d{0,19}$/.test(value.clientId) && BigInt(value.clientId) <= MAX_CLIENT_ID;
-    if (!ok)
-      return `allow() clientId must be a ClientID from 1 to 2^64-1, got ${JSON.stringify(value.clientId)}`;
+  const options: AllowOptions = {};
+  if (v.clientId !== undefined) {
+    const id = v.clientId;
+    const ok = typeof id === 'string' && /^[1-9]\d{0,19}$/.test(id) && BigInt(id) <= MAX_CLIENT_ID;
+    if (!ok) return `allow() clientId must be a ClientID from 1 to 2^64-1, got ${JSON.stringify(id)}`;
+    options.clientId = id;
   }
-  if (value.name !== undefined && (typeof value.name !== 'string' || !/^\S{1,256}$/.test(value.name))) {
-    return `allow() name must be 1 to 256 characters without spaces, got ${JSON.stringify(value.name)}`;
+  if (v.name !== undefined) {
+    if (typeof v.name !== 'string' || !/^\S{1,256}$/.test(v.name)) {
+      return `allow() name must be 1 to 256 characters without spaces, got ${JSON.stringify(v.name)}`;
+    }
+    options.name = v.name;
   }
-  if (value.headers !== undefined) {
+  if (v.headers !== undefined) {
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(value.headers)) {
-      if (!HEADER_NAME.test(k) || typeof v !== 'string' || !HEADER_VALUE.test(v)) {
+    for (const [k, hv] of v.headers) {
+      if (!HEADER_NAME.test(k) || typeof hv !== 'string' || !HEADER_VALUE.test(hv)) {
         return `allow() header ${JSON.stringify(k)} is not a valid header name and value`;
       }
-      headers[k.toLowerCase()] = v;
+      headers[k.toLowerCase()] = hv;
     }
-    return allow({ headers });
+    options.headers = headers;
   }
-  return value;
+  return allow(options);
 }
 
 function describe(value: unknown): string {

@@ -95,6 +95,22 @@ export interface TunnelConfig {
   service: string;
   protocol: 'tcp' | 'http';
 }
+/**
+ * Limits of every HTTP server the sidecar runs (outbound listeners, HTTP tunnels, the per-service servers of the
+ * inbound side): a client that breaks them gets 408 / 431 and `connection: close`.
+ */
+export interface HttpServerConfig {
+  /** The whole request head must arrive within this (slowloris): 408. */
+  headersTimeoutMs: number;
+  /** A request body that sends nothing for this long: 408 (time spent paused by backpressure does not count). */
+  bodyIdleTimeoutMs: number;
+  /** Total size of a request head: 431 beyond. */
+  maxHeaderBytes: number;
+  /** Number of request header lines: 431 beyond. */
+  maxHeaders: number;
+  /** Client connections open at once per listener; further ones are closed at accept. */
+  maxConnections: number;
+}
 export interface SidecarConfig {
   /** Announced to upstreams in the End meta as {"name": ...}; tunnels find a client by it. */
   name: string;
@@ -102,6 +118,7 @@ export interface SidecarConfig {
   log: { level: string; format: 'auto' | 'json' | 'pretty' };
   shutdown: { gracePeriodMs: number };
   hooks: { timeoutMs: number };
+  httpServer: HttpServerConfig;
   upstreams: Record<string, UpstreamConfig>;
   outbound: { http: HttpOutboundConfig[]; tcp: TcpOutboundConfig[] };
   inbound?: InboundConfig;
@@ -157,6 +174,15 @@ export const schema: Schema = object({
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),
   reload: object({ watchFiles: bool(true) }),
+  // Limits of every HTTP server the sidecar runs (nginx-like: 32 KiB of head as its 4 x 8k buffers; 100 header
+  // lines as Apache's LimitRequestFields, nginx has no count of its own).
+  httpServer: object({
+    headersTimeoutMs: ms(30_000),
+    bodyIdleTimeoutMs: ms(30_000),
+    maxHeaderBytes: int(32 * 1024, 1024, 1024 * 1024),
+    maxHeaders: int(100, 8, 10_000),
+    maxConnections: int(1024, 1, 1_000_000),
+  }),
   upstreams: {
     kind: 'map',
     keyPattern: NAME_KEY,

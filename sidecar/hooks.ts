@@ -42,6 +42,11 @@ export interface HookFacts {
   direction: 'outbound' | 'inbound' | 'tunnel';
   /** The listener or upstream involved. */
   listener?: string;
+  /**
+   * The identity of the inbound End this is about, when the caller holds it (the End's message loop: messages it
+   * received stay decided by its identity while its queue drains after it closed).
+   */
+  identity?: Identity;
 }
 
 /**
@@ -130,7 +135,7 @@ export class HookRunner {
       });
       return out ?? ALLOW;
     }
-    const identity = this.identities.get(clientId);
+    const identity = facts.identity ?? this.identities.get(clientId);
     if (!identity) return { allow: false, status: 403, reason: 'no connect decision for this End' };
     // No plugin has this hook: allowed, with the End's name, without building the plugins' facts.
     if (!this.authz?.handles(point)) return { allow: true, name: identity.name };
@@ -177,11 +182,35 @@ export class HookRunner {
           );
         }),
       ]);
-      return d ?? ALLOW;
+      return d === undefined ? ALLOW : plainDecision(d);
     } catch (err) {
       return { allow: false, reason: `hook failed: ${(err as Error).message}` };
     } finally {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * A hook's answer read once into a plain value (a getter cannot answer one way to the check and another to the
+ * caller); anything but `allow === true` denies.
+ */
+function plainDecision(d: Decision): Decision {
+  const raw = d as unknown as Record<string, unknown>;
+  if (raw.allow !== true) {
+    const status = raw.status;
+    const reason = raw.reason;
+    return {
+      allow: false,
+      ...(typeof status === 'number' ? { status } : {}),
+      reason: typeof reason === 'string' && reason !== '' ? reason : 'denied',
+    };
+  }
+  const out: Decision & { allow: true } = { allow: true };
+  const { clientId, name, headers } = raw;
+  if (typeof clientId === 'string') out.clientId = clientId;
+  if (typeof name === 'string') out.name = name;
+  if (typeof headers === 'object' && headers !== null)
+    out.headers = { ...(headers as Record<string, string>) };
+  return out;
 }

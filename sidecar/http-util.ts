@@ -111,21 +111,25 @@ function connectionNamed(connection: string | string[] | undefined): Set<string>
   return named;
 }
 
-/** Request headers to forward: hop-by-hop ones and those named in Connection removed. */
+/**
+ * Request headers to forward: hop-by-hop ones, those named in Connection and those with `dropPrefix` removed.
+ * `extra` (the sidecar's own, e.g. identity) come first and replace any client header of the same name, so no
+ * number of client headers can push them past the next hop's header limit.
+ */
 export function forwardHeaders(
   headers: IncomingHttpHeaders,
   extra: Record<string, string> = {},
   dropPrefix?: string,
 ): Record<string, string | string[]> {
   const named = connectionNamed(headers.connection);
-  const out: Record<string, string | string[]> = {};
+  const out: Record<string, string | string[]> = { ...extra };
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k)) continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k) || Object.hasOwn(extra, k)) continue;
     if (dropPrefix !== undefined && k.startsWith(dropPrefix)) continue;
     out[k] = v;
   }
-  return Object.assign(out, extra);
+  return out;
 }
 
 /** Response headers to send back: hop-by-hop ones removed (Node frames the body itself). */
@@ -160,20 +164,23 @@ export async function readBody(req: IncomingMessage, max: number): Promise<Buffe
   return Buffer.concat(chunks, size);
 }
 
-/** The raw request head of an upgrade request, to replay it on another connection. */
+/**
+ * The raw request head of an upgrade request, to replay it on another connection: `extra` right after the request
+ * line (before any client header), client headers of the same names or with `dropPrefix` left out.
+ */
 export function rawRequestHead(
   req: IncomingMessage,
   extra: Record<string, string> = {},
   dropPrefix?: string,
 ): string {
   let head = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+  for (const [k, v] of Object.entries(extra)) head += `${k}: ${v}\r\n`;
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i] ?? '';
     const lower = name.toLowerCase();
     if (Object.hasOwn(extra, lower) || (dropPrefix !== undefined && lower.startsWith(dropPrefix))) continue;
     head += `${name}: ${req.rawHeaders[i + 1]}\r\n`;
   }
-  for (const [k, v] of Object.entries(extra)) head += `${k}: ${v}\r\n`;
   return `${head}\r\n`;
 }
 

@@ -188,7 +188,7 @@ export class Sidecar {
     const wanted = new Map<string, { key: string; make: () => LocalListener }>();
     for (const c of next.outbound.http) {
       wanted.set(c.name, {
-        key: JSON.stringify(['http', c]),
+        key: JSON.stringify(['http', c, next.httpServer]),
         make: () => new HttpOutboundListener(c, this.source(c.upstream), 'outbound', this.deps()),
       });
     }
@@ -200,7 +200,7 @@ export class Sidecar {
     }
     for (const t of next.tunnels) {
       wanted.set(t.name, {
-        key: JSON.stringify(['tunnel', t]),
+        key: JSON.stringify(['tunnel', t, next.httpServer]),
         make: () => createTunnel(t, () => this.inbound, this.deps()),
       });
     }
@@ -228,7 +228,13 @@ export class Sidecar {
   }
 
   private deps() {
-    return { metrics: this.metrics, logger: this.logger, hooks: this.hooks, inflight: this.inflight };
+    return {
+      metrics: this.metrics,
+      logger: this.logger,
+      hooks: this.hooks,
+      inflight: this.inflight,
+      httpServer: this.config.httpServer,
+    };
   }
 
   /** Why the sidecar is not ready to take traffic; empty when ready. */

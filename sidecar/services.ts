@@ -4,13 +4,14 @@
  * HttpForwarder; `tcp://` services are piped to a new TCP connection. An unknown service gets an HTTP 404 JSON
  * answer when the opener said it speaks HTTP, and is closed otherwise.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type { End, Stream } from '../sdk/index.js';
-import type { ServiceConfig } from './config.js';
+import type { HttpServerConfig, ServiceConfig } from './config.js';
 import { HttpForwarder } from './forward/http.js';
 import { forwardToTcp, targetHostPort } from './forward/tcp.js';
 import type { HookRunner } from './hooks.js';
-import { ErrorCode, sendError } from './http-util.js';
+import { createHttpServer } from './http-server.js';
+import { deniedCode, ErrorCode, sendError } from './http-util.js';
 import type { Inflight } from './inflight.js';
 import type { Logger } from './logger.js';
 import type { Direction, Metrics } from './metrics.js';
@@ -44,25 +45,36 @@ export interface RouterDeps {
   hooks: HookRunner;
   inflight: Inflight;
   keepAliveTimeoutMs: number;
+  httpServer: HttpServerConfig;
 }
 
 export class ServiceRouter {
   private readonly http = new Map<string, { key: string; forwarder: HttpForwarder }>();
   private services: Record<string, ServiceConfig> = {};
   private readonly notFound: http.Server;
-  /** The service name asked for on streams handed to the 404 server. */
-  private readonly unknown = new WeakMap<object, string>();
+  /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
+  private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
 
   constructor(
     services: Record<string, ServiceConfig>,
     private deps: RouterDeps,
   ) {
     this.update(services, deps.keepAliveTimeoutMs);
-    this.notFound = http.createServer({ keepAliveTimeout: 1000 }, (req, res) => {
-      req.resume();
-      const service = this.unknown.get(req.socket) ?? '';
-      sendError(res, 404, ErrorCode.notFound, `no such service "${service}"`);
-    });
+    // Streams that go nowhere but whose opener speaks HTTP get an HTTP answer, then the stream closes.
+    this.notFound = createHttpServer(
+      deps.httpServer,
+      { keepAliveTimeoutMs: 1000, logger: deps.logger },
+      (req, res) => {
+        req.resume();
+        const a = this.answers.get(req.socket) ?? {
+          status: 404,
+          code: ErrorCode.notFound,
+          message: 'no service',
+        };
+        res.setHeader('connection', 'close');
+        sendError(res, a.status, a.code, a.message);
+      },
+    );
   }
 
   /**
@@ -94,8 +106,17 @@ export class ServiceRouter {
     return Object.hasOwn(this.services, service) && !this.http.has(service);
   }
 
-  /** Routes one stream the peer opened on `end`. */
+  /** Routes one stream the peer opened on `end`. A stream that cannot be routed is always answered or reset. */
   async dispatch(stream: Stream, end: End, direction: Direction): Promise<void> {
+    try {
+      await this.route(stream, end, direction);
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message }, 'stream dispatch failed; resetting it');
+      stream.destroy();
+    }
+  }
+
+  private async route(stream: Stream, end: End, direction: Direction): Promise<void> {
     const { service, proto } = parseStreamMeta(stream.meta);
     const ids = { clientId: String(end.clientId), streamId: String(stream.streamId) };
     const log = this.deps.logger.child({ ...ids, service });
@@ -107,14 +128,25 @@ export class ServiceRouter {
       direction,
     });
     if (!decision.allow) {
-      stream.destroy(); // a reset: the opener sees the stream fail
+      // An HTTP opener gets the denial as an answer (403, or 503 when authorization is unavailable); any other
+      // opener a reset: it sees the stream fail.
+      if (proto === 'http') {
+        const status = decision.status ?? 403;
+        this.answers.set(stream, { status, code: deniedCode(status), message: decision.reason });
+        this.notFound.emit('connection', stream);
+      } else stream.destroy();
       return;
     }
-    const svc = this.services[service];
+    // Own keys only: a service named "constructor" or "__proto__" is an unknown service, not a prototype member.
+    const svc = Object.hasOwn(this.services, service) ? this.services[service] : undefined;
     if (!svc) {
       log.warn({ proto }, 'stream for an unknown service');
       if (proto === 'http') {
-        this.unknown.set(stream, service);
+        this.answers.set(stream, {
+          status: 404,
+          code: ErrorCode.notFound,
+          message: `no such service "${service}"`,
+        });
         this.notFound.emit('connection', stream);
       } else stream.destroy();
       return;

@@ -10,8 +10,9 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import type { Stream } from '../../sdk/index.js';
-import type { ServiceConfig } from '../config.js';
+import type { HttpServerConfig, ServiceConfig } from '../config.js';
 import type { HookRunner } from '../hooks.js';
+import { admitUpgrade, bodyStarted, createHttpServer } from '../http-server.js';
 import {
   classify,
   deniedCode,
@@ -20,7 +21,6 @@ import {
   hasBody,
   IDEMPOTENT,
   rawErrorResponse,
-  rawRequestHead,
   responseHeaders,
   sendDenied,
   sendError,
@@ -52,6 +52,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | undefined;
   /** Set when the client went away: the attempt in flight (or about to start) is aborted. */
   gone = false;
+  /** Set once the answer is complete. */
+  done = false;
   private settle!: (err?: Error) => void;
   readonly settled = new Promise<Error | undefined>((resolve) => {
     this.settle = resolve;
@@ -73,15 +75,19 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    _c: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    // Answered already by the sidecar (a 408 for a stalled body) or gone: this answer has nowhere to go.
+    if (this.res.headersSent || this.res.destroyed)
+      return controller.abort(new Error('request already answered'));
     this.res.writeHead(statusCode, responseHeaders(headers));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.destroyed || this.res.writableEnded) return controller.abort(new Error('client went away'));
     if (!this.res.write(chunk) && !this.waitingDrain) {
       this.waitingDrain = true;
       controller.pause();
@@ -90,15 +96,19 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.done = true;
     this.res.end();
     this.settle(undefined);
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.done = true;
     if (this.body) {
-      // As undici's request() does: a request body still streaming is destroyed with the error.
       this.body.on('error', noop);
-      this.body.destroy(err);
+      // Once the answer started, the exchange is broken: as undici's request() does, the request body still
+      // streaming is destroyed with the error. Before that the client gets an error answer (503 when the target
+      // is down, as without a body), and its unread body is dropped with the connection after it.
+      if (this.res.headersSent) this.body.destroy(err);
     }
     this.settle(err);
   }
@@ -115,12 +125,39 @@ export async function proxyRequest(
   const withBody = hasBody(req);
   const replayable = IDEMPOTENT.has(req.method ?? '') && !withBody;
   const headers = forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix);
+  // A body that has not started holds nothing yet: the pooled connection is taken once it sends (or is refused).
+  if (withBody && !(await bodyStarted(req))) return;
   let current: Exchange | undefined;
-  res.once('close', () => {
-    if (res.writableFinished || !current) return;
+  // The client went away, or the sidecar answered it itself (408 for a stalled body): the attempt in flight is
+  // aborted, which frees its pooled connection (undici's bodyTimeout does not run while a response is paused).
+  const abandon = (why: string) => {
+    if (!current || current.done) return;
     current.gone = true;
-    current.controller?.abort(new Error('client went away'));
+    current.controller?.abort(new Error(why));
+  };
+  res.once('close', () => {
+    if (!res.writableFinished) abandon('client went away');
   });
+  res.once('finish', () => abandon('request already answered'));
+  // The connection itself: a peer that ended (a stream's Dismiss, a FIN) or failed will not read this answer.
+  // Watched on the socket, since its close (and so the response's) may never come while writes are pending on a
+  // zero window; the socket is destroyed so that nothing waits on it.
+  const socket = req.socket as Duplex | null;
+  const gone = () => {
+    if (res.writableFinished) return;
+    abandon('client went away');
+    res.destroy();
+  };
+  socket?.once('end', gone);
+  socket?.once('error', gone);
+  socket?.once('close', gone);
+  const unwatch = () => {
+    socket?.off('end', gone);
+    socket?.off('error', gone);
+    socket?.off('close', gone);
+  };
+  res.once('finish', unwatch);
+  res.once('close', unwatch);
   for (let attempt = 0; ; attempt++) {
     const exchange = new Exchange(res, withBody ? req : undefined);
     current = exchange;
@@ -140,7 +177,7 @@ export async function proxyRequest(
       exchange.onResponseError(undefined as unknown as Dispatcher.DispatchController, err as Error);
     }
     const err = await exchange.settled;
-    if (err === undefined) return;
+    if (err === undefined || res.writableEnded) return;
     if (exchange.gone || res.headersSent || res.destroyed) {
       res.destroy();
       return;
@@ -150,9 +187,93 @@ export async function proxyRequest(
       o.onRetry?.();
       continue;
     }
+    // An unread body must not be parsed as the next request: the connection closes after this answer.
+    if (withBody && !req.complete) res.setHeader('connection', 'close');
     sendError(res, failure.status, failure.code, failure.message);
     return;
   }
+}
+
+export interface UpgradeOptions {
+  /** A fresh connection to the far side (a TCP socket to the target, or a new stream). */
+  connection: Duplex;
+  /** Headers the sidecar sets (identity), and the prefix of client headers dropped. */
+  extraHeaders?: Record<string, string>;
+  dropPrefix?: string;
+  /** The 503 the client gets when the far side cannot be reached before it answered. */
+  unavailable: (err: Error) => string;
+  /** After a non-101 answer: gives the client connection back to the HTTP server with the bytes already read. */
+  resumeHttp: (socket: Duplex, head: Buffer) => void;
+  onDone: () => void;
+}
+
+/**
+ * An Upgrade request (WebSocket): its head (already decided) is sent on a fresh connection, and the sockets are
+ * spliced only when the far side answers 101. Any other answer is an ordinary response: it is relayed, and the
+ * client connection goes on as HTTP (its next request is parsed and decided like any other). Bytes that followed
+ * the client's head are never forwarded before a 101.
+ */
+export function relayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, o: UpgradeOptions): void {
+  const headers: Record<string, string | string[]> = {
+    ...forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix),
+    connection: 'upgrade',
+    upgrade: String(req.headers.upgrade),
+  };
+  let finished = false;
+  const done = () => {
+    if (finished) return;
+    finished = true;
+    o.onDone();
+  };
+  const up = http.request({
+    method: req.method,
+    path: req.url,
+    headers,
+    setHost: false,
+    createConnection: () => o.connection as net.Socket,
+  });
+  up.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+    let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2)
+      text += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
+    socket.write(`${text}\r\n`);
+    if (upHead.length > 0) socket.write(upHead);
+    if (head.length > 0) upSocket.write(head);
+    splice(socket, upSocket, done);
+  });
+  up.on('response', (res: IncomingMessage) => {
+    const noBody = req.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+    let text = `HTTP/1.1 ${res.statusCode} ${res.statusMessage || ''}\r\n`;
+    const out = responseHeaders(res.headers);
+    for (const [k, v] of Object.entries(out)) {
+      if (k === 'content-length' || v === undefined) continue;
+      for (const one of Array.isArray(v) ? v : [v]) text += `${k}: ${one}\r\n`;
+    }
+    if (!noBody) text += 'transfer-encoding: chunked\r\n';
+    socket.write(`${text}\r\n`);
+    res.on('data', (chunk: Buffer) => {
+      if (noBody || chunk.length === 0) return;
+      if (!socket.write(`${chunk.length.toString(16)}\r\n`) || !socket.write(chunk) || !socket.write('\r\n'))
+        res.pause();
+    });
+    socket.on('drain', () => res.resume());
+    res.once('end', () => {
+      socket.removeAllListeners('drain');
+      if (!noBody) socket.write('0\r\n\r\n');
+      o.connection.destroy();
+      done();
+      o.resumeHttp(socket, head);
+    });
+    res.once('error', () => socket.destroy());
+  });
+  up.on('error', (err: Error) => {
+    done();
+    if (!socket.destroyed) socket.end(o.unavailable(err));
+  });
+  socket.once('close', () => {
+    if (!finished) up.destroy();
+  });
+  up.end();
 }
 
 export interface ObserveInfo {
@@ -200,6 +321,7 @@ export interface ForwarderDeps {
   hooks: HookRunner;
   inflight: Inflight;
   keepAliveTimeoutMs: number;
+  httpServer: HttpServerConfig;
 }
 
 /** Serves HTTP exchanges arriving on streams for one `http://` service. */
@@ -213,6 +335,7 @@ export class HttpForwarder {
   private readonly directions = new WeakMap<object, Direction>();
   private retired = false;
   private drained: (() => void) | undefined;
+  private readonly log: Logger;
 
   constructor(
     readonly service: string,
@@ -225,14 +348,15 @@ export class HttpForwarder {
       connectTimeout: config.connectTimeoutMs,
       keepAliveTimeout: 4_000,
     });
-    this.server = http.createServer(
-      { keepAliveTimeout: deps.keepAliveTimeoutMs, requestTimeout: 0 },
-      (req, res) => this.handle(req, res),
+    this.log = deps.logger.child({ listener: `inbound:${service}` });
+    this.server = createHttpServer(
+      deps.httpServer,
+      { keepAliveTimeoutMs: deps.keepAliveTimeoutMs, logger: this.log },
+      (req, res) => void this.handle(req, res),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      void this.upgrade(req, socket, head);
+      if (admitUpgrade(req, socket, deps.httpServer, this.log)) void this.upgrade(req, socket, head);
     });
-    this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
 
   /** Takes an accepted stream: from now on it is one HTTP/1.1 connection of this service. */
@@ -307,19 +431,18 @@ export class HttpForwarder {
       const status = decision.status ?? 403;
       return void socket.end(rawErrorResponse(status, deniedCode(status), decision.reason));
     }
-    const done = this.deps.inflight.begin();
-    const target = net.connect(this.target);
     const identity: Record<string, string> = { 'x-geminio-client-id': String(stream.clientId) };
     if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
-    target.once('connect', () => {
-      target.write(rawRequestHead(req, { ...decision.headers, ...identity }, 'x-geminio-'));
-      if (head.length > 0) target.write(head);
-      splice(socket, target, () => done());
-    });
-    target.once('error', (err) => {
-      if (!target.connecting) return;
-      done();
-      socket.end(rawErrorResponse(503, ErrorCode.targetUnavailable, err.message));
+    relayUpgrade(req, socket, head, {
+      connection: net.connect(this.target),
+      extraHeaders: { ...decision.headers, ...identity },
+      dropPrefix: 'x-geminio-',
+      unavailable: (err) => rawErrorResponse(503, ErrorCode.targetUnavailable, err.message),
+      resumeHttp: (s, rest) => {
+        if (rest.length > 0) s.unshift(rest);
+        this.server.emit('connection', s);
+      },
+      onDone: this.deps.inflight.begin(),
     });
   }
 

@@ -4,19 +4,19 @@
  * so keep-alive reuses streams and many requests share the one upstream connection. Upgrades (WebSocket) get a
  * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
-import type { HttpOutboundConfig } from '../config.js';
-import { observe, proxyRequest } from '../forward/http.js';
-import { splice } from '../forward/tcp.js';
+import type { HttpOutboundConfig, HttpServerConfig } from '../config.js';
+import { observe, proxyRequest, relayUpgrade } from '../forward/http.js';
 import type { HookRunner } from '../hooks.js';
+import { admit, admitUpgrade, createHttpServer } from '../http-server.js';
 import {
   deniedCode,
   ErrorCode,
   rawErrorResponse,
-  rawRequestHead,
   sendDenied,
   sendError,
   UpstreamUnavailableError,
@@ -34,6 +34,7 @@ export interface ListenerDeps {
   logger: Logger;
   hooks: HookRunner;
   inflight: Inflight;
+  httpServer: HttpServerConfig;
 }
 
 /** The settings of an HTTP listener (an outbound listener's, or a tunnel's with defaults). */
@@ -85,18 +86,19 @@ export class HttpOutboundListener {
       timeoutMs: config.publish.timeoutMs,
       maxBodyBytes: config.publish.maxBodyBytes,
     };
-    this.server = http.createServer({ keepAliveTimeout: 5_000, requestTimeout: 0 }, (req, res) =>
-      this.handle(req, res, false),
+    this.server = createHttpServer(
+      deps.httpServer,
+      { keepAliveTimeoutMs: 5_000, logger: this.log },
+      (req, res) => void this.handle(req, res, false),
     );
     // Expect: 100-continue ends here (undici cannot send it): the hook decides first, then 100 Continue is sent
     // and the body streams to the far side as it arrives.
-    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
-      this.handle(req, res, true),
-    );
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.upgrade(req, socket, head),
-    );
-    this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (admit(req, res, deps.httpServer, this.log)) void this.handle(req, res, true);
+    });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (admitUpgrade(req, socket, deps.httpServer, this.log)) void this.upgrade(req, socket, head);
+    });
   }
 
   get name(): string {
@@ -183,9 +185,15 @@ export class HttpOutboundListener {
     try {
       const stream = await end.openStream({ meta: streamMeta(this.config.service, 'http') });
       this.deps.metrics.trackStream(stream, this.direction, this.config.service);
-      stream.write(rawRequestHead(req));
-      if (head.length > 0) stream.write(head);
-      splice(socket, stream, () => done());
+      relayUpgrade(req, socket, head, {
+        connection: stream,
+        unavailable: (err) => rawErrorResponse(503, ErrorCode.upstreamUnavailable, err.message),
+        resumeHttp: (s, rest) => {
+          if (rest.length > 0) s.unshift(rest);
+          this.server.emit('connection', s);
+        },
+        onDone: done,
+      });
     } catch (err) {
       done();
       socket.end(rawErrorResponse(503, ErrorCode.upstreamUnavailable, (err as Error).message));

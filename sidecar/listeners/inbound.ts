@@ -227,7 +227,7 @@ export class InboundListener {
           .catch((err: Error) => log.debug({ err: err.message }, 'dispatch failed'));
       }
     })().catch(() => {});
-    if (this.config.messages) void this.deliverMessages(end, log);
+    if (this.config.messages) void this.deliverMessages(end, identity, log);
     else void this.refuseMessages(end);
   }
 
@@ -279,7 +279,7 @@ export class InboundListener {
   }
 
   /** Messages from an End: POST each to the webhook; 2xx acks it, anything else acks with the error text. */
-  private async deliverMessages(end: End, log: Logger): Promise<void> {
+  private async deliverMessages(end: End, identity: Identity, log: Logger): Promise<void> {
     const hook = this.config.messages!;
     let running = 0;
     const slots: Array<() => void> = [];
@@ -290,6 +290,9 @@ export class InboundListener {
           streamId: String(m.streamId),
           topic: m.topic,
           direction: 'inbound',
+          // Decided by this End's identity even once it closed: its record is gone then, but what it received
+          // before is still its own (a denial here would also be what its replay on the next connection gets).
+          identity,
         });
         if (!d.allow) {
           m.error(`denied: ${d.reason}`);

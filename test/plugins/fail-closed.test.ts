@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { streamMeta } from '../../sidecar/services.js';
 import { type App, memoryLogger, metricValue, startApp } from '../sidecar/helpers.js';
 import {
   closesEmpty,
@@ -95,17 +96,35 @@ describe('every failure mode denies, on every hook', () => {
     ).toBeGreaterThan(0);
   });
 
-  it.each(MODES)('onStream %s: the stream is reset, the service never sees it', async (mode) => {
+  it.each(MODES)(
+    'onStream %s: an HTTP stream gets 403 (503 on timeout) and closes; the service never sees it',
+    async (mode) => {
+      const end = await client();
+      const hits = app.hits;
+      const stream = await withFailure('onStream', mode, async () => {
+        const s = await httpStream(end);
+        const closed = new Promise((r) => s.once('close', r));
+        const [res] = await exchange(s, [get('/x')]);
+        expect(res?.status).toBe(mode === 'hang' ? 503 : 403);
+        expect(res?.headers.connection).toBe('close');
+        await closed;
+        return s;
+      });
+      expect(stream.destroyed).toBe(true);
+      expect(app.hits).toBe(hits);
+      await end.close();
+    },
+  );
+
+  it.each(MODES)('onStream %s: a stream that is not HTTP is reset', async (mode) => {
     const end = await client();
     const hits = app.hits;
-    const stream = await withFailure('onStream', mode, async () => {
-      const s = await httpStream(end);
+    await withFailure('onStream', mode, async () => {
+      const s = await end.openStream({ meta: streamMeta('app', 'tcp') });
       const empty = closesEmpty(s);
       s.write(get('/x'));
       expect(await empty).toBe(true);
-      return s;
     });
-    expect(stream.destroyed).toBe(true);
     expect(app.hits).toBe(hits);
     await end.close();
   });

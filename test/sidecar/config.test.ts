@@ -18,6 +18,28 @@ function problems(raw: unknown): string[] {
 }
 
 describe('sidecar config', () => {
+  it('httpServer: the limits of every HTTP server, with safe defaults; a bad one names its key', () => {
+    expect(parseConfig({}).httpServer).toEqual({
+      headersTimeoutMs: 30_000,
+      bodyIdleTimeoutMs: 30_000,
+      maxHeaderBytes: 32 * 1024,
+      maxHeaders: 100,
+      maxConnections: 1024,
+    });
+    const err = (() => {
+      try {
+        parseConfig({ httpServer: { maxHeaders: 0, headersTimeoutMs: 'soon' } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.problems.map((p) => p.path).sort()).toEqual([
+      'httpServer.headersTimeoutMs',
+      'httpServer.maxHeaders',
+    ]);
+  });
+
   it('an empty config is valid and every default is filled in', () => {
     const c = parseConfig({});
     expect(c.admin.listen).toBe('127.0.0.1:9901');
