@@ -16,8 +16,9 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY sdk ./sdk
 COPY plugins ./plugins
 COPY sidecar ./sidecar
+COPY scripts ./scripts
 # Only the bundle is needed at run time: every dependency (and the built-in plugins) is inlined into this one file.
-RUN npx tsx sidecar/bundle.ts /out/geminio-sidecar.mjs \
+RUN npx tsx scripts/bundle.ts /out/geminio-sidecar.mjs \
  && node /out/geminio-sidecar.mjs --version
 
 FROM ${BASE_IMAGE}

@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { bundle } from '../sidecar/bundle.js';
+import { bundle } from '../scripts/bundle.js';
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

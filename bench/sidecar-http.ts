@@ -307,7 +307,7 @@ function childrenOf(pid: number): number[] {
 /** The sidecar command: a bundle of the current sidecar/ sources (production shape), else tsx. */
 async function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
   try {
-    const { bundle } = (await import('../sidecar/bundle.js')) as { bundle: (out: string) => Promise<string> };
+    const { bundle } = (await import('../scripts/bundle.js')) as { bundle: (out: string) => Promise<string> };
     mkdirSync(join(benchDir, 'results', 'bin'), { recursive: true });
     await bundle(bundlePath);
     return { args: [bundlePath], how: 'bundle of sidecar/cli.ts (esbuild, built at the start of the run)' };

@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, type Override } from './config.js';
+import { ConfigError, type Override } from './config/load.js';
+import { loadRunnable } from './config/preflight.js';
 import { DEMO_PORTS, demoGuide, startDemo } from './demo.js';
-import { loadRunnable } from './preflight.js';
 import { runProcess } from './process.js';
 
 declare const __GEMINIO_SIDECAR_VERSION__: string | undefined;

@@ -5,10 +5,10 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { parseConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { parseConfig } from './config/load.js';
 import { Sidecar } from './main.js';
-import { listenOn } from './net-util.js';
+import { listenOn } from './net/listen.js';
+import { createLogger } from './observe/logger.js';
 
 export interface DemoPorts {
   host: string;

@@ -6,19 +6,19 @@
  */
 import type { End, Stream } from '../sdk/index.js';
 import { AdminServer } from './admin/server.js';
-import { Authz } from './authz.js';
-import type { SidecarConfig } from './config.js';
-import { type Hook, HookRunner } from './hooks.js';
-import { Inflight } from './inflight.js';
-import { HttpOutboundListener } from './listeners/http-outbound.js';
-import { InboundListener } from './listeners/inbound.js';
-import { TcpOutboundListener } from './listeners/tcp-outbound.js';
-import { createTunnel } from './listeners/tunnel.js';
-import { createLogger, type Logger } from './logger.js';
-import { Metrics } from './metrics.js';
-import { type ConfigProblem, formatProblem } from './schema.js';
-import { ServiceRouter } from './services.js';
-import { type EndSource, Upstream } from './upstreams.js';
+import type { SidecarConfig } from './config/schema.js';
+import { type ConfigProblem, formatProblem } from './config/validate.js';
+import { InboundListener } from './inbound/listener.js';
+import { ServiceRouter } from './inbound/services.js';
+import { createLogger, type Logger } from './observe/logger.js';
+import { Metrics } from './observe/metrics.js';
+import { HttpOutboundListener } from './outbound/http-listener.js';
+import { TcpOutboundListener } from './outbound/tcp-listener.js';
+import { createTunnel } from './outbound/tunnel.js';
+import { type EndSource, Upstream } from './outbound/upstreams.js';
+import { Authz } from './policy/authz.js';
+import { type Hook, HookRunner } from './policy/hooks.js';
+import { Inflight } from './proxy/inflight.js';
 
 type LocalListener = HttpOutboundListener | TcpOutboundListener;
 

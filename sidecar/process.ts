@@ -4,11 +4,12 @@
  * and says why).
  */
 import path from 'node:path';
-import { ConfigError, type Override, type SidecarConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { ConfigError, type Override } from './config/load.js';
+import { loadRunnable } from './config/preflight.js';
+import type { SidecarConfig } from './config/schema.js';
+import { watchDirectories } from './config/watch.js';
 import { Sidecar } from './main.js';
-import { loadRunnable } from './preflight.js';
-import { watchDirectories } from './watch.js';
+import { createLogger } from './observe/logger.js';
 
 export interface RunOptions {
   file: string;

@@ -1,5 +1,5 @@
 // `npm pack` / `npm publish` of geminio-sidecar run this first: it bundles the sidecar from the repository's sources
-// (sidecar/bundle.ts, with the repository's devDependencies: run `npm ci` at the root first) and copies in the files
+// (scripts/bundle.ts, with the repository's devDependencies: run `npm ci` at the root first) and copies in the files
 // kept once at the root (LICENSE, the example config). The versions of the two packages must agree.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync } from 'node:fs';
@@ -15,7 +15,7 @@ if (version(`${here}package.json`) !== version(`${root}package.json`)) {
 }
 execFileSync(
   `${root}node_modules/.bin/tsx`,
-  [`${root}sidecar/bundle.ts`, `${here}dist/geminio-sidecar.mjs`],
+  [`${root}scripts/bundle.ts`, `${here}dist/geminio-sidecar.mjs`],
   {
     stdio: ['ignore', process.stderr, 'inherit'], // stdout stays clean for npm pack --json
   },

@@ -4,9 +4,9 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import { sendJson } from '../http-util.js';
-import type { Metrics } from '../metrics.js';
-import { listenOn } from '../net-util.js';
+import { listenOn } from '../net/listen.js';
+import type { Metrics } from '../observe/metrics.js';
+import { sendJson } from '../proxy/http-util.js';
 
 export interface AdminSource {
   metrics: Metrics;

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { parseConfig } from '../../sidecar/config.js';
+import { parseConfig } from '../../sidecar/config/load.js';
 import { findTool, inCI, repoRoot, run, whyMissing } from './tools.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects are checked field by field below.

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUILTIN_PLUGINS } from '../../sidecar/builtin-plugins.js';
+import { BUILTIN_PLUGINS } from '../../sidecar/policy/builtin-plugins.js';
 import { repoRoot } from './tools.js';
 
 interface Packed {

@@ -8,7 +8,7 @@ import type net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
-import { loadConfig } from '../../sidecar/config.js';
+import { loadConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import { type App, quiet, startApp } from '../sidecar/helpers.js';
 import { exchange, geminioAddress, get, httpStream, PLUGIN_API, tempDir } from './helpers.js';

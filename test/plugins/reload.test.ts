@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
-import { parseConfig, withConfigDir } from '../../sidecar/config.js';
+import { parseConfig, withConfigDir } from '../../sidecar/config/load.js';
 import type { Sidecar } from '../../sidecar/main.js';
 import { type App, memoryLogger, metricValue, startApp } from '../sidecar/helpers.js';
 import {

@@ -2,10 +2,16 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { applyOverrides, ConfigError, envOverrides, loadConfig, parseConfig } from '../../sidecar/config.js';
-import { ErrorCode } from '../../sidecar/http-util.js';
-import { Metrics } from '../../sidecar/metrics.js';
-import { formatProblem } from '../../sidecar/schema.js';
+import {
+  applyOverrides,
+  ConfigError,
+  envOverrides,
+  loadConfig,
+  parseConfig,
+} from '../../sidecar/config/load.js';
+import { formatProblem } from '../../sidecar/config/validate.js';
+import { Metrics } from '../../sidecar/observe/metrics.js';
+import { ErrorCode } from '../../sidecar/proxy/http-util.js';
 
 function problems(raw: unknown): string[] {
   try {

@@ -7,11 +7,12 @@ import http from 'node:http';
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { parseConfig, type SidecarConfig } from '../../sidecar/config.js';
-import type { Hook } from '../../sidecar/hooks.js';
-import type { HttpOutboundListener } from '../../sidecar/listeners/http-outbound.js';
-import { createLogger, type Logger } from '../../sidecar/logger.js';
+import { parseConfig } from '../../sidecar/config/load.js';
+import type { SidecarConfig } from '../../sidecar/config/schema.js';
 import { Sidecar } from '../../sidecar/main.js';
+import { createLogger, type Logger } from '../../sidecar/observe/logger.js';
+import type { HttpOutboundListener } from '../../sidecar/outbound/http-listener.js';
+import type { Hook } from '../../sidecar/policy/hooks.js';
 
 export const MiB = 1024 * 1024;
 

@@ -9,8 +9,8 @@ import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { Hook } from '../../sidecar/hooks.js';
 import { Sidecar } from '../../sidecar/main.js';
+import type { Hook } from '../../sidecar/policy/hooks.js';
 import {
   type App,
   eventually,

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { bundle } from '../../sidecar/bundle.js';
+import { bundle } from '../../scripts/bundle.js';
 import { eventually } from './helpers.js';
 
 export const root = new URL('../../', import.meta.url).pathname;

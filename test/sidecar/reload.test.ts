@@ -1,7 +1,7 @@
 /** Reload in process: unchanged listeners keep their connections; changed services and listeners take effect. */
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../sidecar/config.js';
+import { parseConfig } from '../../sidecar/config/load.js';
 import { type App, type Pair, startApp, startPair } from './helpers.js';
 
 let app: App;

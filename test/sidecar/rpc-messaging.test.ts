@@ -4,9 +4,9 @@
  */
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../sidecar/config.js';
-import type { HttpOutboundListener } from '../../sidecar/listeners/http-outbound.js';
+import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
+import type { HttpOutboundListener } from '../../sidecar/outbound/http-listener.js';
 import { GoPeer, goAvailable } from '../interop/go-peer.js';
 import { type App, eventually, metricValue, type Pair, quiet, startApp, startPair } from './helpers.js';
 

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, withConfigDir } from '../../sidecar/config.js';
+import { parseConfig, withConfigDir } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import { tempDir, writePlugin } from '../plugins/helpers.js';
 import { quiet } from './helpers.js';

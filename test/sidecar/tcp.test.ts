@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../sidecar/config.js';
+import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import {
   type App,

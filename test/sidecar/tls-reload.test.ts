@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, withConfigDir } from '../../sidecar/config.js';
+import { parseConfig, withConfigDir } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import { hasOpenssl, makeCert } from './certs.js';
 import { type App, eventually, metricValue, quiet, startApp } from './helpers.js';

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { connect } from 'node:net';
-import { parseConfig, withConfigDir } from '../../../sidecar/config.js';
+import { parseConfig, withConfigDir } from '../../../sidecar/config/load.js';
 import { Sidecar } from '../../../sidecar/main.js';
 import { quiet } from '../helpers.js';
 

@@ -3,7 +3,7 @@ import { mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { watchDirectories } from '../../../sidecar/watch.js';
+import { watchDirectories } from '../../../sidecar/config/watch.js';
 import { delay, eventually } from '../../sidecar/helpers.js';
 
 const dirs: string[] = [];

@@ -13,14 +13,14 @@ import { randomInt } from 'node:crypto';
 
 import { Agent, request } from 'undici';
 import { type End, type Listener, listen, type RpcRequest } from '../../sdk/index.js';
-import type { InboundConfig } from '../config.js';
-import type { HookRunner, Identity } from '../hooks.js';
-import type { Inflight } from '../inflight.js';
-import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
-import type { ConfigProblem } from '../schema.js';
-import type { ServiceRouter } from '../services.js';
-import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../tls.js';
+import type { InboundConfig } from '../config/schema.js';
+import type { ConfigProblem } from '../config/validate.js';
+import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { HookRunner, Identity } from '../policy/hooks.js';
+import type { Inflight } from '../proxy/inflight.js';
+import type { ServiceRouter } from './services.js';
 
 export interface InboundDeps {
   metrics: Metrics;

@@ -5,16 +5,16 @@
  * answer when the opener said it speaks HTTP, and is closed otherwise.
  */
 import type http from 'node:http';
-import type { End, Stream } from '../sdk/index.js';
-import type { HttpServerConfig, ServiceConfig } from './config.js';
-import { HttpForwarder } from './forward/http.js';
-import { forwardToTcp, targetHostPort } from './forward/tcp.js';
-import type { HookRunner } from './hooks.js';
-import { createHttpServer } from './http-server.js';
-import { deniedCode, ErrorCode, sendError } from './http-util.js';
-import type { Inflight } from './inflight.js';
-import type { Logger } from './logger.js';
-import type { Direction, Metrics } from './metrics.js';
+import type { End, Stream } from '../../sdk/index.js';
+import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import type { Logger } from '../observe/logger.js';
+import type { Direction, Metrics } from '../observe/metrics.js';
+import type { HookRunner } from '../policy/hooks.js';
+import { HttpForwarder } from '../proxy/http.js';
+import { createHttpServer } from '../proxy/http-server.js';
+import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
+import type { Inflight } from '../proxy/inflight.js';
+import { forwardToTcp, targetHostPort } from '../proxy/splice.js';
 
 /** What an opener puts in the stream meta. */
 export interface StreamMeta {

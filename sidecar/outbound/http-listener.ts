@@ -9,10 +9,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
-import type { HttpOutboundConfig, HttpServerConfig } from '../config.js';
-import { observe, proxyRequest, relayUpgrade } from '../forward/http.js';
-import type { HookRunner } from '../hooks.js';
-import { admit, admitUpgrade, createHttpServer } from '../http-server.js';
+import type { HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
+import { streamMeta } from '../inbound/services.js';
+import { listenOn } from '../net/listen.js';
+import type { Logger } from '../observe/logger.js';
+import type { Direction, Metrics } from '../observe/metrics.js';
+import type { HookRunner } from '../policy/hooks.js';
+import { observe, proxyRequest, relayUpgrade } from '../proxy/http.js';
+import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
   deniedCode,
   ErrorCode,
@@ -20,14 +24,10 @@ import {
   sendDenied,
   sendError,
   UpstreamUnavailableError,
-} from '../http-util.js';
-import type { Inflight } from '../inflight.js';
-import type { Logger } from '../logger.js';
-import type { Direction, Metrics } from '../metrics.js';
-import { listenOn } from '../net-util.js';
-import { streamMeta } from '../services.js';
-import type { EndSource } from '../upstreams.js';
+} from '../proxy/http-util.js';
+import type { Inflight } from '../proxy/inflight.js';
 import { type GatewayContext, handlePublish, handleRpc } from './gateway.js';
+import type { EndSource } from './upstreams.js';
 
 export interface ListenerDeps {
   metrics: Metrics;

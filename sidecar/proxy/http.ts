@@ -10,9 +10,11 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import type { Stream } from '../../sdk/index.js';
-import type { HttpServerConfig, ServiceConfig } from '../config.js';
-import type { HookRunner } from '../hooks.js';
-import { admitUpgrade, bodyStarted, createHttpServer } from '../http-server.js';
+import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import type { Logger } from '../observe/logger.js';
+import { type Direction, type Metrics, methodLabel } from '../observe/metrics.js';
+import type { HookRunner } from '../policy/hooks.js';
+import { admitUpgrade, bodyStarted, createHttpServer } from './http-server.js';
 import {
   classify,
   deniedCode,
@@ -24,11 +26,9 @@ import {
   responseHeaders,
   sendDenied,
   sendError,
-} from '../http-util.js';
-import type { Inflight } from '../inflight.js';
-import type { Logger } from '../logger.js';
-import { type Direction, type Metrics, methodLabel } from '../metrics.js';
-import { splice, targetHostPort } from './tcp.js';
+} from './http-util.js';
+import type { Inflight } from './inflight.js';
+import { splice, targetHostPort } from './splice.js';
 
 export interface ProxyOptions {
   dispatcher: Dispatcher;

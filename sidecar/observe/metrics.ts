@@ -5,7 +5,7 @@
  * ever a label.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Stream } from '../sdk/index.js';
+import type { Stream } from '../../sdk/index.js';
 
 export type Direction = 'outbound' | 'inbound' | 'tunnel';
 

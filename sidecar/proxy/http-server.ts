@@ -7,9 +7,9 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { HttpServerConfig } from './config.js';
+import type { HttpServerConfig } from '../config/schema.js';
+import type { Logger } from '../observe/logger.js';
 import { hasBody } from './http-util.js';
-import type { Logger } from './logger.js';
 
 /** The defaults of `httpServer` (for servers built without a config, e.g. in unit tests). */
 export const DEFAULT_HTTP_SERVER: HttpServerConfig = {

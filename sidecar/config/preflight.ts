@@ -7,21 +7,14 @@
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { Authz } from './authz.js';
-import {
-  ConfigError,
-  coveredBy,
-  type Override,
-  readConfig,
-  type SidecarConfig,
-  type TlsConfig,
-  withSources,
-} from './config.js';
-import { silentLogger } from './logger.js';
-import { Metrics } from './metrics.js';
-import { parseHostPort } from './net-util.js';
-import type { ConfigProblem } from './schema.js';
-import { readTlsMaterial } from './tls.js';
+import { parseHostPort } from '../net/listen.js';
+import { readTlsMaterial } from '../net/tls.js';
+import { silentLogger } from '../observe/logger.js';
+import { Metrics } from '../observe/metrics.js';
+import { Authz } from '../policy/authz.js';
+import { ConfigError, coveredBy, type Override, readConfig, withSources } from './load.js';
+import type { SidecarConfig, TlsConfig } from './schema.js';
+import type { ConfigProblem } from './validate.js';
 
 /**
  * Loads a config file as `run` does and runs every check on it: the schema, the keys that refer to each other, and

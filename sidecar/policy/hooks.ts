@@ -11,9 +11,10 @@
  * Hook points are a closed set, checked when a hook is added. A hook that throws, rejects or takes longer than
  * the timeout denies (fail closed).
  */
+
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
 import { type Authz, parseMeta, toX509 } from './authz.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
 
 export const HOOK_POINTS = ['connect', 'stream', 'request', 'rpc', 'message'] as const;
 export type HookPoint = (typeof HOOK_POINTS)[number];

@@ -5,11 +5,18 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type End, NoSuchMethodError, RemoteError } from '../../sdk/index.js';
-import type { HookRunner } from '../hooks.js';
-import { BodyTooLargeError, classify, ErrorCode, readBody, sendDenied, sendError } from '../http-util.js';
-import type { Logger } from '../logger.js';
-import type { Direction, Metrics } from '../metrics.js';
-import type { EndSource } from '../upstreams.js';
+import type { Logger } from '../observe/logger.js';
+import type { Direction, Metrics } from '../observe/metrics.js';
+import type { HookRunner } from '../policy/hooks.js';
+import {
+  BodyTooLargeError,
+  classify,
+  ErrorCode,
+  readBody,
+  sendDenied,
+  sendError,
+} from '../proxy/http-util.js';
+import type { EndSource } from './upstreams.js';
 
 export interface GatewayContext {
   listener: string;

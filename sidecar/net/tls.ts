@@ -5,8 +5,8 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import type { TlsConfig } from './config.js';
-import type { ConfigProblem } from './schema.js';
+import type { TlsConfig } from '../config/schema.js';
+import type { ConfigProblem } from '../config/validate.js';
 
 /** The PEM contents of a TLS section's files. */
 export interface TlsMaterial {

@@ -1,16 +1,16 @@
 /**
  * An outbound TCP listener: each accepted TCP connection becomes one stream to a service behind an End, with
- * half-close carried (see forward/tcp.ts). When the End is down the connection is closed at once.
+ * half-close carried (see ../proxy/splice.ts). When the End is down the connection is closed at once.
  */
 import net from 'node:net';
-import type { TcpOutboundConfig } from '../config.js';
-import { splice } from '../forward/tcp.js';
-import type { Logger } from '../logger.js';
-import type { Direction } from '../metrics.js';
-import { listenOn } from '../net-util.js';
-import { streamMeta } from '../services.js';
-import type { EndSource } from '../upstreams.js';
-import type { ListenerDeps } from './http-outbound.js';
+import type { TcpOutboundConfig } from '../config/schema.js';
+import { streamMeta } from '../inbound/services.js';
+import { listenOn } from '../net/listen.js';
+import type { Logger } from '../observe/logger.js';
+import type { Direction } from '../observe/metrics.js';
+import { splice } from '../proxy/splice.js';
+import type { ListenerDeps } from './http-listener.js';
+import type { EndSource } from './upstreams.js';
 
 export type TcpListenerConfig = Omit<TcpOutboundConfig, 'upstream'>;
 

@@ -5,11 +5,11 @@
  * whose EndSource is a connected client instead of an upstream.
  */
 import type { End } from '../../sdk/index.js';
-import type { TunnelConfig } from '../config.js';
-import type { EndSource } from '../upstreams.js';
-import { type HttpListenerConfig, HttpOutboundListener, type ListenerDeps } from './http-outbound.js';
-import type { InboundListener } from './inbound.js';
-import { TcpOutboundListener } from './tcp-outbound.js';
+import type { TunnelConfig } from '../config/schema.js';
+import type { InboundListener } from '../inbound/listener.js';
+import { type HttpListenerConfig, HttpOutboundListener, type ListenerDeps } from './http-listener.js';
+import { TcpOutboundListener } from './tcp-listener.js';
+import type { EndSource } from './upstreams.js';
 
 /** The client End a tunnel points at, looked up on each connection (it may reconnect with a new End). */
 export class ClientEndSource implements EndSource {

@@ -17,10 +17,10 @@ import {
   type PluginContext,
   type PluginDefinition,
   validatePlugin,
-} from '../plugins/index.js';
+} from '../../plugins/index.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
 import { BUILTIN_PLUGINS } from './builtin-plugins.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
 
 /** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
 export interface PluginConfig {

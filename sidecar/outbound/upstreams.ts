@@ -6,12 +6,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { type DialOptions, dial, type End, type Stream } from '../sdk/index.js';
-import type { UpstreamConfig } from './config.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
-import { type ConfigProblem, formatProblem } from './schema.js';
-import { clientTls, materialKey, readTlsMaterial } from './tls.js';
+import { type DialOptions, dial, type End, type Stream } from '../../sdk/index.js';
+import type { UpstreamConfig } from '../config/schema.js';
+import { type ConfigProblem, formatProblem } from '../config/validate.js';
+import { clientTls, materialKey, readTlsMaterial } from '../net/tls.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
 
 /** Where a listener gets the End to open streams on: an upstream, or a client End for a reverse tunnel. */
 export interface EndSource {
