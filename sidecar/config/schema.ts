@@ -48,7 +48,7 @@ export interface TcpOutboundConfig {
   service: string;
 }
 export interface ServiceConfig {
-  /** `http://host:port` or `tcp://host:port`. */
+  /** `http://host:port`, `h2c://host:port` (an HTTP/2 app, e.g. a gRPC server) or `tcp://host:port`. */
   target: string;
   maxConnections: number;
   connectTimeoutMs: number;
@@ -93,6 +93,22 @@ export interface HttpServerConfig {
   /** Client connections open at once per listener; further ones are closed at accept. */
   maxConnections: number;
 }
+/**
+ * HTTP/2 limits of the outbound listeners' h2c side and of the sessions to `h2c://` targets (issue 16). A peer
+ * over them gets the HTTP/2 error nghttp2 gives (REFUSED_STREAM, ENHANCE_YOUR_CALM, a GOAWAY), never an outage.
+ */
+export interface Http2Config {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we announce: streams a client may have open at once on one connection. */
+  maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: a larger header block is refused (431 / the stream reset). */
+  maxHeaderListBytes: number;
+  /** Header fields of one block at most. */
+  maxHeaders: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE: bytes a peer may send on one stream before we read them. */
+  initialWindowBytes: number;
+  /** nghttp2's memory bound for one session (MiB): beyond it new streams are refused (ENHANCE_YOUR_CALM). */
+  maxSessionMemoryMiB: number;
+}
 export interface SidecarConfig {
   /** Announced to upstreams in the End meta as {"name": ...}; tunnels find a client by it. */
   name: string;
@@ -101,6 +117,7 @@ export interface SidecarConfig {
   shutdown: { gracePeriodMs: number };
   hooks: { timeoutMs: number };
   httpServer: HttpServerConfig;
+  http2: Http2Config;
   upstreams: Record<string, UpstreamConfig>;
   outbound: { http: HttpOutboundConfig[]; tcp: TcpOutboundConfig[] };
   inbound?: InboundConfig;
@@ -164,6 +181,14 @@ export const schema: Schema = object({
     maxHeaderBytes: int(32 * 1024, 1024, 1024 * 1024),
     maxHeaders: int(100, 8, 10_000),
     maxConnections: int(1024, 1, 1_000_000),
+  }),
+  // HTTP/2 (h2c) limits: nghttp2's and Go's usual values (100 streams, 64 KiB windows), headers as httpServer.
+  http2: object({
+    maxConcurrentStreams: int(100, 1, 10_000),
+    maxHeaderListBytes: int(32 * 1024, 1024, 1024 * 1024),
+    maxHeaders: int(100, 8, 10_000),
+    initialWindowBytes: int(65_535, 1024, 2 ** 31 - 1),
+    maxSessionMemoryMiB: int(10, 1, 1024),
   }),
   upstreams: {
     kind: 'map',
@@ -241,8 +266,8 @@ export const schema: Schema = object({
     values: object({
       target: {
         kind: 'string',
-        pattern: new RegExp(`^(http|tcp)://[^/\\s]+:${PORT}/?$`),
-        expected: 'http://host:port or tcp://host:port',
+        pattern: new RegExp(`^(http|h2c|tcp)://[^/\\s]+:${PORT}/?$`),
+        expected: 'http://host:port, h2c://host:port or tcp://host:port',
       },
       maxConnections: int(256, 1, 100_000),
       connectTimeoutMs: ms(10_000),
