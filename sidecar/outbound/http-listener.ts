@@ -159,10 +159,16 @@ export class HttpOutboundListener {
       if (h2 && seen.length < PREFACE.length) return; // a prefix of the preface so far: wait for more
       socket.off('data', onData);
       socket.off('end', onEnd);
-      socket.pause();
-      socket.unshift(seen);
-      if (h2) this.h2.emit('connection', socket);
-      else this.http1Connection(socket);
+      if (h2) {
+        socket.pause();
+        socket.unshift(seen);
+        this.h2.emit('connection', socket);
+      } else {
+        // The HTTP/1.1 server reads the socket's handle directly (an unshifted chunk would never reach its
+        // parser), so the bytes already read are given to it as the first 'data' it sees.
+        this.http1Connection(socket);
+        socket.emit('data', seen);
+      }
     };
     // Nothing sent before the end (a bare connect): HTTP/1.1 answers it as it would.
     const onEnd = () => {

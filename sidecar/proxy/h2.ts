@@ -200,6 +200,18 @@ export function isGrpc(headers: IncomingHttpHeaders | Record<string, unknown>): 
   return typeof ct === 'string' && ct.startsWith('application/grpc');
 }
 
+/** grpc-message's percent-encoding (the gRPC HTTP/2 spec): bytes outside 0x20..0x7E, and '%', are escaped. */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) {
+    out +=
+      b < 0x20 || b > 0x7e || b === 0x25
+        ? `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(b);
+  }
+  return out;
+}
+
 /** A trailers-only gRPC answer (status 200, the grpc-status in the head, END_STREAM). */
 export function grpcErrorHead(code: number, message: string): ResponseHead {
   return {
@@ -207,7 +219,7 @@ export function grpcErrorHead(code: number, message: string): ResponseHead {
     headers: {
       'content-type': 'application/grpc',
       'grpc-status': String(code),
-      'grpc-message': encodeURIComponent(message),
+      'grpc-message': grpcMessage(message),
     },
     endStream: true,
   };
