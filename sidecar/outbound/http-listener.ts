@@ -120,6 +120,9 @@ export class HttpOutboundListener {
       this.h2Sessions.add(session);
       session.on('error', (err: Error) => this.log.debug({ err: err.message }, 'h2 session error'));
       session.once('close', () => this.h2Sessions.delete(session));
+      // A session with no frames either way for keepAliveTimeoutMs is closed: idle, or a peer gone without a word
+      // whose streams wait on flow control (a dropped connection is not always seen at once).
+      session.setTimeout(config.keepAliveTimeoutMs, () => session.destroy());
       if (this.closing) session.close();
     });
     this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
@@ -163,6 +166,9 @@ export class HttpOutboundListener {
         socket.pause();
         socket.unshift(seen);
         this.h2.emit('connection', socket);
+        // The session took the bytes read so far; flowing again, the socket sees its end (a client that just
+        // drops the connection) and closes, which closes the session and resets its streams.
+        setImmediate(() => socket.resume());
       } else {
         // The HTTP/1.1 server reads the socket's handle directly (an unshifted chunk would never reach its
         // parser), so the bytes already read are given to it as the first 'data' it sees.

@@ -89,6 +89,8 @@ export class FrameReader {
   /** Bytes of the current DATA frame still to come (0: at a frame boundary). */
   private dataLeft = 0;
   private finished = false;
+  private tail: Buffer = Buffer.alloc(0);
+  private wasReset = false;
 
   constructor(
     private readonly src: Stream,
@@ -108,7 +110,16 @@ export class FrameReader {
   };
 
   private push(chunk: Buffer): void {
-    if (this.finished) return;
+    if (this.finished) {
+      // After the peer's end only a RESET may come (a call cancelled while its answer still streams).
+      this.tail = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
+      if (this.tail.length >= 5 && this.tail[0] === FrameType.Reset && !this.wasReset) {
+        this.wasReset = true;
+        this.sink.reset(http2.constants.NGHTTP2_CANCEL);
+      }
+      if (this.tail.length > 64) this.tail = this.tail.subarray(0, 64);
+      return;
+    }
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     try {
       this.drain();
@@ -116,6 +127,13 @@ export class FrameReader {
       this.finished = true;
       this.onError(err as Error);
     }
+  }
+
+  /** Bytes already read past the end are looked at as a possible RESET. */
+  private afterEnd(): void {
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    if (rest.length > 0) this.push(rest);
   }
 
   private drain(): void {
@@ -148,11 +166,11 @@ export class FrameReader {
         case FrameType.Trailers:
           this.finished = true;
           this.sink.trailers(JSON.parse(payload.toString('utf8')) as Record<string, string | string[]>);
-          return;
+          return this.afterEnd();
         case FrameType.End:
           this.finished = true;
           this.sink.end();
-          return;
+          return this.afterEnd();
         case FrameType.Reset: {
           this.finished = true;
           const v = len > 0 ? (JSON.parse(payload.toString('utf8')) as { code?: number }) : {};
@@ -462,6 +480,12 @@ function carry(
   deps: H2Deps,
 ): void {
   stream.on('error', () => {});
+  if (s.destroyed || s.closed) {
+    // The client reset the request while it was decided or its stream opened (a rapid-reset flood does that).
+    stream.destroy();
+    obs.finish('reset');
+    return;
+  }
   let answered = false; // the answer is complete (or reset)
   const head: RequestHead = {
     method: r.method,
@@ -665,6 +689,12 @@ export class H2Inbound {
           }).then((r) => {
             grpc = r.grpc;
             obs = r.obs;
+            if (done) {
+              // The opener went away while the request was decided: nothing is started, the call is counted.
+              r.app?.close(http2.constants.NGHTTP2_CANCEL);
+              obs.finish('reset');
+              return;
+            }
             if (r.error) return fail(r.error[0], r.error[1], r.error[2]);
             if (r.app) {
               app = r.app;
