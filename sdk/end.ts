@@ -8,24 +8,26 @@
  */
 
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DeliveryWindow } from './channel/delivery-window.js';
+import type { PublishOptions } from './channel/messaging.js';
+import type { CallOptions, CallResult, RpcHandler } from './channel/rpc.js';
+import { Stream } from './channel/stream.js';
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
 import { abortError, ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
 import { DEFAULT_STREAM_ID, PacketType as T } from './frame/constants.js';
 import { encodePacket } from './frame/encode.js';
-import type { PublishOptions } from './messaging/messaging.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
-import type { CallOptions, CallResult, RpcHandler } from './rpc/rpc.js';
-import { StreamFlow } from './stream/flow.js';
 import {
   type AcceptHalfOpen,
   type AcceptStreamOptions,
-  Multiplexer,
   type OpenStreamOptions,
-} from './stream/multiplexer.js';
-import { failStream, Stream } from './stream/stream.js';
+  Session,
+} from './session/session.js';
+import { failStream } from './stream/core.js';
+import { StreamFlow } from './stream/flow.js';
 
-export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './stream/multiplexer.js';
+export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './session/session.js';
 
 /** 'connected'; 'reconnecting' while a reconnecting client End redials; 'closed' for good. */
 export type EndState = 'connected' | 'reconnecting' | 'closed';
@@ -56,7 +58,7 @@ export interface SetupOptions {
 export type Redial = (previous: Connection) => Promise<Connection>;
 
 export class End extends Stream {
-  /** @internal */ mux: Multiplexer;
+  /** @internal The session on the current connection. */ session: Session;
   state: EndState = 'connected';
   /** Why the End closed; undefined while open or after a clean close. */
   closeError: GeminioError | undefined;
@@ -84,7 +86,7 @@ export class End extends Stream {
     this.redial = options.redial;
     this.policy = options.reconnect;
     this.setupOptions = options.setup ?? {};
-    this.mux = this.attach(conn);
+    this.session = this.attach(conn);
     this.opened();
   }
 
@@ -97,24 +99,34 @@ export class End extends Stream {
     return this.conn.remoteAddress;
   }
 
-  private attach(conn: Connection): Multiplexer {
-    const mux = new Multiplexer(conn, this.setupOptions.acceptHalfOpen);
+  private attach(conn: Connection): Session {
+    const session = new Session(conn, this.setupOptions.acceptHalfOpen);
     this.conn = conn;
-    this.mux = mux;
-    mux.addDefault(this);
-    conn.onClosing = () => mux.stopAccepting(new ConnectionClosedError('end is closing'));
+    this.session = session;
+    session.addDefault(this);
+    conn.onClosing = () => session.stopAccepting(new ConnectionClosedError('end is closing'));
     conn.once('close', (err: GeminioError | undefined) => this.onConnectionClose(conn, err));
-    conn.attach((p) => mux.handlePacket(p));
-    return mux;
+    conn.attach((p) => session.handlePacket(p));
+    return session;
+  }
+
+  /** @internal The listener gives the End its ClientID's replay window (shared across its reconnects). */
+  useDeliveryWindow(window: DeliveryWindow): void {
+    this.channel.messaging.window = window;
+  }
+
+  /** @internal Drops the connection with `err`: the End closes (or reconnects) as after any lost connection. */
+  dropConnection(err: GeminioError): void {
+    this.conn.destroy(err);
   }
 
   /** @internal Registers the setup RPCs and waits for the peer's (dial and acceptEnd call it). */
   async setup(): Promise<void> {
     const { registerLocalRpcs = {}, waitRemoteRpcs = [] } = this.setupOptions;
-    const registered = Object.entries(registerLocalRpcs).map(([m, h]) => this.app.rpc.register(m, h));
+    const registered = Object.entries(registerLocalRpcs).map(([m, h]) => this.channel.rpc.register(m, h));
     await Promise.all([
       ...registered,
-      this.app.rpc.waitRemote(waitRemoteRpcs, this.conn.limits.registerTimeout),
+      this.channel.rpc.waitRemote(waitRemoteRpcs, this.conn.limits.registerTimeout),
     ]);
   }
 
@@ -123,18 +135,18 @@ export class End extends Stream {
   /** Opens a stream; resolves once the peer has acknowledged it, so data can flow at once. */
   async openStream(options: OpenStreamOptions = {}): Promise<Stream> {
     await this.ready(this.conn.limits.streamOpenTimeout, options.signal);
-    return this.mux.open(toBuffer(options.meta) ?? Buffer.alloc(0), options);
+    return this.session.open(toBuffer(options.meta) ?? Buffer.alloc(0), options);
   }
 
   /** Resolves with the next stream the peer opened; rejects once the End is closed (or, reconnecting, dropped). */
   async acceptStream(options: AcceptStreamOptions = {}): Promise<Stream> {
     await this.ready(Number.POSITIVE_INFINITY);
-    return this.mux.accept(options);
+    return this.session.accept(options);
   }
 
   /** Streams open now, the default stream excluded. */
   listStreams(): Stream[] {
-    return [...this.mux.streams.values()].filter((s) => s !== this && !s.destroyed && !s.isFinalized);
+    return [...this.session.streams.values()].filter((s) => s !== this && !s.destroyed && !s.isFinalized);
   }
 
   /**
@@ -263,18 +275,18 @@ export class End extends Stream {
     }
     if (this.state === 'reconnecting') {
       // A connection made by the running reconnect loop dropped during setup: the loop carries on.
-      this.mux.streams.delete(DEFAULT_STREAM_ID);
-      this.mux.connectionClosed(err ?? new ConnectionClosedError());
-      this.app.rpc.disconnected(err ?? new ConnectionClosedError());
+      this.session.streams.delete(DEFAULT_STREAM_ID);
+      this.session.connectionClosed(err ?? new ConnectionClosedError());
+      this.channel.rpc.disconnected(err ?? new ConnectionClosedError());
       return;
     }
     // Reconnect: the other streams end with the (retryable) error, the End itself lives on.
     const reason = err ?? new ConnectionClosedError('server closed the connection');
     this.closeError = reason;
     this.state = 'reconnecting';
-    this.mux.streams.delete(DEFAULT_STREAM_ID);
-    this.mux.connectionClosed(reason);
-    this.app.rpc.disconnected(reason);
+    this.session.streams.delete(DEFAULT_STREAM_ID);
+    this.session.connectionClosed(reason);
+    this.channel.rpc.disconnected(reason);
     this.emit('disconnect', reason);
     this.reconnectLoop().catch((e: unknown) => this.closeForGood(e as GeminioError));
   }
@@ -303,11 +315,14 @@ export class End extends Stream {
       this.opened();
       // Order matters: registrations first, then the application's re-setup, then messages waiting for an ack,
       // then new work.
-      for (const method of this.app.rpc.localMethods) {
-        this.app.rpc.announce(method, conn.limits.registerTimeout).catch(() => {});
+      for (const method of this.channel.rpc.localMethods) {
+        this.channel.rpc.announce(method, conn.limits.registerTimeout).catch(() => {});
       }
       try {
-        await this.app.rpc.waitRemote(this.setupOptions.waitRemoteRpcs ?? [], conn.limits.registerTimeout);
+        await this.channel.rpc.waitRemote(
+          this.setupOptions.waitRemoteRpcs ?? [],
+          conn.limits.registerTimeout,
+        );
         await this.runOnReconnect(conn);
       } catch (err) {
         lastError = err;
@@ -316,7 +331,7 @@ export class End extends Stream {
       }
       if (this.userClosed) return;
       if (conn.state !== 'open') continue; // dropped again during setup: its close handler restarted nothing
-      this.app.messaging.resend();
+      this.channel.messaging.resend();
       this.state = 'connected';
       this.parked = false;
       this.closeError = undefined;
@@ -369,9 +384,9 @@ export class End extends Stream {
       clearTimeout(this.sleeper.timer);
       this.sleeper.resolve();
     }
-    if (!this.mux.streams.has(DEFAULT_STREAM_ID)) this.mux.addDefault(this);
-    this.mux.connectionClosed(err);
-    this.app.close(failure);
+    if (!this.session.streams.has(DEFAULT_STREAM_ID)) this.session.addDefault(this);
+    this.session.connectionClosed(err);
+    this.channel.close(failure);
   }
 
   /** @internal The End is the connection: when it is gone the End closes, whatever is left unread. */
@@ -398,8 +413,8 @@ export class End extends Stream {
       return;
     }
     if (this.conn.state === 'open') {
-      this.mux.stopAccepting(new ConnectionClosedError('end is closing'));
-      const streams = [...this.mux.streams.values()];
+      this.session.stopAccepting(new ConnectionClosedError('end is closing'));
+      const streams = [...this.session.streams.values()];
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.all(streams.map(endAndFlush)),

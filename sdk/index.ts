@@ -3,6 +3,9 @@
  * multiplexed streams, wire-compatible with the Go library github.com/singchia/geminio.
  */
 export { type Address, type HostPort, parseAddress } from './address.js';
+export { type Delivery, Message, type PublishOptions } from './channel/messaging.js';
+export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './channel/rpc.js';
+export { Stream } from './channel/stream.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
 export { assignClientId } from './connection/connection.js';
@@ -15,9 +18,7 @@ export {
   type SetupOptions,
 } from './end.js';
 export * from './errors.js';
-export { type Delivery, Message, type PublishOptions } from './messaging/messaging.js';
 export { defaultReconnectPolicy, type ReconnectOption, type ReconnectPolicy } from './reconnect.js';
-export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './rpc/rpc.js';
 export {
   type ConnectHook,
   type ConnectInfo,
@@ -27,4 +28,3 @@ export {
   type ServerEndOptions,
   serverEnd,
 } from './server.js';
-export { Stream } from './stream/stream.js';

@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { type Address, type HostPort, parseAddress } from './address.js';
+import { DeliveryWindow } from './channel/delivery-window.js';
 import { type EndLimits, resolveLimits } from './config.js';
 import {
   assignClientId,
@@ -25,7 +26,6 @@ import {
   LimitExceededError,
   ListenerClosedError,
 } from './errors.js';
-import { DeliveryWindow } from './messaging/delivery-window.js';
 
 export type { ConnectHook, ConnectInfo } from './connection/connection.js';
 
@@ -177,7 +177,7 @@ export class Listener extends EventEmitter {
   private track(end: End): void {
     const entry = this.record(end.clientId);
     entry.current = end;
-    end.app.messaging.window = entry.window;
+    end.useDeliveryWindow(entry.window);
     end.once('close', () => {
       if (entry.current === end) entry.current = undefined;
     });
@@ -200,7 +200,7 @@ export class Listener extends EventEmitter {
     if (!known?.current) return;
     // Through the connection, so the old End closes with this reason like any lost connection (no 'error'
     // event the application may not listen for).
-    known.current.conn.destroy(
+    known.current.dropConnection(
       new ConnectionClosedError('replaced by a newer connection of the same client'),
     );
     known.current = undefined;

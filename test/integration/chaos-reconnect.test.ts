@@ -97,7 +97,7 @@ describe('reconnecting through the chaos proxy', () => {
     let replaysAbsorbed = 0;
     const counted = new WeakSet<object>();
     const { listener, ends } = await server(0, (end) => {
-      const window = end.app.messaging.window;
+      const window = end.channel.messaging.window;
       if (window && !counted.has(window)) {
         counted.add(window);
         const admit = window.admit.bind(window);
@@ -397,8 +397,8 @@ describe('bad input (issue 3)', () => {
       { type: T.MessageAck, id: 0xdead_bef1n, sessionId: 1n, data: {} },
     );
     await stillServes(fake, end, 0x301n);
-    expect(end.app.rpc.unmatchedResponses).toBe(2);
-    expect(end.app.messaging.unmatchedAcks).toBe(1);
+    expect(end.channel.rpc.unmatchedResponses).toBe(2);
+    expect(end.channel.messaging.unmatchedAcks).toBe(1);
   });
 
   it('a MessageAck or Response on the wrong stream settles nothing; the right one does', async () => {
@@ -428,9 +428,9 @@ describe('bad input (issue 3)', () => {
     }
     expect(await settlesWithin(published, 150)).toBe(false);
     expect(await settlesWithin(called, 0)).toBe(false);
-    expect(other.app.messaging.unmatchedAcks).toBe(1);
-    expect(other.app.rpc.unmatchedResponses).toBe(1);
-    expect(end.mux.unknownStreamPackets).toBe(2);
+    expect(other.channel.messaging.unmatchedAcks).toBe(1);
+    expect(other.channel.rpc.unmatchedResponses).toBe(1);
+    expect(end.session.unknownStreamPackets).toBe(2);
 
     fake.send(
       { type: T.MessageAck, id: msg.id, sessionId: 1n, data: {} },

@@ -147,7 +147,7 @@ describe('a slow message receiver', () => {
       for (let i = 0; i < n; i++) {
         await pair.client.publish(Buffer.alloc(MiB, i), { delivery: 'at-most-once' });
       }
-      const messenger = pair.server.app.messaging as unknown as { queue: unknown[]; paused: boolean };
+      const messenger = pair.server.channel.messaging as unknown as { queue: unknown[]; paused: boolean };
       // The receiver reads nothing: the queue stops growing at the byte bound, not at 1024 messages.
       for (let i = 0; i < 200 && !messenger.paused; i++) await new Promise((r) => setTimeout(r, 10));
       expect(messenger.paused).toBe(true);

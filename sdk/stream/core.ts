@@ -1,6 +1,7 @@
 /**
- * One multiplexed stream as a Node Duplex. It never touches the socket: it sends frames through its Connection
- * and receives packets from the Multiplexer.
+ * The stream core: one multiplexed stream's bytes and its close exchange, as a Node Duplex. It never touches the
+ * socket: it sends frames through its Connection and receives packets from the Session. It knows nothing of RPC or
+ * messaging (the channel layer, sdk/channel/stream.ts, adds them).
  *
  * Closing is the 4-way Dismiss exchange: each side sends Dismiss once and acknowledges the other's. `end()` flushes
  * what was written, then sends Dismiss. There is no half-close on the wire: with the default `allowHalfOpen: false`
@@ -19,14 +20,10 @@
  * StreamClosedError.
  */
 import { Duplex } from 'node:stream';
-import { StreamApplication } from '../application/application.js';
-import type { StreamPort } from '../application/port.js';
 import type { Connection } from '../connection/connection.js';
 import { ConnectionClosedError, type GeminioError, ProtocolError, StreamClosedError } from '../errors.js';
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
-import type { Message, PublishOptions } from '../messaging/messaging.js';
-import type { CallOptions, CallResult, RpcHandler } from '../rpc/rpc.js';
 import { StreamFlow } from './flow.js';
 
 export interface StreamInit {
@@ -35,11 +32,11 @@ export interface StreamInit {
   meta: Buffer;
   peer: string | undefined;
   /** Called once when the Dismiss exchange is complete (or abandoned) and the ID can be forgotten. */
-  onFinalized: (stream: Stream) => void;
+  onFinalized: (stream: StreamCore) => void;
   allowHalfOpen?: boolean;
 }
 
-export class Stream extends Duplex {
+export class StreamCore extends Duplex {
   /** The ID both sides use for this stream; 1 for the End's default stream. */
   readonly streamId: bigint;
   /** Meta given by the opener. */
@@ -48,8 +45,7 @@ export class Stream extends Duplex {
   readonly peer: string | undefined;
 
   /** @internal The End swaps it after a reconnect. */ conn: Connection;
-  private application: StreamApplication | undefined;
-  private readonly onFinalized: (stream: Stream) => void;
+  private readonly onFinalized: (stream: StreamCore) => void;
   protected sentDismiss = false;
   protected gotDismissAck = false;
   protected gotDismiss = false;
@@ -121,63 +117,6 @@ export class Stream extends Duplex {
   receiveWindowUpdate(increment: number): void {
     if (!this.flow) throw new ProtocolError('WindowUpdate without the flow-control extension');
     this.flow.onWindowUpdate(increment);
-  }
-
-  /**
-   * @internal RPC and messaging state, made on first use: most streams carry only bytes, and an idle stream
-   * should cost little more than its Duplex.
-   */
-  get app(): StreamApplication {
-    this.application ??= new StreamApplication(streamPort(this));
-    return this.application;
-  }
-
-  // ---- RPC and messaging on this stream ----
-
-  /** Serves `method` on this stream and announces it to the peer; resolves when the peer acknowledges. */
-  register(
-    method: string,
-    handler: RpcHandler,
-    options?: { timeout?: number; signal?: AbortSignal },
-  ): Promise<void> {
-    return this.app.rpc.register(method, handler, options);
-  }
-
-  /** Calls a method the peer registered on this stream. */
-  call(method: string, data?: string | Uint8Array, options?: CallOptions): Promise<CallResult> {
-    return this.app.rpc.call(method, data, options);
-  }
-
-  /** Methods the peer has registered on this stream. */
-  get remoteMethods(): ReadonlySet<string> {
-    return this.app.rpc.remoteMethods;
-  }
-
-  /** Resolves once the peer has registered all of `methods` on this stream (bounded by `timeout`). */
-  waitRemoteMethods(
-    methods: string[],
-    options: { timeout?: number; signal?: AbortSignal } = {},
-  ): Promise<void> {
-    return this.app.rpc.waitRemote(
-      methods,
-      options.timeout ?? this.conn.limits.registerTimeout,
-      options.signal,
-    );
-  }
-
-  /** Publishes a message; resolves when the receiver acknowledges it (unless `delivery: 'at-most-once'`). */
-  publish(data: string | Uint8Array, options?: PublishOptions): Promise<void> {
-    return this.app.messaging.publish(data, options);
-  }
-
-  /** Resolves with the next message received on this stream. */
-  receive(options?: { signal?: AbortSignal }): Promise<Message> {
-    return this.app.messaging.receive(options);
-  }
-
-  /** Iterates the messages received on this stream until it closes. */
-  messages(): AsyncGenerator<Message> {
-    return this.app.messaging.messages();
   }
 
   /** The ClientID of the connection this stream belongs to. */
@@ -258,8 +197,6 @@ export class Stream extends Duplex {
       if (this.conn.state === 'closed') this.finalize();
       else this.sendDismiss();
     }
-    // Only a stream that used RPC or messaging has anything to fail (and an Error's stack is not free).
-    this.application?.close(err ? toStreamError(err) : new StreamClosedError());
     cb(err);
   }
 
@@ -480,32 +417,12 @@ export class Stream extends Duplex {
   }
 }
 
-/** The stream's view for RPC and messaging; it reads `stream.conn` on each use, so it follows a reconnect. */
-function streamPort(stream: Stream): StreamPort {
-  return {
-    streamId: stream.streamId,
-    get clientId() {
-      return stream.conn.clientId;
-    },
-    get limits() {
-      return stream.conn.limits;
-    },
-    get canCancel() {
-      return stream.conn.canCancel;
-    },
-    send: (frame) => stream.conn.send(frame),
-    nextId: () => stream.conn.ids.next(),
-    pauseReading: (by) => stream.conn.pauseReading(by),
-    resumeReading: (by) => stream.conn.resumeReading(by),
-  };
-}
-
 /**
  * Destroys a stream with an error, but emits 'error' only when someone listens for it (a pipeline, an async
  * iterator, an 'error' handler): losing a connection must not crash a process that only watches 'close'.
  * The error stays readable as `stream.errored` either way.
  */
-export function failStream(stream: Stream, err: GeminioError): void {
+export function failStream(stream: StreamCore, err: GeminioError): void {
   if (stream.listenerCount('error') > 0) {
     stream.destroy(err);
     return;
@@ -514,7 +431,8 @@ export function failStream(stream: Stream, err: GeminioError): void {
   stream.destroy(err);
 }
 
-function toStreamError(err: Error): GeminioError {
+/** The error RPC and messaging on a destroyed stream fail with. */
+export function toStreamError(err: Error): GeminioError {
   return err instanceof StreamClosedError || err instanceof ConnectionClosedError
     ? err
     : new StreamClosedError(err.message, { cause: err });

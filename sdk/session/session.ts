@@ -1,11 +1,14 @@
 /**
- * Opens, accepts, routes and forgets streams on one connection.
+ * The session: one connection's streams. It opens, accepts and forgets them, and routes every packet the
+ * connection hands it: stream bytes and the Dismiss exchange to the stream core, RPC and message packets to the
+ * stream's channel.
  *
  * Stream IDs follow the Go rules: the server chooses every ID. A client opens with sessionIDAcquire and adopts the
  * ID in the SessionAck; a server opens with its chosen ID as negotiateID. A new stream is entered in the table when
  * its ID is known (on SessionAck for the opener), so no early packet is lost, and data waits for the SessionAck.
  */
-import { guard } from '../application/port.js';
+
+import { Stream } from '../channel/stream.js';
 import type { Connection } from '../connection/connection.js';
 import {
   abortError,
@@ -19,7 +22,7 @@ import {
 import { DEFAULT_STREAM_ID, SessionFlag, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { Packet, SessionAckPacket, SessionPacket } from '../frame/packet.js';
-import { Stream } from './stream.js';
+import { guard } from '../util.js';
 
 export interface OpenStreamOptions {
   /** Meta the peer sees as `stream.meta`. */
@@ -54,7 +57,7 @@ interface PendingOpen {
   release: () => void;
 }
 
-export class Multiplexer {
+export class Session {
   /** Established streams (and aborted ones until their Dismiss exchange ends), by stream ID. */
   readonly streams = new Map<bigint, Stream>();
   private readonly opening = new Map<bigint, PendingOpen>();
@@ -174,7 +177,7 @@ export class Multiplexer {
       case T.WindowUpdate:
         return stream.receiveWindowUpdate(p.increment);
       default:
-        if (!stream.destroyed) stream.app.handlePacket(p);
+        if (!stream.destroyed) stream.channel.handlePacket(p);
     }
   }
 
