@@ -361,11 +361,14 @@ export class End extends Stream {
     );
   }
 
+  /** @internal A parked End's own Dismiss (sent outside the exchange) is acknowledged: nothing to do. */
+  override receiveDismissAck(): void {
+    if (this.parked) return;
+    super.receiveDismissAck();
+  }
+
   private resetDefaultStream(): void {
-    this.sentDismiss = false;
-    this.gotDismiss = false;
-    this.gotDismissAck = false;
-    this.finalized = false;
+    this.restartExchange();
   }
 
   private sleep(ms: number): Promise<void> {

@@ -8,7 +8,6 @@ export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './channel/
 export { Stream } from './channel/stream.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
-export { assignClientId } from './connection/connection.js';
 export {
   type AcceptHalfOpen,
   type AcceptStreamOptions,

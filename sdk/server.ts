@@ -230,7 +230,7 @@ export class Listener extends EventEmitter {
       return id;
     };
     const resumeTokenFor = (id: bigint) => this.clients.get(id)?.token;
-    serverEnd(
+    acceptServerEnd(
       socket,
       { ...this.options, onConnect },
       (end) => this.track(end),
@@ -271,11 +271,16 @@ export async function listen(address: Address, options: ListenOptions = {}): Pro
 
 /**
  * Runs the server handshake and setup over an already connected Duplex (a socket, a TLS socket, an in-memory
- * pair). `onEnd` sees the End before its setup runs.
+ * pair).
  */
-export async function serverEnd(
+export function serverEnd(transport: Duplex, options: ServerEndOptions = {}): Promise<End> {
+  return acceptServerEnd(transport, options);
+}
+
+/** The listener's serverEnd: `onEnd` sees the End before its setup runs; resume secrets and the handshake budget. */
+async function acceptServerEnd(
   transport: Duplex,
-  options: ServerEndOptions = {},
+  options: ServerEndOptions,
   onEnd?: (end: End) => void,
   resumeTokenFor?: (clientId: bigint) => Buffer | undefined,
   handshakeBudget?: HandshakeBudget,

@@ -26,6 +26,49 @@ import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import { StreamFlow } from './flow.js';
 
+/**
+ * Where a stream is in its Dismiss exchange. Each side sends Dismiss once and acknowledges the other's:
+ *
+ *   open ──send──▶ dismissSent ──ack──▶ dismissAcked ──peer's Dismiss──▶ finalized
+ *     │               │ peer's Dismiss                                       ▲
+ *     │               ▼                                                      │
+ *     └─peer's──▶ dismissReceived ──send──▶ bothDismissed ──────ack──────────┘
+ *
+ * `finalized` is also reached early (closeTimeout, a lost connection, a stream destroyed on a closed connection);
+ * then `closedFrom` remembers the state it left. A DismissAck for a Dismiss we never sent is a protocol error.
+ */
+export type StreamState =
+  | 'open'
+  | 'dismissSent'
+  | 'dismissAcked'
+  | 'dismissReceived'
+  | 'bothDismissed'
+  | 'finalized';
+
+type StreamEvent = 'send' | 'dismiss' | 'ack';
+
+const transitions: Record<StreamState, Partial<Record<StreamEvent, StreamState>>> = {
+  open: { send: 'dismissSent', dismiss: 'dismissReceived' },
+  dismissSent: { ack: 'dismissAcked', dismiss: 'bothDismissed' },
+  dismissAcked: { dismiss: 'finalized' },
+  dismissReceived: { send: 'bothDismissed' },
+  bothDismissed: { ack: 'finalized' },
+  finalized: {},
+};
+
+const sent: ReadonlySet<StreamState | undefined> = new Set<StreamState | undefined>([
+  'dismissSent',
+  'dismissAcked',
+  'bothDismissed',
+  undefined,
+]);
+const received: ReadonlySet<StreamState | undefined> = new Set<StreamState | undefined>([
+  'dismissReceived',
+  'bothDismissed',
+  undefined,
+]);
+
+/** @internal */
 export interface StreamInit {
   conn: Connection;
   streamId: bigint;
@@ -46,10 +89,9 @@ export class StreamCore extends Duplex {
 
   /** @internal The End swaps it after a reconnect. */ conn: Connection;
   private readonly onFinalized: (stream: StreamCore) => void;
-  protected sentDismiss = false;
-  protected gotDismissAck = false;
-  protected gotDismiss = false;
-  protected finalized = false;
+  #state: StreamState = 'open';
+  /** The state a stream finalized early from; undefined after a complete exchange. */
+  #closedFrom: StreamState | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
   /** A Go peer dismissed: ends the readable side (half-open) or answers (otherwise) after `dismissGrace`. */
   private graceTimer: NodeJS.Timeout | undefined;
@@ -71,6 +113,7 @@ export class StreamCore extends Duplex {
   /** Running total of bytes read() took out of the buffer (to tell them from chunks handed straight over). */
   private takenByRead = 0;
 
+  /** @internal Streams are made by the Session. */
   constructor(init: StreamInit) {
     super({
       allowHalfOpen: init.allowHalfOpen ?? false,
@@ -83,6 +126,46 @@ export class StreamCore extends Duplex {
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
     this.flow = init.conn.flowControl ? new StreamFlow(init.conn, init.streamId) : undefined;
+  }
+
+  /** @internal Where the Dismiss exchange is. */
+  get exchangeState(): StreamState {
+    return this.#state;
+  }
+
+  /** One transition of the Dismiss exchange; false when `event` means nothing in this state. */
+  #transition(event: StreamEvent): boolean {
+    const next = transitions[this.#state][event];
+    if (next === undefined) return false;
+    this.#state = next;
+    return true;
+  }
+
+  /** Finalizes now, remembering where the exchange stood. */
+  #forceFinalized(): void {
+    if (this.#state === 'finalized') return;
+    this.#closedFrom = this.#state;
+    this.#state = 'finalized';
+  }
+
+  /** We sent our Dismiss (now or before the stream finalized). */
+  protected get sentDismiss(): boolean {
+    return sent.has(this.#state === 'finalized' ? this.#closedFrom : this.#state);
+  }
+
+  /** The peer dismissed the stream (now or before it finalized). */
+  protected get gotDismiss(): boolean {
+    return received.has(this.#state === 'finalized' ? this.#closedFrom : this.#state);
+  }
+
+  protected get finalized(): boolean {
+    return this.#state === 'finalized';
+  }
+
+  /** @internal A reconnecting End's default stream starts its exchange over on the new connection. */
+  restartExchange(): void {
+    this.#state = 'open';
+    this.#closedFrom = undefined;
   }
 
   /** @internal The peer knows the stream now (SessionAck sent or received): window extras may be granted. */
@@ -265,24 +348,23 @@ export class StreamCore extends Duplex {
    */
   receiveDismiss(id: bigint): void {
     this.conn.send(encodePacket({ type: T.DismissAck, id, sessionId: this.streamId, data: {} }));
-    if (this.gotDismiss) return;
-    this.gotDismiss = true;
+    // A repeated Dismiss (or one after we gave up on the exchange) is acknowledged and otherwise ignored.
+    if (!this.#transition('dismiss')) return;
     this.startCloseTimer();
-    if (this.destroyed) {
-      // Already aborted locally: our Dismiss went out in _destroy.
-      this.maybeFinalize();
+    if (this.#state === 'finalized') {
+      this.completed();
       return;
     }
+    // Already aborted locally: our Dismiss went out in _destroy; its DismissAck finishes the exchange.
+    if (this.destroyed) return;
     if (this.conn.peerOrdersDismiss) this.endReadable();
     if (!this.awaitingAccept) this.answerDismiss();
   }
 
   /** The peer dismissed: end our writable side too, unless half-open. */
   private answerDismiss(): void {
-    if (this.writableEnded) {
-      this.maybeFinalize();
-      return;
-    }
+    // Our Dismiss went out already: the exchange finishes with the peer's DismissAck.
+    if (this.writableEnded) return;
     if (this.allowHalfOpen) {
       // Half-open: we keep writing; with a Go peer the readable side ends after the grace at the latest.
       if (!this.conn.peerOrdersDismiss) {
@@ -323,10 +405,13 @@ export class StreamCore extends Duplex {
     if (!this.destroyed) this.push(null);
   }
 
-  /** @internal */
+  /** @internal The peer acknowledged our Dismiss. One we never sent is a protocol error. */
   receiveDismissAck(): void {
-    this.gotDismissAck = true;
-    this.maybeFinalize();
+    if (this.#state === 'finalized') return; // late, after we gave up on the exchange
+    if (!this.#transition('ack')) {
+      throw new ProtocolError(`stream ${this.streamId}: DismissAck in state ${this.#state}`);
+    }
+    if (this.finalized) this.completed();
   }
 
   /**
@@ -352,13 +437,11 @@ export class StreamCore extends Duplex {
 
   /** @internal Sends our Dismiss once; the exchange must then finish within closeTimeout. */
   sendDismiss(): void {
-    if (this.sentDismiss || this.finalized) return;
-    this.sentDismiss = true;
+    if (!this.#transition('send')) return;
     this.conn.send(
       encodePacket({ type: T.Dismiss, id: this.conn.ids.next(), sessionId: this.streamId, data: {} }),
     );
     this.startCloseTimer();
-    this.maybeFinalize();
   }
 
   /** The exchange must be over within closeTimeout of the first Dismiss, whichever side sent it. */
@@ -381,16 +464,20 @@ export class StreamCore extends Duplex {
     else failStream(this, err);
   }
 
-  private maybeFinalize(): void {
-    if (!(this.sentDismiss && this.gotDismissAck && this.gotDismiss)) return;
-    // After this a Go peer sends nothing more on the stream.
+  /** The exchange is complete: after this a Go peer sends nothing more on the stream. */
+  private completed(): void {
     this.endReadable();
-    this.finalize();
+    this.afterFinalized();
   }
 
+  /** Finalizes early (or after a complete exchange, a no-op for the state). */
   private finalize(): void {
     if (this.finalized) return;
-    this.finalized = true;
+    this.#forceFinalized();
+    this.afterFinalized();
+  }
+
+  private afterFinalized(): void {
     this.flow?.release();
     clearTimeout(this.closeTimer);
     clearTimeout(this.graceTimer);
