@@ -14,6 +14,13 @@ import type { CallOptions, CallResult, RpcHandler } from './channel/rpc.js';
 import { Stream } from './channel/stream.js';
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
+import { channels } from './diag.js';
+import type {
+  ConnectionCloseMessage,
+  ConnectionOpenMessage,
+  EndReconnectingMessage,
+  EndReconnectMessage,
+} from './diagnostics.js';
 import { abortError, ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
 import { DEFAULT_STREAM_ID, PacketType as T } from './frame/constants.js';
 import { encodePacket } from './frame/encode.js';
@@ -25,7 +32,6 @@ import {
   Session,
 } from './session/session.js';
 import { failStream } from './stream/core.js';
-import { StreamFlow } from './stream/flow.js';
 
 export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './session/session.js';
 
@@ -86,7 +92,7 @@ export class End extends Stream {
     this.redial = options.redial;
     this.policy = options.reconnect;
     this.setupOptions = options.setup ?? {};
-    this.session = this.attach(conn);
+    this.session = this.attach(conn, false);
     this.opened();
   }
 
@@ -99,14 +105,23 @@ export class End extends Stream {
     return this.conn.remoteAddress;
   }
 
-  private attach(conn: Connection): Session {
-    const session = new Session(conn, this.setupOptions.acceptHalfOpen);
+  private attach(conn: Connection, resumed: boolean): Session {
+    const session = new Session(conn, this.setupOptions.acceptHalfOpen, this);
     this.conn = conn;
     this.session = session;
     session.addDefault(this);
     conn.onClosing = () => session.stopAccepting(new ConnectionClosedError('end is closing'));
     conn.once('close', (err: GeminioError | undefined) => this.onConnectionClose(conn, err));
     conn.attach((p) => session.handlePacket(p));
+    if (channels.connectionOpen.hasSubscribers) {
+      channels.connectionOpen.publish({
+        end: this,
+        role: conn.role,
+        clientId: conn.clientId,
+        remoteAddress: conn.remoteAddress,
+        resumed,
+      } satisfies ConnectionOpenMessage);
+    }
     return session;
   }
 
@@ -268,6 +283,14 @@ export class End extends Stream {
   // ---- connection lifecycle ----
 
   private onConnectionClose(conn: Connection, err: GeminioError | undefined): void {
+    if (channels.connectionClose.hasSubscribers) {
+      channels.connectionClose.publish({
+        end: this,
+        role: conn.role,
+        clientId: conn.clientId,
+        error: err,
+      } satisfies ConnectionCloseMessage);
+    }
     if (conn !== this.conn) return;
     if (this.userClosed || !this.redial || this.state === 'closed') {
       this.closeForGood(err);
@@ -295,7 +318,17 @@ export class End extends Stream {
     const policy = this.policy!;
     let lastError: unknown = this.closeError;
     for (let attempt = 0; attempt < policy.maxAttempts; attempt++) {
-      await this.sleep(nextDelay(policy, attempt));
+      const delayMs = nextDelay(policy, attempt);
+      if (channels.endReconnecting.hasSubscribers) {
+        channels.endReconnecting.publish({
+          end: this,
+          clientId: this.conn.clientId,
+          attempt: attempt + 1,
+          delayMs,
+          error: lastError instanceof Error ? lastError : undefined,
+        } satisfies EndReconnectingMessage);
+      }
+      await this.sleep(delayMs);
       if (this.userClosed) return;
       let conn: Connection;
       try {
@@ -309,8 +342,8 @@ export class End extends Stream {
         return;
       }
       this.resetDefaultStream();
-      this.attach(conn);
-      this.flow = conn.flowControl ? new StreamFlow(conn, DEFAULT_STREAM_ID) : undefined;
+      this.attach(conn, true);
+      this.flow = conn.flowControl ? this.makeFlow(conn) : undefined;
       this.resetClose();
       this.opened();
       // Order matters: registrations first, then the application's re-setup, then messages waiting for an ack,
@@ -336,6 +369,13 @@ export class End extends Stream {
       this.parked = false;
       this.closeError = undefined;
       for (const w of [...this.readyWaiters]) w.resolve();
+      if (channels.endReconnect.hasSubscribers) {
+        channels.endReconnect.publish({
+          end: this,
+          clientId: conn.clientId,
+          attempts: attempt + 1,
+        } satisfies EndReconnectMessage);
+      }
       this.emit('reconnect', { clientId: conn.clientId, attempts: attempt + 1 });
       return;
     }

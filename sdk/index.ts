@@ -8,6 +8,19 @@ export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './channel/
 export { Stream } from './channel/stream.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
+export * as diagnostics from './diagnostics.js';
+export {
+  CHANNELS,
+  type ConnectionCloseMessage,
+  type ConnectionOpenMessage,
+  type EndReconnectingMessage,
+  type EndReconnectMessage,
+  type HandshakeErrorMessage,
+  type HandshakeFailure,
+  type StreamBytesMessage,
+  type StreamCloseMessage,
+  type StreamOpenMessage,
+} from './diagnostics.js';
 export {
   type AcceptHalfOpen,
   type AcceptStreamOptions,
@@ -17,7 +30,13 @@ export {
   type SetupOptions,
 } from './end.js';
 export * from './errors.js';
-export { defaultReconnectPolicy, type ReconnectOption, type ReconnectPolicy } from './reconnect.js';
+export {
+  defaultReconnectPolicy,
+  nextDelay as backoffDelay,
+  type ReconnectOption,
+  type ReconnectPolicy,
+  resolveReconnect as resolveReconnectPolicy,
+} from './reconnect.js';
 export {
   type ConnectHook,
   type ConnectInfo,

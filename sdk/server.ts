@@ -18,6 +18,8 @@ import {
   Connection,
   HandshakeBudget,
 } from './connection/connection.js';
+import { channels } from './diag.js';
+import type { HandshakeErrorMessage } from './diagnostics.js';
 import { End, type SetupOptions } from './end.js';
 import {
   ConnectionClosedError,
@@ -94,6 +96,14 @@ export class Listener extends EventEmitter {
     // open when someone listens for tlsClientError (a timed-out handshake kept its descriptor): close it.
     this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       socket.destroy();
+      if (channels.handshakeError.hasSubscribers) {
+        channels.handshakeError.publish({
+          role: 'server',
+          remoteAddress: socket.remoteAddress,
+          reason: (err as { code?: string }).code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'timeout' : 'tls',
+          error: err,
+        } satisfies HandshakeErrorMessage);
+      }
       this.emit('handshakeError', err, socket.remoteAddress);
     });
   }

@@ -7,8 +7,10 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { EndLimits } from '../config.js';
 import { heartbeatCode } from '../config.js';
+import { channels } from '../diag.js';
 import {
   ConnectionClosedError,
+  FrameTooLargeError,
   GeminioError,
   HandshakeRejectedError,
   HandshakeTimeoutError,
@@ -587,7 +589,7 @@ export class Connection extends EventEmitter {
     this.releaseHandshake();
     const hs = this.handshake;
     this.handshake = undefined;
-    hs?.reject(this.closeError);
+    if (hs) this.handshakeFailed(hs, this.closeError);
     if (flush) {
       this.endTransport();
     } else {
@@ -615,13 +617,26 @@ export class Connection extends EventEmitter {
       this.releaseHandshake();
       const hs = this.handshake;
       this.handshake = undefined;
-      hs?.reject(this.closeError);
+      if (hs) this.handshakeFailed(hs, this.closeError);
     }
     clearTimeout(this.closeTimer);
     this.onDrain();
     if (this.#phase === 'gone') return;
     this.#phase = 'gone';
     this.emit('close', this.closeError);
+  }
+
+  /** The handshake will not complete: its promise rejects, and observers hear why. */
+  private handshakeFailed(hs: { reject: (err: Error) => void }, err: GeminioError): void {
+    if (channels.handshakeError.hasSubscribers) {
+      channels.handshakeError.publish({
+        role: this.role,
+        remoteAddress: this.remoteAddress,
+        reason: handshakeFailure(err),
+        error: err,
+      });
+    }
+    hs.reject(err);
   }
 
   private stopTimers(): void {
@@ -637,6 +652,15 @@ export class Connection extends EventEmitter {
     this.corked = false;
     this.transport.uncork();
   }
+}
+
+/** Why a handshake failed, for the diagnostics channel (see HandshakeFailure in sdk/diagnostics.ts). */
+function handshakeFailure(err: GeminioError): string {
+  if (err instanceof HandshakeTimeoutError) return 'timeout';
+  if (err instanceof HandshakeRejectedError) return 'rejected';
+  if (err instanceof LimitExceededError || err instanceof FrameTooLargeError) return 'limit';
+  if (err instanceof ProtocolError) return 'protocol';
+  return 'closed';
 }
 
 function uncork(conn: Connection): void {

@@ -10,6 +10,7 @@
 
 import { Stream } from '../channel/stream.js';
 import type { Connection } from '../connection/connection.js';
+import { channels } from '../diag.js';
 import {
   abortError,
   ConnectionClosedError,
@@ -74,6 +75,8 @@ export class Session {
   constructor(
     readonly conn: Connection,
     private readonly acceptHalfOpen: AcceptHalfOpen = false,
+    /** The End the session's streams are reported under on the diagnostics channels. */
+    private readonly owner?: object,
   ) {}
 
   /** Registers the default stream (the End). */
@@ -212,7 +215,7 @@ export class Session {
     }
     const halfOpen =
       typeof this.acceptHalfOpen === 'function' ? this.acceptHalfOpen(meta) : this.acceptHalfOpen;
-    const stream = this.track(this.create(streamId, meta, p.data.peer, halfOpen));
+    const stream = this.track(this.create(streamId, meta, p.data.peer, halfOpen, this.owner));
     this.conn.send(
       encodePacket({
         type: T.SessionAck,
@@ -223,6 +226,7 @@ export class Session {
       }),
     );
     stream.opened();
+    this.reportOpen(stream, 'remote');
     const waiter = this.acceptWaiters.shift();
     if (waiter) {
       stream.handedOver(waiter.allowHalfOpen);
@@ -252,18 +256,40 @@ export class Session {
       pending.reject(new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`));
       throw new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`);
     }
-    const stream = this.track(this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen));
+    const stream = this.track(
+      this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen, this.owner),
+    );
     stream.opened();
+    this.reportOpen(stream, 'local');
     pending.resolve(stream);
   }
 
-  private create(streamId: bigint, meta: Buffer, peer: string | undefined, allowHalfOpen: boolean): Stream {
+  private reportOpen(stream: Stream, origin: 'local' | 'remote'): void {
+    if (!this.owner || !channels.streamOpen.hasSubscribers) return;
+    channels.streamOpen.publish({
+      stream,
+      end: this.owner,
+      clientId: this.conn.clientId,
+      streamId: stream.streamId,
+      origin,
+    });
+  }
+
+  /** `owner` set: the stream is reported on the diagnostics channels (refused and stray ones are not). */
+  private create(
+    streamId: bigint,
+    meta: Buffer,
+    peer: string | undefined,
+    allowHalfOpen: boolean,
+    owner?: object,
+  ): Stream {
     return new Stream({
       conn: this.conn,
       streamId,
       meta,
       peer,
       allowHalfOpen,
+      owner,
       onFinalized: (s) => {
         if (this.streams.get(s.streamId) === s) this.streams.delete(s.streamId);
       },

@@ -21,6 +21,7 @@
  */
 import { Duplex } from 'node:stream';
 import type { Connection } from '../connection/connection.js';
+import { channels } from '../diag.js';
 import { ConnectionClosedError, type GeminioError, ProtocolError, StreamClosedError } from '../errors.js';
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
@@ -77,6 +78,8 @@ export interface StreamInit {
   /** Called once when the Dismiss exchange is complete (or abandoned) and the ID can be forgotten. */
   onFinalized: (stream: StreamCore) => void;
   allowHalfOpen?: boolean;
+  /** The End this stream is reported under on the diagnostics channels (none for the End's default stream). */
+  owner?: object | undefined;
 }
 
 export class StreamCore extends Duplex {
@@ -92,6 +95,12 @@ export class StreamCore extends Duplex {
   #state: StreamState = 'open';
   /** The state a stream finalized early from; undefined after a complete exchange. */
   #closedFrom: StreamState | undefined;
+  /** The End the stream is reported under on diagnostics channels; undefined: not reported. */
+  readonly #owner: object | undefined;
+  /** @internal Payload bytes received from the peer (handed to the readable side). */
+  bytesIn = 0;
+  /** @internal Payload bytes sent to the peer (framed onto the connection). */
+  bytesOut = 0;
   private closeTimer: NodeJS.Timeout | undefined;
   /** A Go peer dismissed: ends the readable side (half-open) or answers (otherwise) after `dismissGrace`. */
   private graceTimer: NodeJS.Timeout | undefined;
@@ -125,7 +134,21 @@ export class StreamCore extends Duplex {
     this.meta = init.meta;
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
-    this.flow = init.conn.flowControl ? new StreamFlow(init.conn, init.streamId) : undefined;
+    this.#owner = init.owner;
+    this.flow = init.conn.flowControl ? this.makeFlow(init.conn) : undefined;
+  }
+
+  /** @internal The flow-control state for `conn` (a reconnecting End makes a new one per connection). */
+  protected makeFlow(conn: Connection): StreamFlow {
+    return new StreamFlow(conn, this.streamId, (n) => this.sent(n));
+  }
+
+  /** `n` payload bytes were framed onto the connection. */
+  private sent(n: number): void {
+    this.bytesOut += n;
+    if (this.#owner && channels.streamBytesOut.hasSubscribers) {
+      channels.streamBytesOut.publish({ stream: this, bytes: n });
+    }
   }
 
   /** @internal Where the Dismiss exchange is. */
@@ -277,7 +300,7 @@ export class StreamCore extends Duplex {
     this.flow?.failPending(new StreamClosedError('stream destroyed'));
     // Aborting: tell the peer (it will answer; we keep the ID until then so its Dismiss is acknowledged).
     if (!this.finalized) {
-      if (this.conn.state === 'closed') this.finalize();
+      if (this.conn.state === 'closed') this.finalize(err ?? undefined);
       else this.sendDismiss();
     }
     cb(err);
@@ -306,6 +329,7 @@ export class StreamCore extends Duplex {
       this.conn.sendStream(this.streamId, data.length <= max ? data : data.subarray(off, off + max));
       if (data.length <= max) break;
     }
+    this.sent(data.length);
     this.afterSend(cb);
   }
 
@@ -328,6 +352,10 @@ export class StreamCore extends Duplex {
       return;
     }
     if (payload.length === 0) return;
+    this.bytesIn += payload.length;
+    if (this.#owner && channels.streamBytesIn.hasSubscribers) {
+      channels.streamBytesIn.publish({ stream: this, bytes: payload.length });
+    }
     this.unread += payload.length;
     // With the extension the windows bound what peers can make us hold; the connection budget (which pauses
     // the socket, stalling every stream) is only the fallback for peers without it.
@@ -420,7 +448,12 @@ export class StreamCore extends Duplex {
    */
   connectionClosed(err: GeminioError | undefined): void {
     if (this.finalized) return;
-    this.finalize();
+    const clean = this.destroyed || this.gotDismiss || (err === undefined && this.sentDismiss);
+    this.finalize(
+      clean
+        ? undefined
+        : (err ?? new ConnectionClosedError('connection closed before the stream was dismissed')),
+    );
     if (this.destroyed) return;
     if (this.gotDismiss) {
       // The peer had said it was done: the readable side ends cleanly; later writes fail.
@@ -457,7 +490,7 @@ export class StreamCore extends Duplex {
     if (this.finalized) return;
     const err = new StreamClosedError('peer did not complete the Dismiss exchange');
     this.flow?.failPending(err);
-    this.finalize();
+    this.finalize(this.gotDismiss && this.writableFinished ? undefined : err);
     if (this.destroyed) return;
     // What was read so far stays readable only when both sides were done; otherwise the stream fails.
     if (this.gotDismiss && this.writableFinished) this.endReadable();
@@ -467,17 +500,29 @@ export class StreamCore extends Duplex {
   /** The exchange is complete: after this a Go peer sends nothing more on the stream. */
   private completed(): void {
     this.endReadable();
-    this.afterFinalized();
+    this.afterFinalized(undefined);
   }
 
   /** Finalizes early (or after a complete exchange, a no-op for the state). */
-  private finalize(): void {
+  private finalize(error?: Error): void {
     if (this.finalized) return;
     this.#forceFinalized();
-    this.afterFinalized();
+    this.afterFinalized(error);
   }
 
-  private afterFinalized(): void {
+  /** `error`: why the stream ended early (undefined for a clean end; a local destroy's error is its own). */
+  private afterFinalized(error: Error | undefined): void {
+    if (this.#owner && channels.streamClose.hasSubscribers) {
+      channels.streamClose.publish({
+        stream: this,
+        end: this.#owner,
+        clientId: this.conn.clientId,
+        streamId: this.streamId,
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        error: error ?? this.errored ?? undefined,
+      });
+    }
     this.flow?.release();
     clearTimeout(this.closeTimer);
     clearTimeout(this.graceTimer);

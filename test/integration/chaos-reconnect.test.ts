@@ -18,23 +18,12 @@ import {
   listen,
   TimeoutError,
 } from '../../sdk/index.js';
-import { nextEvent } from '../helpers/pair.js';
+import { delay, nextEvent, waitUntil } from '../helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `cond` every 5 ms; rejects after `timeout` ms. */
-async function waitUntil(cond: () => boolean, timeout = 5000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  while (!cond()) {
-    if (Date.now() - started > timeout) throw new Error(`${what} not met within ${timeout} ms`);
-    await delay(5);
-  }
-}
 
 const TRACKED = new Set(['Timeout', 'TCPSocketWrap', 'TCPServerWrap']);
 
