@@ -196,7 +196,7 @@ export class End extends Stream {
     options: { timeout?: number; signal?: AbortSignal } = {},
   ): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.registerTimeout, options.signal);
-    return super.register(method, handler, { ...options, timeout: left });
+    return super.register(method, handler, left === undefined ? options : { ...options, timeout: left });
   }
 
   override async call(
@@ -205,21 +205,22 @@ export class End extends Stream {
     options: CallOptions = {},
   ): Promise<CallResult> {
     const left = await this.ready(options.timeout ?? this.conn.limits.callTimeout, options.signal);
-    return super.call(method, data, remaining(options, left));
+    return super.call(method, data, left === undefined ? options : remaining(options, left));
   }
 
   override async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.publishTimeout, options.signal);
-    return super.publish(data, remaining(options, left));
+    return super.publish(data, left === undefined ? options : remaining(options, left));
   }
 
   /**
-   * Resolves with the time left of `timeout` once the End is connected. While reconnecting it waits (or, with
-   * `failFast`, rejects at once with a retryable ConnectionClosedError).
+   * The reconnect gate. Connected, it resolves with undefined at once: the caller's options go on untouched.
+   * While reconnecting it waits and resolves with the time left of `timeout` (or, with `failFast`, rejects at once
+   * with a retryable ConnectionClosedError).
    */
-  private async ready(timeout: number, signal?: AbortSignal): Promise<number> {
-    if (this.state === 'connected' && !this.parked) return timeout;
-    if (this.inResetup()) return timeout;
+  private async ready(timeout: number, signal?: AbortSignal): Promise<number | undefined> {
+    if (this.state === 'connected' && !this.parked) return undefined;
+    if (this.inResetup()) return undefined;
     if (this.state === 'closed') throw this.closeError ?? new ConnectionClosedError('end is closed');
     if (this.policy?.failFast) throw new ConnectionClosedError('reconnecting', { cause: this.closeError });
     if (signal?.aborted) throw abortError(signal.reason);
