@@ -1,7 +1,7 @@
 /**
  * An End is one side of a geminio connection. It is also the default stream (ID 1): write to it and read from it
  * like any stream, register and call methods, publish and receive messages. It opens and accepts the other
- * streams, and it is their listener: `for await (const s of end)`.
+ * streams, and it is their listener: `for await (const s of end.streams())`.
  *
  * A client End made with `reconnect` outlives its connections: when one drops, the End redials with backoff,
  * asks for its previous ClientID, registers its methods again and sends again the messages not yet acknowledged.
@@ -165,27 +165,19 @@ export class End extends Stream {
   }
 
   /**
-   * The End is the listener of its streams: iterates the streams the peer opens until the End closes, across
-   * reconnects. (To read the default stream's raw bytes, use 'data' events.)
+   * The End is the listener of its streams: `for await (const s of end.streams())` iterates the streams the peer
+   * opens until the End closes, across reconnects. (`for await (const chunk of end)` reads the default stream's
+   * bytes, as on any Readable.)
    */
-  override [Symbol.asyncIterator](): NodeJS.AsyncIterator<Stream> {
-    const next = async (): Promise<IteratorResult<Stream>> => {
-      for (;;) {
-        try {
-          return { value: await this.acceptStream(), done: false };
-        } catch (err) {
-          if (!(err instanceof ConnectionClosedError)) throw err;
-          if (this.state === 'closed' || this.userClosed || !this.redial)
-            return { value: undefined, done: true };
-        }
+  async *streams(): AsyncGenerator<Stream, void, undefined> {
+    for (;;) {
+      try {
+        yield await this.acceptStream();
+      } catch (err) {
+        if (!(err instanceof ConnectionClosedError)) throw err;
+        if (this.state === 'closed' || this.userClosed || !this.redial) return;
       }
-    };
-    const it: NodeJS.AsyncIterator<Stream> = {
-      next,
-      return: async (): Promise<IteratorResult<Stream>> => ({ value: undefined, done: true }),
-      [Symbol.asyncIterator]: () => it,
-    };
-    return it;
+    }
   }
 
   // ---- RPC and messaging wait out a reconnect (up to their timeout) ----
