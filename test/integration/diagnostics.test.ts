@@ -21,6 +21,7 @@ import {
   type StreamOpenMessage,
 } from '../../sdk/index.js';
 import { once, randomBytes, readAll, tcpPair } from '../helpers/pair.js';
+import { hasOpenssl, selfSigned } from '../helpers/tls.js';
 import { waitUntil } from '../helpers/wait.js';
 
 type Name = keyof typeof CHANNELS;
@@ -187,6 +188,20 @@ describe('diagnostics channels', () => {
     const bad = errors.find((m) => m.reason === 'protocol')!;
     expect(bad.role).toBe('server');
     expect(bad.error).toBeInstanceOf(Error);
+  });
+
+  // Node cannot make certificates itself: without openssl there is no TLS listener to fail against.
+  it.skipIf(!hasOpenssl)('a TLS handshake failure is reported with reason tls, on both sides', async () => {
+    const seen = record();
+    const listener = await listen('127.0.0.1:0', { tls: selfSigned() });
+    cleanups.push(() => listener.close());
+    listener.on('handshakeError', () => {});
+    // The client does not trust the self-signed certificate.
+    await expect(dial(listener.address(), { tls: { servername: 'localhost' } })).rejects.toThrow();
+    const errors = seen.handshakeError as HandshakeErrorMessage[];
+    await waitUntil(() => errors.some((m) => m.role === 'server'), 5000, 'server side reported');
+    expect(errors.find((m) => m.role === 'client')).toMatchObject({ reason: 'tls' });
+    expect(errors.find((m) => m.role === 'server')).toMatchObject({ reason: 'tls' });
   });
 
   it('publishes nothing for an End nobody observes: no subscriber, no work', async () => {

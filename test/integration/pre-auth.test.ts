@@ -3,47 +3,12 @@
  * closed by the server; before the handshake a peer may send only small frames, and all handshaking connections
  * of a listener share one byte budget; a slow message receiver is bounded by bytes as well as by count.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PacketType as T } from '../../sdk/frame/constants.js';
 import { FrameTooLargeError, LimitExceededError, type Listener, listen } from '../../sdk/index.js';
 import { tcpPair } from '../helpers/pair.js';
-
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-function selfSigned(): { key: Buffer; cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'geminio-preauth-'));
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-      ].concat([join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=localhost']),
-      { stdio: 'ignore' },
-    );
-    return { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { hasOpenssl, selfSigned } from '../helpers/tls.js';
 
 /** A raw TCP client; resolves once connected. */
 function rawClient(port: number): Promise<net.Socket> {
