@@ -18,6 +18,7 @@ import {
   listen,
   TimeoutError,
 } from '../../sdk/index.js';
+import { RawPeer } from '../helpers/raw-peer.js';
 import { delay, nextEvent, waitUntil } from '../helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -257,10 +258,7 @@ describe('reconnecting through the chaos proxy', () => {
 // ---- a fake server: node:net, the frame codec, and a handshake ----
 
 class FakeServer {
-  readonly packets: Packet[] = [];
-  socket: net.Socket | undefined;
-  private readonly taken = new Set<number>();
-  private listeners = new Set<() => void>();
+  peer: RawPeer | undefined;
 
   private constructor(private readonly server: net.Server) {}
 
@@ -269,16 +267,8 @@ class FakeServer {
     const server = net.createServer();
     const fake = new FakeServer(server);
     server.on('connection', (socket) => {
-      fake.socket = socket;
-      const decoder = new FrameDecoder();
-      socket.on('error', () => {});
-      socket.on('data', (chunk: Buffer) => {
-        decoder.push(chunk, (p) => {
-          fake.packets.push(p);
-          fake.answer(p);
-        });
-        for (const l of [...fake.listeners]) l();
-      });
+      fake.peer = new RawPeer(socket);
+      fake.peer.onPacket = (p) => fake.answer(p);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => fake.close());
@@ -290,34 +280,17 @@ class FakeServer {
   }
 
   send(...packets: Packet[]): void {
-    this.socket?.write(Buffer.concat(packets.map(encodePacket)));
+    this.peer?.send(...packets.map(encodePacket));
   }
 
   /** The first packet not yet taken that matches; rejects after `timeout` ms. */
   next(match: (p: Packet) => boolean, timeout = 3000): Promise<Packet> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const i = this.packets.findIndex((p, idx) => !this.taken.has(idx) && match(p));
-        if (i < 0) return;
-        this.taken.add(i);
-        done();
-        resolve(this.packets[i]!);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`no matching packet within ${timeout} ms`));
-      }, timeout);
-      const done = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-      check();
-    });
+    if (!this.peer) return Promise.reject(new Error('no client connected'));
+    return this.peer.next(match, timeout);
   }
 
   async close(): Promise<void> {
-    this.socket?.destroy();
+    this.peer?.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
@@ -333,7 +306,7 @@ class FakeServer {
         this.send({ type: T.DisConnAck, id: p.id, retCode: 0, data: {} }, { type: T.DisConn, id: 0x9999n });
         return;
       case T.DisConnAck:
-        this.socket?.end();
+        this.peer?.socket.end();
         return;
       case T.Dismiss:
         this.send({ type: T.DismissAck, id: p.id, sessionId: p.sessionId, data: {} });

@@ -3,20 +3,13 @@
  * closed by the server; before the handshake a peer may send only small frames, and all handshaking connections
  * of a listener share one byte budget; a slow message receiver is bounded by bytes as well as by count.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PacketType as T } from '../../sdk/frame/constants.js';
 import { FrameTooLargeError, LimitExceededError, type Listener, listen } from '../../sdk/index.js';
 import { tcpPair } from '../helpers/pair.js';
+import { rawSocket as rawClient } from '../helpers/raw-peer.js';
 import { hasOpenssl, selfSigned } from '../helpers/tls.js';
-
-/** A raw TCP client; resolves once connected. */
-function rawClient(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
-    s.once('error', reject);
-  });
-}
 
 /** Resolves when the server closes the socket (end or reset). */
 function closedByServer(s: net.Socket): Promise<void> {
