@@ -1,17 +1,22 @@
 /**
- * An End is one side of a geminio connection. It is also the default stream (ID 1): write to it and read from it
- * like any stream, register and call methods, publish and receive messages. It opens and accepts the other
- * streams, and it is their listener: `for await (const s of end.streams())`.
+ * An End is one side of a geminio connection: a facade over the current Session (one per connection; a reconnecting
+ * client End swaps it). As a Duplex it carries the default stream's bytes (ID 1, a Stream of the current session),
+ * across reconnects; it registers and calls methods, publishes and receives messages on its channel, which outlives
+ * the connections. It opens and accepts the other streams, and it is their listener:
+ * `for await (const s of end.streams())`.
  *
  * A client End made with `reconnect` outlives its connections: when one drops, the End redials with backoff,
  * asks for its previous ClientID, registers its methods again and sends again the messages not yet acknowledged.
  */
 
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { Duplex } from 'node:stream';
+import { Channel } from './channel/channel.js';
 import type { DeliveryWindow } from './channel/delivery-window.js';
-import type { PublishOptions } from './channel/messaging.js';
+import type { Message, PublishOptions } from './channel/messaging.js';
+import type { StreamPort } from './channel/port.js';
 import type { CallOptions, CallResult, RpcHandler } from './channel/rpc.js';
-import { Stream } from './channel/stream.js';
+import type { Stream } from './channel/stream.js';
 import { toBuffer } from './config.js';
 import type { Connection } from './connection/connection.js';
 import { channels } from './diag.js';
@@ -21,9 +26,14 @@ import type {
   EndReconnectingMessage,
   EndReconnectMessage,
 } from './diagnostics.js';
-import { abortError, ConnectionClosedError, type GeminioError, TimeoutError } from './errors.js';
-import { DEFAULT_STREAM_ID, PacketType as T } from './frame/constants.js';
-import { encodePacket } from './frame/encode.js';
+import {
+  abortError,
+  ConnectionClosedError,
+  type GeminioError,
+  StreamClosedError,
+  TimeoutError,
+} from './errors.js';
+import { DEFAULT_STREAM_ID } from './frame/constants.js';
 import { nextDelay, type ReconnectPolicy } from './reconnect.js';
 import {
   type AcceptHalfOpen,
@@ -31,7 +41,7 @@ import {
   type OpenStreamOptions,
   Session,
 } from './session/session.js';
-import { failStream } from './stream/core.js';
+import { failStream, toStreamError } from './stream/core.js';
 
 export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './session/session.js';
 
@@ -63,11 +73,22 @@ export interface SetupOptions {
 /** @internal How a client End makes a new connection. */
 export type Redial = (previous: Connection) => Promise<Connection>;
 
-export class End extends Stream {
-  /** @internal The session on the current connection. */ session: Session;
+export class End extends Duplex {
+  /** The default stream's ID: 1. */
+  readonly streamId: bigint = DEFAULT_STREAM_ID;
+  /** Meta the client sent in Conn (the first connection's). */
+  readonly meta: Buffer;
+  readonly peer: string | undefined = undefined;
   state: EndState = 'connected';
   /** Why the End closed; undefined while open or after a clean close. */
   closeError: GeminioError | undefined;
+  #session: Session;
+  /** The current connection's default stream: the End's bytes go through it. */
+  #stream: Stream;
+  /** RPC and messaging of the default stream; outlives the connections (methods, unacknowledged messages). */
+  readonly #channel: Channel;
+  /** The peer's Dismiss ended our writable side (later writes are discarded, as on a Stream). */
+  #endedByPeer = false;
   private closing: Promise<void> | undefined;
   private userClosed = false;
   private readonly redial: Redial | undefined;
@@ -88,12 +109,43 @@ export class End extends Stream {
     conn: Connection,
     options: { redial?: Redial; reconnect?: ReconnectPolicy; setup?: SetupOptions } = {},
   ) {
-    super({ conn, streamId: DEFAULT_STREAM_ID, meta: conn.meta, peer: undefined, onFinalized: () => {} });
+    super({
+      // The default stream decides what the peer's Dismiss means for our writable side (see onEndedByPeer).
+      allowHalfOpen: true,
+      readableHighWaterMark: conn.limits.streamHighWaterMark,
+      writableHighWaterMark: conn.limits.maxStreamPayload,
+    });
+    this.meta = conn.meta;
     this.redial = options.redial;
     this.policy = options.reconnect;
     this.setupOptions = options.setup ?? {};
-    this.session = this.attach(conn, false);
-    this.opened();
+    this.#channel = new Channel(endPort(this));
+    [this.#session, this.#stream] = this.attach(conn, false);
+  }
+
+  /** @internal The session on the current connection. */
+  get session(): Session {
+    return this.#session;
+  }
+
+  /** @internal The current connection. */
+  get conn(): Connection {
+    return this.#session.conn;
+  }
+
+  /** @internal RPC and messaging of the End (the default stream's, across reconnects). */
+  get channel(): Channel {
+    return this.#channel;
+  }
+
+  /** The ClientID of the current connection. */
+  get clientId(): bigint {
+    return this.conn.clientId;
+  }
+
+  /** True once the current default stream's Dismiss exchange is over (or was abandoned). */
+  get isFinalized(): boolean {
+    return this.#stream.isFinalized;
   }
 
   /** 'client' for an End made by dial(), 'server' for one accepted by a Listener. */
@@ -105,14 +157,44 @@ export class End extends Stream {
     return this.conn.remoteAddress;
   }
 
-  private attach(conn: Connection, resumed: boolean): Session {
+  /** True while the End outlives its connections (a reconnecting client End not closed by the application). */
+  private get reconnects(): boolean {
+    return this.redial !== undefined && !this.userClosed && this.state !== 'closed';
+  }
+
+  private attach(conn: Connection, resumed: boolean): [Session, Stream] {
     const session = new Session(conn, this.setupOptions.acceptHalfOpen, this);
-    this.conn = conn;
-    this.session = session;
-    session.addDefault(this);
+    const stream = session.openDefault({
+      channel: this.#channel,
+      onPeerDismiss: () => {
+        if (this.reconnects && stream === this.#stream) this.parked = true;
+      },
+      onEndedByPeer: () => {
+        // A reconnecting End lives on: only this connection's default stream ends (its Dismiss answers the peer's).
+        if (this.reconnects || stream !== this.#stream) {
+          stream.end();
+          return;
+        }
+        this.#endedByPeer = true;
+        if (!this.writableEnded) this.end();
+      },
+    });
+    this.#session = session;
+    this.#stream = stream;
+    stream.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) stream.pause();
+    });
+    stream.on('end', () => {
+      if (!this.reconnects && stream === this.#stream) this.push(null);
+    });
+    stream.on('error', (err: Error) => {
+      if (!this.reconnects && stream === this.#stream && !this.destroyed)
+        failStream(this, err as GeminioError);
+    });
     conn.onClosing = () => session.stopAccepting(new ConnectionClosedError('end is closing'));
     conn.once('close', (err: GeminioError | undefined) => this.onConnectionClose(conn, err));
     conn.attach((p) => session.handlePacket(p));
+    stream.opened();
     if (channels.connectionOpen.hasSubscribers) {
       channels.connectionOpen.publish({
         end: this,
@@ -122,7 +204,7 @@ export class End extends Stream {
         resumed,
       } satisfies ConnectionOpenMessage);
     }
-    return session;
+    return [session, stream];
   }
 
   /** @internal The listener gives the End its ClientID's replay window (shared across its reconnects). */
@@ -150,18 +232,20 @@ export class End extends Stream {
   /** Opens a stream; resolves once the peer has acknowledged it, so data can flow at once. */
   async openStream(options: OpenStreamOptions = {}): Promise<Stream> {
     await this.ready(this.conn.limits.streamOpenTimeout, options.signal);
-    return this.session.open(toBuffer(options.meta) ?? Buffer.alloc(0), options);
+    return this.#session.open(toBuffer(options.meta) ?? Buffer.alloc(0), options);
   }
 
   /** Resolves with the next stream the peer opened; rejects once the End is closed (or, reconnecting, dropped). */
   async acceptStream(options: AcceptStreamOptions = {}): Promise<Stream> {
     await this.ready(Number.POSITIVE_INFINITY);
-    return this.session.accept(options);
+    return this.#session.accept(options);
   }
 
   /** Streams open now, the default stream excluded. */
   listStreams(): Stream[] {
-    return [...this.session.streams.values()].filter((s) => s !== this && !s.destroyed && !s.isFinalized);
+    return [...this.#session.streams.values()].filter(
+      (s) => s !== this.#stream && !s.destroyed && !s.isFinalized,
+    );
   }
 
   /**
@@ -180,29 +264,56 @@ export class End extends Stream {
     }
   }
 
-  // ---- RPC and messaging wait out a reconnect (up to their timeout) ----
+  // ---- RPC and messaging on the End's channel wait out a reconnect (up to their timeout) ----
 
-  override async register(
+  async register(
     method: string,
     handler: RpcHandler,
     options: { timeout?: number; signal?: AbortSignal } = {},
   ): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.registerTimeout, options.signal);
-    return super.register(method, handler, left === undefined ? options : { ...options, timeout: left });
+    return this.#channel.rpc.register(
+      method,
+      handler,
+      left === undefined ? options : { ...options, timeout: left },
+    );
   }
 
-  override async call(
-    method: string,
-    data?: string | Uint8Array,
-    options: CallOptions = {},
-  ): Promise<CallResult> {
+  async call(method: string, data?: string | Uint8Array, options: CallOptions = {}): Promise<CallResult> {
     const left = await this.ready(options.timeout ?? this.conn.limits.callTimeout, options.signal);
-    return super.call(method, data, left === undefined ? options : remaining(options, left));
+    return this.#channel.rpc.call(method, data, left === undefined ? options : remaining(options, left));
   }
 
-  override async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
+  async publish(data: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
     const left = await this.ready(options.timeout ?? this.conn.limits.publishTimeout, options.signal);
-    return super.publish(data, left === undefined ? options : remaining(options, left));
+    return this.#channel.messaging.publish(data, left === undefined ? options : remaining(options, left));
+  }
+
+  /** Methods the peer has registered on the End. */
+  get remoteMethods(): ReadonlySet<string> {
+    return this.#channel.rpc.remoteMethods;
+  }
+
+  /** Resolves once the peer has registered all of `methods` on the End (bounded by `timeout`). */
+  waitRemoteMethods(
+    methods: string[],
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    return this.#channel.rpc.waitRemote(
+      methods,
+      options.timeout ?? this.conn.limits.registerTimeout,
+      options.signal,
+    );
+  }
+
+  /** Resolves with the next message received on the End. */
+  receive(options?: { signal?: AbortSignal }): Promise<Message> {
+    return this.#channel.messaging.receive(options);
+  }
+
+  /** Iterates the messages received on the End until it closes. */
+  messages(): AsyncGenerator<Message> {
+    return this.#channel.messaging.messages();
   }
 
   /**
@@ -237,13 +348,62 @@ export class End extends Stream {
     return Number.isFinite(timeout) ? Math.max(1, timeout - (Date.now() - started)) : timeout;
   }
 
-  // Raw bytes written while reconnecting wait for the new connection.
-  protected override sendData(data: Buffer, cb: (err?: Error | null) => void): void {
-    if ((this.state !== 'reconnecting' && !this.parked) || this.inResetup()) return super.sendData(data, cb);
-    this.ready(Number.POSITIVE_INFINITY).then(
-      () => super.sendData(data, cb),
-      (err: Error) => cb(err),
-    );
+  // ---- the default stream's bytes: the End relays them to the current connection's default stream ----
+
+  /**
+   * A write after the peer's Dismiss ended our writable side is discarded, as on a Stream: its callback gets
+   * StreamClosedError, and no 'error' event.
+   */
+  override write(
+    chunk: unknown,
+    encoding?: BufferEncoding | ((error: Error | null | undefined) => void),
+    cb?: (error: Error | null | undefined) => void,
+  ): boolean {
+    if (this.#endedByPeer && !this.destroyed) {
+      const callback = typeof encoding === 'function' ? encoding : cb;
+      const err = new StreamClosedError('write after the peer dismissed the stream');
+      if (callback) process.nextTick(callback, err);
+      return false;
+    }
+    return typeof encoding === 'function'
+      ? super.write(chunk, encoding)
+      : super.write(chunk, encoding as BufferEncoding, cb);
+  }
+
+  override _read(): void {
+    this.#stream.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.relay(chunk, cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    // Many small writes become few packets (as on a Stream).
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk));
+    this.relay(data, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.whenConnected(cb, () => {
+      const s = this.#stream;
+      if (s.writableFinished || s.destroyed) return cb(s.errored ?? undefined);
+      s.end((err?: Error | null) => cb(err ?? undefined));
+    });
+  }
+
+  /** Raw bytes written while reconnecting wait for the new connection. */
+  private relay(data: Buffer, cb: (err?: Error | null) => void): void {
+    this.whenConnected(cb, () => {
+      const s = this.#stream;
+      // Bytes on a connection that drops while a reconnecting End lives on are lost with it, not an error.
+      s.write(data, (err) => cb(err && !this.reconnects ? err : undefined));
+    });
+  }
+
+  private whenConnected(cb: (err?: Error | null) => void, then: () => void): void {
+    if ((this.state !== 'reconnecting' && !this.parked) || this.inResetup()) return then();
+    this.ready(Number.POSITIVE_INFINITY).then(then, (err: Error) => cb(err));
   }
 
   /** True inside onReconnect for the connection now attached. */
@@ -291,8 +451,7 @@ export class End extends Stream {
     }
     if (this.state === 'reconnecting') {
       // A connection made by the running reconnect loop dropped during setup: the loop carries on.
-      this.session.streams.delete(DEFAULT_STREAM_ID);
-      this.session.connectionClosed(err ?? new ConnectionClosedError());
+      this.#session.connectionClosed(err ?? new ConnectionClosedError());
       this.channel.rpc.disconnected(err ?? new ConnectionClosedError());
       return;
     }
@@ -300,8 +459,7 @@ export class End extends Stream {
     const reason = err ?? new ConnectionClosedError('server closed the connection');
     this.closeError = reason;
     this.state = 'reconnecting';
-    this.session.streams.delete(DEFAULT_STREAM_ID);
-    this.session.connectionClosed(reason);
+    this.#session.connectionClosed(reason);
     this.channel.rpc.disconnected(reason);
     this.emit('disconnect', reason);
     this.reconnectLoop().catch((e: unknown) => this.closeForGood(e as GeminioError));
@@ -334,11 +492,7 @@ export class End extends Stream {
         conn.destroy();
         return;
       }
-      this.resetDefaultStream();
       this.attach(conn, true);
-      this.flow = conn.flowControl ? this.makeFlow(conn) : undefined;
-      this.resetClose();
-      this.opened();
       // Order matters: registrations first, then the application's re-setup, then messages waiting for an ack,
       // then new work.
       for (const method of this.channel.rpc.localMethods) {
@@ -377,33 +531,6 @@ export class End extends Stream {
     });
   }
 
-  /**
-   * @internal The peer dismisses the default stream. An End that reconnects outlives its connections, so it
-   * answers the exchange (DismissAck and its own Dismiss, as Go expects) without ending its Duplex.
-   */
-  override receiveDismiss(id: bigint): void {
-    if (!this.redial || this.userClosed) {
-      super.receiveDismiss(id);
-      return;
-    }
-    this.conn.send(encodePacket({ type: T.DismissAck, id, sessionId: DEFAULT_STREAM_ID, data: {} }));
-    if (this.parked) return;
-    this.parked = true;
-    this.conn.send(
-      encodePacket({ type: T.Dismiss, id: this.conn.ids.next(), sessionId: DEFAULT_STREAM_ID, data: {} }),
-    );
-  }
-
-  /** @internal A parked End's own Dismiss (sent outside the exchange) is acknowledged: nothing to do. */
-  override receiveDismissAck(): void {
-    if (this.parked) return;
-    super.receiveDismissAck();
-  }
-
-  private resetDefaultStream(): void {
-    this.restartExchange();
-  }
-
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       this.sleeper = { timer: setTimeout(resolve, ms), resolve };
@@ -420,16 +547,13 @@ export class End extends Stream {
       clearTimeout(this.sleeper.timer);
       this.sleeper.resolve();
     }
-    if (!this.session.streams.has(DEFAULT_STREAM_ID)) this.session.addDefault(this);
-    this.session.connectionClosed(err);
-    this.channel.close(failure);
-  }
-
-  /** @internal The End is the connection: when it is gone the End closes, whatever is left unread. */
-  override connectionClosed(err: GeminioError | undefined): void {
-    super.connectionClosed(err);
+    this.#session.connectionClosed(err);
+    this.#channel.close(failure);
+    // The End is the connection: when it is gone the End closes, whatever is left unread, with the error its
+    // default stream ended with.
     if (this.destroyed) return;
-    if (err) failStream(this, err);
+    const failed = err ?? (this.#stream.errored as GeminioError | null) ?? undefined;
+    if (failed) failStream(this, failed);
     else this.destroy();
   }
 
@@ -449,8 +573,9 @@ export class End extends Stream {
       return;
     }
     if (this.conn.state === 'open') {
-      this.session.stopAccepting(new ConnectionClosedError('end is closing'));
-      const streams = [...this.session.streams.values()];
+      this.#session.stopAccepting(new ConnectionClosedError('end is closing'));
+      // The End flushes its own bytes into the default stream, then ends it.
+      const streams = [...this.#session.streams.values()].map((s): Duplex => (s === this.#stream ? this : s));
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.all(streams.map(endAndFlush)),
@@ -470,8 +595,30 @@ export class End extends Stream {
     if (this.conn.state !== 'closed') {
       this.conn.destroy(err ? new ConnectionClosedError(err.message, { cause: err }) : undefined);
     }
-    super._destroy(err, cb);
+    this.#stream.destroy();
+    this.#channel.close(err ? toStreamError(err) : new StreamClosedError());
+    cb(err);
   }
+}
+
+/** The End's channel's view of its stream: always the current connection's default stream. */
+function endPort(end: End): StreamPort {
+  return {
+    streamId: DEFAULT_STREAM_ID,
+    get clientId() {
+      return end.conn.clientId;
+    },
+    get limits() {
+      return end.conn.limits;
+    },
+    get canCancel() {
+      return end.conn.canCancel;
+    },
+    send: (frame) => end.conn.send(frame),
+    nextId: () => end.conn.ids.next(),
+    pauseReading: (by) => end.conn.pauseReading(by),
+    resumeReading: (by) => end.conn.resumeReading(by),
+  };
 }
 
 /**
@@ -482,7 +629,7 @@ function remaining<O extends { timeout?: number; localTimeout?: number }>(option
   return options.timeout === undefined ? { ...options, localTimeout: left } : { ...options, timeout: left };
 }
 
-function endAndFlush(s: Stream): Promise<void> {
+function endAndFlush(s: Duplex): Promise<void> {
   if (s.destroyed || s.writableFinished) return Promise.resolve();
   return new Promise<void>((resolve) => {
     const done = () => {

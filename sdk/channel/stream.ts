@@ -3,14 +3,29 @@
  * get from openStream() and acceptStream(); the Session routes the stream's RPC and message packets to its channel.
  */
 import { StreamClosedError } from '../errors.js';
-import { StreamCore, toStreamError } from '../stream/core.js';
+import { StreamCore, type StreamInit, toStreamError } from '../stream/core.js';
 import { Channel } from './channel.js';
 import type { Message, PublishOptions } from './messaging.js';
 import type { StreamPort } from './port.js';
 import type { CallOptions, CallResult, RpcHandler } from './rpc.js';
 
+/** @internal */
+export interface ChannelStreamInit extends StreamInit {
+  /** The End's channel, which outlives this stream (the default stream of one connection). */
+  channel?: Channel | undefined;
+}
+
 export class Stream extends StreamCore {
   #channel: Channel | undefined;
+  /** False when the channel is the End's, which outlives this stream. */
+  readonly #ownsChannel: boolean;
+
+  /** @internal Streams are made by the Session. */
+  constructor(init: ChannelStreamInit) {
+    super(init);
+    this.#channel = init.channel;
+    this.#ownsChannel = init.channel === undefined;
+  }
 
   /**
    * @internal RPC and messaging state, made on first use: most streams carry only bytes, and an idle stream
@@ -75,13 +90,13 @@ export class Stream extends StreamCore {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     super._destroy(err, (e) => {
       // Only a stream that used RPC or messaging has anything to fail (and an Error's stack is not free).
-      this.#channel?.close(err ? toStreamError(err) : new StreamClosedError());
+      if (this.#ownsChannel) this.#channel?.close(err ? toStreamError(err) : new StreamClosedError());
       cb(e);
     });
   }
 }
 
-/** The stream's view for RPC and messaging; it reads `stream.conn` on each use, so it follows a reconnect. */
+/** The stream's view for RPC and messaging. */
 function streamPort(stream: Stream): StreamPort {
   return {
     streamId: stream.streamId,

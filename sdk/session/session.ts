@@ -8,6 +8,7 @@
  * its ID is known (on SessionAck for the opener), so no early packet is lost, and data waits for the SessionAck.
  */
 
+import type { Channel } from '../channel/channel.js';
 import { Stream } from '../channel/stream.js';
 import type { Connection } from '../connection/connection.js';
 import { channels } from '../diag.js';
@@ -79,9 +80,21 @@ export class Session {
     private readonly owner?: object,
   ) {}
 
-  /** Registers the default stream (the End). */
-  addDefault(stream: Stream): void {
+  /**
+   * Makes this connection's default stream (ID 1) for the End: its RPC and messaging are the End's channel, which
+   * outlives the connection.
+   */
+  openDefault(init: { channel: Channel; onPeerDismiss: () => void; onEndedByPeer: () => void }): Stream {
+    const stream = new Stream({
+      conn: this.conn,
+      streamId: DEFAULT_STREAM_ID,
+      meta: this.conn.meta,
+      peer: undefined,
+      onFinalized: () => {},
+      ...init,
+    });
     this.streams.set(DEFAULT_STREAM_ID, stream);
+    return stream;
   }
 
   /** Number of open streams, the default stream excluded. */

@@ -80,6 +80,13 @@ export interface StreamInit {
   allowHalfOpen?: boolean;
   /** The End this stream is reported under on the diagnostics channels (none for the End's default stream). */
   owner?: object | undefined;
+  /** The End's default stream: told at once when the peer dismisses it (a reconnecting End parks new work). */
+  onPeerDismiss?: (() => void) | undefined;
+  /**
+   * The End's default stream: the peer's Dismiss ends the writable side of the End (its facade), which then ends
+   * this stream, instead of this stream ending itself (and discarding what the End still buffers).
+   */
+  onEndedByPeer?: (() => void) | undefined;
 }
 
 export class StreamCore extends Duplex {
@@ -90,13 +97,16 @@ export class StreamCore extends Duplex {
   /** Free-form peer string given by the opener (Go's OpenStreamOptions.SetPeer). */
   readonly peer: string | undefined;
 
-  /** @internal The End swaps it after a reconnect. */ conn: Connection;
+  /** @internal What the stream sends through: its connection, for the stream's whole life. */
+  readonly conn: Connection;
   private readonly onFinalized: (stream: StreamCore) => void;
   #state: StreamState = 'open';
   /** The state a stream finalized early from; undefined after a complete exchange. */
   #closedFrom: StreamState | undefined;
   /** The End the stream is reported under on diagnostics channels; undefined: not reported. */
   readonly #owner: object | undefined;
+  readonly #onPeerDismiss: (() => void) | undefined;
+  readonly #onEndedByPeer: (() => void) | undefined;
   /** @internal Payload bytes received from the peer (handed to the readable side). */
   bytesIn = 0;
   /** @internal Payload bytes sent to the peer (framed onto the connection). */
@@ -116,7 +126,7 @@ export class StreamCore extends Duplex {
   /** `unread` is still counted in the connection's buffer budget (until finalized; peers without flow control). */
   private countsBudget = true;
   /** Per-stream windows when the extension was negotiated; undefined with a Go peer. */
-  protected flow: StreamFlow | undefined;
+  private readonly flow: StreamFlow | undefined;
   /** Bytes pushed to the readable buffer and not yet read (counted against the connection's budget). */
   private unread = 0;
   /** Running total of bytes read() took out of the buffer (to tell them from chunks handed straight over). */
@@ -135,12 +145,11 @@ export class StreamCore extends Duplex {
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
     this.#owner = init.owner;
-    this.flow = init.conn.flowControl ? this.makeFlow(init.conn) : undefined;
-  }
-
-  /** @internal The flow-control state for `conn` (a reconnecting End makes a new one per connection). */
-  protected makeFlow(conn: Connection): StreamFlow {
-    return new StreamFlow(conn, this.streamId, (n) => this.sent(n));
+    this.#onPeerDismiss = init.onPeerDismiss;
+    this.#onEndedByPeer = init.onEndedByPeer;
+    this.flow = init.conn.flowControl
+      ? new StreamFlow(init.conn, init.streamId, (n) => this.sent(n))
+      : undefined;
   }
 
   /** `n` payload bytes were framed onto the connection. */
@@ -172,23 +181,17 @@ export class StreamCore extends Duplex {
   }
 
   /** We sent our Dismiss (now or before the stream finalized). */
-  protected get sentDismiss(): boolean {
+  private get sentDismiss(): boolean {
     return sent.has(this.#state === 'finalized' ? this.#closedFrom : this.#state);
   }
 
   /** The peer dismissed the stream (now or before it finalized). */
-  protected get gotDismiss(): boolean {
+  private get gotDismiss(): boolean {
     return received.has(this.#state === 'finalized' ? this.#closedFrom : this.#state);
   }
 
-  protected get finalized(): boolean {
+  private get finalized(): boolean {
     return this.#state === 'finalized';
-  }
-
-  /** @internal A reconnecting End's default stream starts its exchange over on the new connection. */
-  restartExchange(): void {
-    this.#state = 'open';
-    this.#closedFrom = undefined;
   }
 
   /** @internal The peer knows the stream now (SessionAck sent or received): window extras may be granted. */
@@ -306,7 +309,7 @@ export class StreamCore extends Duplex {
     cb(err);
   }
 
-  protected sendData(data: Buffer, cb: (err?: Error | null) => void): void {
+  private sendData(data: Buffer, cb: (err?: Error | null) => void): void {
     if (this.conn.state === 'closed') {
       cb(this.conn.closeError ?? new ConnectionClosedError());
       return;
@@ -385,6 +388,7 @@ export class StreamCore extends Duplex {
     }
     // Already aborted locally: our Dismiss went out in _destroy; its DismissAck finishes the exchange.
     if (this.destroyed) return;
+    this.#onPeerDismiss?.();
     if (this.conn.peerOrdersDismiss) this.endReadable();
     if (!this.awaitingAccept) this.answerDismiss();
   }
@@ -413,6 +417,7 @@ export class StreamCore extends Duplex {
   }
 
   private endForPeer(): void {
+    if (this.#onEndedByPeer) return this.#onEndedByPeer();
     this.endedByPeer = true;
     this.end();
   }
@@ -537,16 +542,6 @@ export class StreamCore extends Duplex {
     if (!this.flow && this.countsBudget) this.conn.releaseBuffered(this.unread);
     this.countsBudget = false;
   }
-
-  /** @internal A reconnecting End starts over on a new connection. */
-  protected resetClose(): void {
-    clearTimeout(this.closeTimer);
-    clearTimeout(this.graceTimer);
-    this.closeTimer = undefined;
-    this.countsBudget = true;
-    this.unread = this.readableLength;
-    if (!this.conn.flowControl) this.conn.addBuffered(this.unread);
-  }
 }
 
 /**
@@ -554,7 +549,7 @@ export class StreamCore extends Duplex {
  * iterator, an 'error' handler): losing a connection must not crash a process that only watches 'close'.
  * The error stays readable as `stream.errored` either way.
  */
-export function failStream(stream: StreamCore, err: GeminioError): void {
+export function failStream(stream: Duplex, err: GeminioError): void {
   if (stream.listenerCount('error') > 0) {
     stream.destroy(err);
     return;
