@@ -9,7 +9,7 @@ import { AdminServer } from './admin/server.js';
 import type { SidecarConfig } from './config/schema.js';
 import { type ConfigProblem, formatProblem } from './config/validate.js';
 import { InboundListener } from './inbound/listener.js';
-import { ServiceRouter } from './inbound/services.js';
+import { ServiceRouter } from './inbound/router.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
 import { HttpOutboundListener } from './outbound/http-listener.js';

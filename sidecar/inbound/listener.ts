@@ -20,7 +20,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { HookRunner, Identity } from '../policy/hooks.js';
 import type { Inflight } from '../proxy/inflight.js';
-import type { ServiceRouter } from './services.js';
+import type { ServiceRouter } from './router.js';
 
 export interface InboundDeps {
   metrics: Metrics;

@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
-import { streamMeta } from '../../sidecar/inbound/services.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { streamMeta } from '../../sidecar/proxy/stream-meta.js';
 import { type App, memoryLogger, metricValue, startApp } from '../sidecar/helpers.js';
 import {
   closesEmpty,

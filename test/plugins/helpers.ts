@@ -9,9 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { End, Stream } from '../../sdk/index.js';
 import { parseConfig, withConfigDir } from '../../sidecar/config/load.js';
-import { streamMeta } from '../../sidecar/inbound/services.js';
 import { Sidecar } from '../../sidecar/main.js';
 import type { Logger } from '../../sidecar/observe/logger.js';
+import { streamMeta } from '../../sidecar/proxy/stream-meta.js';
 import { type App, quiet } from '../sidecar/helpers.js';
 
 /** The plugin API source, for plugin files written by tests (a deployed plugin imports 'geminio/plugins'). */
