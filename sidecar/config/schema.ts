@@ -3,8 +3,14 @@
  * default; `docs/SIDECAR.md` documents each key.
  */
 import os from 'node:os';
-import type { PluginConfig } from '../policy/authz.js';
 import { address, bool, int, ms, name, object, PORT, type Schema, str } from './validate.js';
+/** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
+export interface PluginConfig {
+  path: string;
+  options: Record<string, unknown>;
+  timeoutMs: number;
+}
+
 export interface TlsConfig {
   enabled: boolean;
   caFile?: string;

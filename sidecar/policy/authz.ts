@@ -8,7 +8,6 @@
  * running set stays (a reload never falls back to allowing everything).
  */
 import { X509Certificate } from 'node:crypto';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   checkDecision,
@@ -18,17 +17,11 @@ import {
   type PluginDefinition,
   validatePlugin,
 } from '../../plugins/index.js';
+import type { PluginConfig } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BUILTIN_PLUGINS } from './builtin-plugins.js';
 import { type Decision, deny, PLUGIN_HOOK, type Point } from './decision.js';
-
-/** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
-export interface PluginConfig {
-  path: string;
-  options: Record<string, unknown>;
-  timeoutMs: number;
-}
 
 interface LoadedPlugin {
   name: string;
@@ -237,9 +230,4 @@ export function parseMeta(meta: Buffer | undefined): Record<string, unknown> {
   } catch {
     return {};
   }
-}
-
-/** Resolves a plugin path from the config against the config file's directory. */
-export function resolvePluginPath(p: string, configDir: string): string {
-  return p.startsWith('builtin:') ? p : path.resolve(configDir, p);
 }
