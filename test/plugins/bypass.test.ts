@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePacket, PacketType as T } from '../../sdk/frame/index.js';
 import { dial, type End } from '../../sdk/index.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { exchange, get } from '../helpers/raw-http.js';
 import { type App, startApp } from '../sidecar/helpers.js';
-import { exchange, geminioAddress, get, httpStream, startInbound, tempDir, writePlugin } from './helpers.js';
+import { geminioAddress, httpStream, startInbound, tempDir, writePlugin } from './helpers.js';
 
 const seen = globalThis as unknown as { __bypassSeen?: string[] };
 
