@@ -11,16 +11,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
-import {
-  type App,
-  eventually,
-  metricValue,
-  type Pair,
-  quiet,
-  startApp,
-  startPair,
-  startTcpEcho,
-} from './helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, metricValue, type Pair, quiet, startApp, startPair, startTcpEcho } from './helpers.js';
 
 /** A server that reads to EOF, then (after the client's FIN) answers with the SHA-256 of what it read. */
 async function startHashAfterEof(): Promise<{ port: number; close: () => void }> {

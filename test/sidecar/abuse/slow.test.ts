@@ -7,7 +7,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { head, raw } from '../../helpers/raw-http.js';
-import { eventually } from '../helpers.js';
+import { eventually } from '../../helpers/wait.js';
 import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 const TIMEOUT = 1_000;
