@@ -38,7 +38,8 @@ export function nameRefusal(
   clientId: string,
   byPlugin: boolean,
 ): string | undefined {
-  const reserved = names[name];
+  // Own keys only: an End announcing "constructor" or "toString" asks for a name, not a prototype member.
+  const reserved = Object.hasOwn(names, name) ? names[name] : undefined;
   if (reserved) {
     return reserved.clientIds.includes(clientId)
       ? undefined

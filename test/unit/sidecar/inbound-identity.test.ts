@@ -37,4 +37,10 @@ describe('inbound identity', () => {
     end.state = 'closed';
     expect(nameRefusal({}, ids, 'edge', '11', false)).toBeUndefined();
   });
+
+  it('reads reserved names as own keys only: prototype member names are ordinary names', () => {
+    const ids = new Identities();
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty'])
+      expect(nameRefusal({}, ids, name, '1', false)).toBeUndefined();
+  });
 });
