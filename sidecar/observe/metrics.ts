@@ -4,7 +4,7 @@
  * fixed list or from what the peer registered, statuses are HTTP codes; nothing user-supplied (paths, topics) is
  * ever a label.
  */
-import diagnostics from 'node:diagnostics_channel';
+import * as diagnostics from 'node:diagnostics_channel';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CHANNELS, type Stream, type StreamBytesMessage, type StreamCloseMessage } from '../../sdk/index.js';
 
