@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hook } from '../../sidecar/policy/hooks.js';
+import { eventually } from '../helpers/wait.js';
 import {
   clientMeta,
   type EchoClient,
@@ -16,16 +17,7 @@ import {
   startEchoServer,
   unary,
 } from './grpc-helpers.js';
-import {
-  type App,
-  eventually,
-  MiB,
-  memoryLogger,
-  metricValue,
-  type Pair,
-  startApp,
-  startPair,
-} from './helpers.js';
+import { type App, MiB, memoryLogger, metricValue, type Pair, startApp, startPair } from './helpers.js';
 
 const exec = promisify(execFile);
 

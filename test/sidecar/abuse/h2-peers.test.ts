@@ -6,8 +6,9 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { delay, eventually } from '../../helpers/wait.js';
 import { type EchoClient, type EchoServer, echoClient, startEchoServer, unary } from '../grpc-helpers.js';
-import { type App, delay, eventually, MiB, type Pair, startApp, startPair } from '../helpers.js';
+import { type App, MiB, type Pair, startApp, startPair } from '../helpers.js';
 
 let app: App;
 let echo: EchoServer;
