@@ -15,7 +15,13 @@ export interface TlsConfig {
   requestCert: boolean;
 }
 export interface UpstreamConfig {
-  address: string;
+  /** One endpoint (the same as `endpoints: [address]`). Exactly one of address, endpoints, discovery. */
+  address?: string;
+  /** A static list of endpoints, each `host:port`. */
+  endpoints?: string[];
+  /** DNS discovery: every A/AAAA record of `name`, re-resolved every refreshMs (sooner when a TTL ends first). */
+  discovery?: DiscoveryConfig;
+  balancing: BalancingConfig;
   tls: TlsConfig;
   reconnect: { minDelayMs: number; maxDelayMs: number; jitter: number };
   handshakeTimeoutMs: number;
@@ -27,6 +33,32 @@ export interface UpstreamConfig {
   /** A token sent in the End meta ({"name", "token"}) for the far side's `token` plugin; or read from tokenFile. */
   token?: string;
   tokenFile?: string;
+}
+export interface DiscoveryConfig {
+  /** The DNS name (e.g. a headless Service) whose A and AAAA records are the endpoints. */
+  name: string;
+  port: number;
+  /** The DNS server to ask, `ip:port`; the system's resolvers when absent. */
+  resolver?: string;
+  refreshMs: number;
+  /** A refresh never comes sooner than this after the last one, whatever the TTLs say. */
+  minRefreshMs: number;
+  /** At most this many endpoints are kept (the first ones in address order); bounds connections and metrics. */
+  maxEndpoints: number;
+}
+/** Balancing across the endpoints of an upstream, and ejecting the failing ones. */
+export interface BalancingConfig {
+  /** /readyz is ready while at least this many endpoints of the upstream are connected. */
+  minReady: number;
+  /** Consecutive failures (connect errors, resets, 5xx from the far sidecar, timeouts) that eject an endpoint. */
+  ejectAfter: number;
+  /** The first ejection lasts this long, each following one twice as long, up to ejectMaxMs. */
+  ejectBaseMs: number;
+  ejectMaxMs: number;
+  /** The time constant of the latency EWMA (older samples weigh e^(-age/decayMs)). */
+  ewmaDecayMs: number;
+  /** An endpoint that is removed (DNS, reload) finishes its work in flight for at most this long, then closes. */
+  drainMs: number;
 }
 export interface HttpOutboundConfig {
   name: string;
@@ -169,7 +201,27 @@ export const schema: Schema = object({
     kind: 'map',
     keyPattern: NAME_KEY,
     values: object({
-      address: address(),
+      address: address({ optional: true }),
+      endpoints: { kind: 'array', items: address(), optional: true },
+      discovery: object(
+        {
+          name: { kind: 'string', pattern: /^[A-Za-z0-9_.-]{1,253}$/, expected: 'a DNS name' },
+          port: { kind: 'int', min: 1, max: 65_535 },
+          resolver: address({ optional: true }),
+          refreshMs: ms(5_000, 100),
+          minRefreshMs: ms(1_000, 10),
+          maxEndpoints: int(64, 1, 1_000),
+        },
+        true,
+      ),
+      balancing: object({
+        minReady: int(1, 0, 1_000),
+        ejectAfter: int(5, 1, 1_000),
+        ejectBaseMs: ms(1_000),
+        ejectMaxMs: ms(30_000),
+        ewmaDecayMs: ms(10_000),
+        drainMs: ms(10_000, 0),
+      }),
       tls,
       reconnect: object({
         minDelayMs: ms(100),
