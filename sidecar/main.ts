@@ -155,6 +155,8 @@ export class Sidecar {
 
     for (const [name, u] of this.upstreams) {
       const wanted = next.upstreams[name];
+      // Only the static endpoint list changed: the endpoints that stay keep their Ends, removed ones drain.
+      if (wanted && u.retarget(wanted)) continue;
       if (!wanted || JSON.stringify(wanted) !== u.key) {
         this.upstreams.delete(name);
         void u.close();

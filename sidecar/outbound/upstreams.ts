@@ -72,7 +72,7 @@ export class Upstream extends EventEmitter implements EndSource {
   private readonly balancer: Balancer;
   private discovery: Discovery | undefined;
   /** The config this upstream was made from; a reload keeps the upstream when it is unchanged. */
-  readonly key: string;
+  key: string;
   /**
    * The dial options, shared by the endpoints. The SDK reads `tls` and `meta` on every (re)connect, so a reload
    * that finds a new certificate or token replaces them here: live connections keep their sessions, the next ones
@@ -83,7 +83,8 @@ export class Upstream extends EventEmitter implements EndSource {
 
   constructor(
     readonly name: string,
-    readonly config: UpstreamConfig,
+    /** Replaced in place only by retarget() (a reload that changes the static endpoints alone). */
+    public config: UpstreamConfig,
     private readonly deps: UpstreamDeps,
   ) {
     super();
@@ -170,6 +171,23 @@ export class Upstream extends EventEmitter implements EndSource {
     } else {
       this.setEndpoints(endpoints ?? (address !== undefined ? [address] : []));
     }
+  }
+
+  /**
+   * A reload whose config for this upstream differs only in its static `endpoints`: applies the new list in place
+   * (kept endpoints keep their Ends, removed ones drain) and returns true; otherwise false (the upstream is
+   * replaced).
+   */
+  retarget(next: UpstreamConfig): boolean {
+    if (this.closed || this.config.endpoints === undefined || next.endpoints === undefined) return false;
+    const same = (c: UpstreamConfig) => JSON.stringify({ ...c, endpoints: undefined });
+    if (same(next) !== same(this.config)) return false;
+    if (JSON.stringify(next) === this.key) return true;
+    this.key = JSON.stringify(next);
+    this.config = next;
+    this.log.info({ endpoints: next.endpoints }, 'endpoints changed by reload');
+    this.setEndpoints(next.endpoints);
+    return true;
   }
 
   /** Makes the endpoint set this list: new ones are dialled, missing ones drain (bounded by drainMs). */
