@@ -122,7 +122,7 @@ export class Endpoint extends EventEmitter {
 
   private serve(end: End): void {
     (async () => {
-      for await (const stream of end) this.deps.onStream!(stream, end);
+      for await (const stream of end.streams()) this.deps.onStream!(stream, end);
     })().catch((err: Error) => this.log.debug({ err: err.message }, 'accept loop ended'));
   }
 
