@@ -3,7 +3,7 @@
  * publish; this file imports nothing of the SDK. Publish only when `hasSubscribers`: nobody listening costs one
  * property read.
  */
-import diagnostics from 'node:diagnostics_channel';
+import * as diagnostics from 'node:diagnostics_channel';
 
 /** The channel names, stable across releases. */
 export const CHANNELS = {
