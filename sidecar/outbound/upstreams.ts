@@ -67,6 +67,8 @@ export interface UpstreamDeps {
 
 export class Upstream extends EventEmitter implements EndSource {
   readonly endpoints = new Map<string, Endpoint>();
+  /** Endpoints removed (DNS, reload) that still finish their work in flight; listed by /debug/ends until closed. */
+  private readonly leaving = new Set<Endpoint>();
   private closed = false;
   private readonly log: Logger;
   private readonly balancer: Balancer;
@@ -197,7 +199,8 @@ export class Upstream extends EventEmitter implements EndSource {
     for (const [address, e] of this.endpoints) {
       if (wanted.has(address)) continue;
       this.endpoints.delete(address);
-      void e.drain(this.config.balancing.drainMs);
+      this.leaving.add(e);
+      void e.drain(this.config.balancing.drainMs).finally(() => this.leaving.delete(e));
     }
     for (const address of wanted) {
       if (this.endpoints.has(address)) continue;
@@ -305,7 +308,7 @@ export class Upstream extends EventEmitter implements EndSource {
   /** Every endpoint and its state, for /debug/ends. */
   describe(): Array<Record<string, unknown>> {
     const t = performance.now();
-    return [...this.endpoints.values()].map((e) => ({
+    return [...this.endpoints.values(), ...this.leaving].map((e) => ({
       endpoint: e.address,
       state: e.state,
       health: e.stats.health,
@@ -335,6 +338,6 @@ export class Upstream extends EventEmitter implements EndSource {
     this.closed = true;
     this.discovery?.stop();
     this.deps.metrics.upstreamConnected.set({ upstream: this.name }, 0);
-    await Promise.all([...this.endpoints.values()].map((e) => e.close()));
+    await Promise.all([...this.endpoints.values(), ...this.leaving].map((e) => e.close()));
   }
 }
