@@ -4,7 +4,14 @@
  * itself. So the first dial is retried here, in the background, with the same backoff.
  */
 import { EventEmitter } from 'node:events';
-import { type DialOptions, dial, type End, type Stream } from '../../sdk/index.js';
+import {
+  backoffDelay,
+  type DialOptions,
+  dial,
+  type End,
+  type ReconnectPolicy,
+  type Stream,
+} from '../../sdk/index.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -60,7 +67,6 @@ export class Endpoint extends EventEmitter {
   }
 
   private async connectLoop(): Promise<void> {
-    const { reconnect } = this.config;
     for (let attempt = 0; !this.closed; attempt++) {
       try {
         this.deps.ready();
@@ -75,8 +81,8 @@ export class Endpoint extends EventEmitter {
         this.deps.metrics.upstreamDialFailures.inc({ upstream: this.upstream });
         const level = attempt === 0 ? 'warn' : 'debug';
         this.log[level]({ err: (err as Error).message, attempt }, 'dial failed; retrying');
-        const base = Math.min(reconnect.maxDelayMs, reconnect.minDelayMs * 2 ** Math.min(attempt, 20));
-        await this.sleep(base * (1 + reconnect.jitter * (Math.random() * 2 - 1)));
+        // One policy for the End's redials and for the retries of a failed first dial here.
+        await this.sleep(backoffDelay(this.dialOptions.reconnect as ReconnectPolicy, attempt));
       }
     }
   }

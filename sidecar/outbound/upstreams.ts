@@ -6,7 +6,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { DialOptions, End, Stream } from '../../sdk/index.js';
+import {
+  type DialOptions,
+  defaultReconnectPolicy,
+  type End,
+  type ReconnectPolicy,
+  type Stream,
+} from '../../sdk/index.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { clientTls, materialKey, readTlsMaterial } from '../net/tls.js';
@@ -81,6 +87,7 @@ export class Upstream extends EventEmitter implements EndSource {
    * use them.
    */
   private readonly dialOptions: DialOptions;
+  private readonly reconnect: ReconnectPolicy;
   private material = '';
 
   constructor(
@@ -95,15 +102,18 @@ export class Upstream extends EventEmitter implements EndSource {
     this.balancer = new Balancer(config.balancing);
     deps.metrics.upstreamConnected.set({ upstream: name }, 0);
     const { reconnect } = config;
+    // One policy for the End's redials and for the retries of a failed first dial here.
+    this.reconnect = {
+      ...defaultReconnectPolicy,
+      minDelay: reconnect.minDelayMs,
+      maxDelay: reconnect.maxDelayMs,
+      jitter: reconnect.jitter,
+      // Work that meets an endpoint down fails at once (or goes to another endpoint) instead of waiting out a
+      // reconnect: the client, not the sidecar, decides whether to wait.
+      failFast: true,
+    };
     this.dialOptions = {
-      reconnect: {
-        minDelay: reconnect.minDelayMs,
-        maxDelay: reconnect.maxDelayMs,
-        jitter: reconnect.jitter,
-        // Work that meets an endpoint down fails at once (or goes to another endpoint) instead of waiting out a
-        // reconnect: the client, not the sidecar, decides whether to wait.
-        failFast: true,
-      },
+      reconnect: this.reconnect,
       handshakeTimeout: config.handshakeTimeoutMs,
       heartbeatInterval: config.heartbeatIntervalMs,
       streamOpenTimeout: config.streamOpenTimeoutMs,

@@ -19,7 +19,8 @@ import { ChaosProxy } from '../../chaos/index.js';
 import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import type { HttpOutboundListener } from '../../sidecar/outbound/http-listener.js';
-import { delay, eventually, inboundConfig, metricValue, quiet } from './helpers.js';
+import { delay, eventually } from '../helpers/wait.js';
+import { inboundConfig, metricValue, quiet } from './helpers.js';
 
 const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 
@@ -218,7 +219,7 @@ describe('an upstream of three static endpoints', () => {
       async () => (await connected(slowed, 'slowed')).length === 2,
       10_000,
       'two connected',
-    ).catch(async (err) => {
+    ).catch(async (err: Error) => {
       throw new Error(`${err.message}: ${JSON.stringify(await debugEndpoints(slowed, 'slowed'))}`);
     });
   });
