@@ -14,6 +14,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { runGrpcBench } from './grpc.js';
 import { httpTableText } from './http-table.js';
 import { runIperf3 } from './iperf.js';
 import {
@@ -458,6 +459,35 @@ let httpTable: string | undefined;
     { anchor: `${PATH_LABELS['http-proxy2']}, p50 added over direct`, result: added('http-proxy2') },
     { anchor: `${PATH_LABELS.fastify2}, p50 added over direct`, result: added('fastify2') },
     { anchor: `${PATH_LABELS.nginx2}, p50 added over direct`, result: added('nginx2') },
+  ]);
+  // gRPC (issue 16): grpc-js unary and server-streaming calls, direct and through the two sidecars (h2c).
+  log('gRPC rows');
+  const g = await runGrpcBench(timing).catch((err: Error) => {
+    console.error(`gRPC rows failed: ${err.message}`);
+    return undefined;
+  });
+  const gv = (x: number | undefined): Result => ({ value: x ?? null });
+  addRow('gRPC unary 16 B, 64 concurrent calls: two sidecars', 'calls/s', gv(g?.sidecar.unaryPerSec64), [
+    {
+      anchor: 'direct: grpc-js client -> server',
+      result: gv(g?.direct.unaryPerSec64),
+      target: { kind: 'ratio-min', k: 0.5 },
+    },
+  ]);
+  addRow(
+    'gRPC unary p50 added over direct, 1 call: two sidecars',
+    'µs',
+    gv(g ? g.sidecar.unaryP50Us1 - g.direct.unaryP50Us1 : undefined),
+    [
+      {
+        anchor: 'HTTP GET 100 B p50 added over direct, 1 connection: two sidecars',
+        result: added('sidecar'),
+        target: { kind: 'ratio-max', k: 1 },
+      },
+    ],
+  );
+  addRow('gRPC server streaming, 64 KiB messages: two sidecars', 'MB/s', gv(g?.sidecar.streamMBps), [
+    { anchor: 'direct: grpc-js client -> server', result: gv(g?.direct.streamMBps) },
   ]);
   addRow(
     'HTTP GET 100 B p50 added over direct, 1 connection: two sidecars (issue 6 target)',

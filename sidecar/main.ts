@@ -202,7 +202,7 @@ export class Sidecar {
     const wanted = new Map<string, { key: string; make: () => LocalListener }>();
     for (const c of next.outbound.http) {
       wanted.set(c.name, {
-        key: JSON.stringify(['http', c, next.httpServer]),
+        key: JSON.stringify(['http', c, next.httpServer, next.http2]),
         make: () => new HttpOutboundListener(c, this.source(c.upstream), 'outbound', this.deps()),
       });
     }
@@ -252,6 +252,7 @@ export class Sidecar {
       hooks: this.hooks,
       inflight: this.inflight,
       httpServer: this.config.httpServer,
+      http2: this.config.http2,
     };
   }
 

@@ -54,6 +54,16 @@ export const schema = object({
     maxHeaders: int(100, 8, 10_000),
     maxConnections: int(1024, 1, 1_000_000),
   }),
+  // HTTP/2 (h2c) limits of the outbound listeners and the sessions to h2c:// targets (issue 16): nghttp2's and
+  // Go's usual values (100 streams, 64 KiB windows), headers as httpServer. A peer over them gets the HTTP/2 error
+  // nghttp2 gives (REFUSED_STREAM, ENHANCE_YOUR_CALM, a GOAWAY), never an outage.
+  http2: object({
+    maxConcurrentStreams: int(100, 1, 10_000),
+    maxHeaderListBytes: int(32 * 1024, 1024, 1024 * 1024),
+    maxHeaders: int(100, 8, 10_000),
+    initialWindowBytes: int(65_535, 1024, 2 ** 31 - 1),
+    maxSessionMemoryMiB: int(10, 1, 1024),
+  }),
   upstreams: {
     kind: 'map',
     keyPattern: NAME_KEY,
@@ -154,8 +164,8 @@ export const schema = object({
     values: object({
       target: {
         kind: 'string',
-        pattern: new RegExp(`^(http|tcp)://[^/\\s]+:${PORT}/?$`),
-        expected: 'http://host:port or tcp://host:port',
+        pattern: new RegExp(`^(http|h2c|tcp)://[^/\\s]+:${PORT}/?$`),
+        expected: 'http://host:port, h2c://host:port or tcp://host:port',
       },
       maxConnections: int(256, 1, 100_000),
       connectTimeoutMs: ms(10_000),
@@ -206,7 +216,7 @@ export type DiscoveryConfig = NonNullable<UpstreamConfig['discovery']>;
 export type BalancingConfig = UpstreamConfig['balancing'];
 export type HttpOutboundConfig = SidecarConfig['outbound']['http'][number];
 export type TcpOutboundConfig = SidecarConfig['outbound']['tcp'][number];
-/** One service of the inbound side; `target` is `http://host:port` or `tcp://host:port`. */
+/** One service of the inbound side; `target` is `http://host:port`, `h2c://host:port` or `tcp://host:port`. */
 export type ServiceConfig = SidecarConfig['services'][string];
 /**
  * The inbound listener. `names`: announced names reserved for some ClientIDs (an End announcing one with another
@@ -220,5 +230,7 @@ export type TunnelConfig = SidecarConfig['tunnels'][number];
  * inbound side): a client that breaks them gets 408 / 431 and `connection: close`.
  */
 export type HttpServerConfig = SidecarConfig['httpServer'];
+/** HTTP/2 limits (see `http2` in the schema). */
+export type Http2Config = SidecarConfig['http2'];
 /** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
 export type PluginConfig = SidecarConfig['plugins'][number];

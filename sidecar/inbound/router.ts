@@ -6,10 +6,11 @@
  */
 import type http from 'node:http';
 import type { End, Stream } from '../../sdk/index.js';
-import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import type { Http2Config, HttpServerConfig, ServiceConfig } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
+import { H2Inbound } from '../proxy/h2.js';
 import { createHttpServer } from '../proxy/http-server.js';
 import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
 import type { Inflight } from '../proxy/inflight.js';
@@ -24,6 +25,7 @@ export interface RouterDeps {
   inflight: Inflight;
   keepAliveTimeoutMs: number;
   httpServer: HttpServerConfig;
+  http2: Http2Config;
 }
 
 export class ServiceRouter {
@@ -32,12 +34,15 @@ export class ServiceRouter {
   private readonly notFound: http.Server;
   /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
   private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
+  /** HTTP/2 requests (streams with proto "h2"), to h2c:// targets or, for plain HTTP, to http:// ones. */
+  private readonly h2: H2Inbound;
 
   constructor(
     services: Record<string, ServiceConfig>,
     private deps: RouterDeps,
   ) {
     this.update(services, deps.keepAliveTimeoutMs);
+    this.h2 = new H2Inbound(deps);
     // Streams that go nowhere but whose opener speaks HTTP get an HTTP answer, then the stream closes.
     this.notFound = createHttpServer(
       deps.httpServer,
@@ -80,8 +85,8 @@ export class ServiceRouter {
    * forwardToTcp), before the authorization hooks run, so a Dismiss that arrives meanwhile is a half-close.
    */
   halfOpen(meta: Buffer): boolean {
-    const { service } = parseStreamMeta(meta);
-    return Object.hasOwn(this.services, service) && !this.http.has(service);
+    const { service, proto } = parseStreamMeta(meta);
+    return proto !== 'h2' && Object.hasOwn(this.services, service) && !this.http.has(service);
   }
 
   /** Routes one stream the peer opened on `end`. A stream that cannot be routed is always answered or reset. */
@@ -105,6 +110,11 @@ export class ServiceRouter {
       streamMeta: stream.meta.toString('utf8'),
       direction,
     });
+    if (!decision.allow && proto === 'h2') {
+      // An HTTP/2 request is answered too: gRPC PERMISSION_DENIED / UNAVAILABLE, or the HTTP status.
+      this.h2.refuse(stream, decision.status ?? 403, decision.reason);
+      return;
+    }
     if (!decision.allow) {
       // An HTTP opener gets the denial as an answer (403, or 503 when authorization is unavailable); any other
       // opener a reset: it sees the stream fail.
@@ -117,6 +127,11 @@ export class ServiceRouter {
     }
     // Own keys only: a service named "constructor" or "__proto__" is an unknown service, not a prototype member.
     const svc = Object.hasOwn(this.services, service) ? this.services[service] : undefined;
+    if (!svc && proto === 'h2') {
+      log.warn({ proto }, 'stream for an unknown service');
+      this.h2.refuse(stream, 404, `no such service "${service}"`);
+      return;
+    }
     if (!svc) {
       log.warn({ proto }, 'stream for an unknown service');
       if (proto === 'http') {
@@ -130,6 +145,16 @@ export class ServiceRouter {
       return;
     }
     this.deps.metrics.trackStream(stream, direction, service);
+    if (proto === 'h2') {
+      this.h2.serve(stream, { service, config: svc, direction, ...ids });
+      return;
+    }
+    if (svc.target.startsWith('h2c://')) {
+      // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c app does not speak HTTP/1.1).
+      log.warn({ proto }, 'a non-HTTP/2 stream for an h2c:// service; closing it');
+      stream.destroy();
+      return;
+    }
     const forwarder = this.http.get(service)?.forwarder;
     if (forwarder) {
       forwarder.serve(stream, direction);
@@ -145,9 +170,11 @@ export class ServiceRouter {
   /** Closes the pools to the targets. */
   async close(): Promise<void> {
     await Promise.all([...this.http.values()].map((h) => h.forwarder.close()));
+    this.h2.close();
   }
 
   destroy(): void {
+    this.h2.destroy();
     for (const h of this.http.values()) h.forwarder.destroy();
   }
 }

@@ -27,12 +27,14 @@ export function observe(req: IncomingMessage, res: ServerResponse, info: Observe
     const method = methodLabel(req.method);
     const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
     info.metrics.httpExchange(info.listener, method, status, seconds);
+    info.metrics.protocolRequest(info.listener, 'http/1.1');
     // The access line only when it is written: building it is most of what an exchange costs here otherwise.
     if (!info.logger.isLevelEnabled('info')) return;
     info.logger.info(
       {
         listener: info.listener,
         direction: info.direction,
+        protocol: 'http/1.1',
         clientId: info.clientId,
         streamId: info.streamId,
         method: req.method,

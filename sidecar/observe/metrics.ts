@@ -233,6 +233,29 @@ export class Metrics {
     help: 'Work in flight (exchanges, connections, calls, deliveries) cut when a shutdown grace period ran out',
     registers: [this.registry],
   });
+  // HTTP/2 and gRPC (issue 16). `protocol` is one of http/1.1, h2c; grpc_status is "0".."16" or "other".
+  readonly protocolRequests = new Counter({
+    name: 'geminio_http_requests_by_protocol_total',
+    help: 'HTTP requests handled, by listener (or inbound service) and protocol (http/1.1, h2c)',
+    labelNames: ['listener', 'protocol'],
+    registers: [this.registry],
+  });
+  readonly grpcRequests = new Counter({
+    name: 'geminio_grpc_requests_total',
+    help: 'gRPC calls handled, by listener (or inbound service) and grpc-status',
+    labelNames: ['listener', 'grpc_status'],
+    registers: [this.registry],
+  });
+
+  /** Counts one request by its protocol. */
+  protocolRequest(listener: string, protocol: string): void {
+    this.protocolRequests.inc({ listener, protocol });
+  }
+
+  /** Counts one gRPC call by its grpc-status (a bounded label). */
+  grpcRequest(listener: string, grpcStatus: string): void {
+    this.grpcRequests.inc({ listener, grpc_status: grpcStatus });
+  }
 
   /** Labelled children by their label values: hashing the label object on every request is not free. */
   private readonly requestChildren = new Map<string, Counter.Internal>();

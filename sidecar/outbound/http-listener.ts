@@ -6,15 +6,17 @@
  */
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
-import type { HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
+import type { Http2Config, HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
 import { listenOn } from '../net/listen.js';
 import { observe } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
+import { h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
@@ -36,13 +38,22 @@ export interface ListenerDeps {
   hooks: HookRunner;
   inflight: Inflight;
   httpServer: HttpServerConfig;
+  http2: Http2Config;
 }
+
+/** The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge sends it first. */
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** The settings of an HTTP listener (an outbound listener's, or a tunnel's with defaults). */
 export type HttpListenerConfig = Omit<HttpOutboundConfig, 'upstream'>;
 
 export class HttpOutboundListener {
   private readonly server: http.Server;
+  /** The HTTP/2 side of the same port: connections that open with the preface are its sessions (h2c). */
+  private readonly h2: http2.Http2Server;
+  private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
+  /** The HTTP/1.1 server's own connection handler (connections reach it after the first bytes were read). */
+  private readonly http1Connection: (socket: net.Socket) => void;
   /** Keep-alive pooling per endpoint: one undici Pool per endpoint, whose connections are streams on its End. */
   private readonly pools = new Map<string, Pool>();
   private readonly log: Logger;
@@ -77,6 +88,90 @@ export class HttpOutboundListener {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (admitUpgrade(req, socket, deps.httpServer, this.log)) void this.upgrade(req, socket, head);
     });
+    // One port, both protocols: the first bytes of a connection decide (the preface: HTTP/2, else HTTP/1.1).
+    const http1 = this.server.listeners('connection')[0] as (socket: net.Socket) => void;
+    this.server.removeListener('connection', http1);
+    this.http1Connection = (socket) => http1.call(this.server, socket);
+    this.server.on('connection', (socket: net.Socket) => this.sniff(socket));
+    this.h2 = http2.createServer(h2SessionOptions(deps.http2));
+    this.h2.on('session', (session: http2.ServerHttp2Session) => {
+      this.h2Sessions.add(session);
+      session.on('error', (err: Error) => this.log.debug({ err: err.message }, 'h2 session error'));
+      session.once('close', () => this.h2Sessions.delete(session));
+      // A session with no frames either way for keepAliveTimeoutMs is closed: idle, or a peer gone without a word
+      // whose streams wait on flow control (a dropped connection is not always seen at once).
+      session.setTimeout(config.keepAliveTimeoutMs, () => session.destroy());
+      if (this.closing) session.close();
+    });
+    const { service } = config;
+    this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      void serveOutboundH2(
+        stream,
+        headers,
+        {
+          listener: config.name,
+          service,
+          direction,
+          protocol: 'h2c',
+          upstreamName: source.name,
+          current: () => source.current(),
+          open: async (end) => {
+            try {
+              const s = await end.openStream({ meta: streamMeta(service, 'h2') });
+              deps.metrics.trackStream(s, direction, service);
+              return s;
+            } catch (err) {
+              deps.metrics.streamOpenFailures.inc({ direction, service });
+              throw err;
+            }
+          },
+        },
+        { ...deps, logger: this.log },
+      );
+    });
+  }
+
+  /** Reads the first bytes of a connection: the HTTP/2 preface hands it to the h2c server, anything else to 1.1. */
+  private sniff(socket: net.Socket): void {
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, PREFACE.length);
+      const h2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
+      if (h2 && seen.length < PREFACE.length) return; // a prefix of the preface so far: wait for more
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      if (h2) {
+        socket.pause();
+        socket.unshift(seen);
+        this.h2.emit('connection', socket);
+        // The session took the bytes read so far; flowing again, the socket sees its end (a client that just
+        // drops the connection) and closes, which closes the session and resets its streams.
+        setImmediate(() => socket.resume());
+      } else {
+        // The HTTP/1.1 server reads the socket's handle directly (an unshifted chunk would never reach its
+        // parser), so the bytes already read are given to it as the first 'data' it sees.
+        this.http1Connection(socket);
+        socket.emit('data', seen);
+      }
+    };
+    // Nothing sent before the end (a bare connect): HTTP/1.1 answers it as it would.
+    const onEnd = () => {
+      socket.off('data', onData);
+      this.http1Connection(socket);
+    };
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    // A connection that sends nothing is the HTTP/1.1 server's to time out (headersTimeoutMs).
+    socket.setTimeout(this.deps.httpServer.headersTimeoutMs, () => {
+      socket.setTimeout(0);
+      if (seen.length === 0 && socket.listenerCount('data') > 0) {
+        socket.off('data', onData);
+        socket.off('end', onEnd);
+        this.http1Connection(socket);
+      }
+    });
+    socket.once('data', () => socket.setTimeout(0));
   }
 
   get name(): string {
@@ -235,7 +330,7 @@ export class HttpOutboundListener {
         unavailable: (err) => rawErrorResponse(503, ErrorCode.upstreamUnavailable, err.message),
         resumeHttp: (s, rest) => {
           if (rest.length > 0) s.unshift(rest);
-          this.server.emit('connection', s);
+          this.http1Connection(s as net.Socket);
         },
         onDone: done,
       });
@@ -252,6 +347,7 @@ export class HttpOutboundListener {
     this.closing = true;
     this.server.close();
     this.server.closeIdleConnections();
+    for (const s of this.h2Sessions) s.close(); // GOAWAY: streams in flight finish
   }
 
   /** Stops accepting, then closes the pool (its idle streams end; requests in flight finish first). */
@@ -264,6 +360,7 @@ export class HttpOutboundListener {
   destroy(): void {
     this.stopAccepting();
     this.server.closeAllConnections();
+    for (const s of this.h2Sessions) s.destroy();
     for (const p of this.pools.values()) p.destroy().catch(() => {});
   }
 }

@@ -7,11 +7,12 @@
 /** What an opener puts in the stream meta. */
 export interface StreamMeta {
   service: string;
-  proto: 'http' | 'tcp';
+  /** "h2": one HTTP/2 request per stream, framed as in proxy/h2.ts. */
+  proto: 'http' | 'tcp' | 'h2';
 }
 
 /** The meta for a stream to `service` speaking `proto`. */
-export function streamMeta(service: string, proto: 'http' | 'tcp'): string {
+export function streamMeta(service: string, proto: 'http' | 'tcp' | 'h2'): string {
   return JSON.stringify({ service, proto } satisfies StreamMeta);
 }
 

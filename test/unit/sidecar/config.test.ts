@@ -80,7 +80,7 @@ describe('sidecar config', () => {
       'upstreams.bad name: got "bad name", expected a name matching /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/',
       'upstreams.bad name.address: got "x", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'outbound.tcp[0].listen: got "1.2.3.4:99999999", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
-      'services.s.target: got "ftp://h:1", expected http://host:port or tcp://host:port',
+      'services.s.target: got "ftp://h:1", expected http://host:port, h2c://host:port or tcp://host:port',
       'tunnels: got "no", expected a list',
       // In the same round: the reference to an upstream that is not there.
       'outbound.tcp[0].upstream: got "u", expected an upstream name (bad name)',
@@ -139,12 +139,12 @@ describe('sidecar config', () => {
         services: { s: { target: 'http://h:70000' } },
       }),
     ).toEqual([
-      'configDir: got "/etc", expected no such key (one of: name, admin, log, shutdown, hooks, reload, httpServer, upstreams, outbound, inbound, services, tunnels, plugins)',
+      'configDir: got "/etc", expected no such key (one of: name, admin, log, shutdown, hooks, reload, httpServer, http2, upstreams, outbound, inbound, services, tunnels, plugins)',
       'admin.listen: got "127.0.0.1:99999", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'shutdown.gracePeriodMs: got "0x10", expected an integer from 0 to 86400000',
       'upstreams.up.address: got "h:65536", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'upstreams.up.maxStreams: got "1e3", expected an integer from 1 to 1000000',
-      'services.s.target: got "http://h:70000", expected http://host:port or tcp://host:port',
+      'services.s.target: got "http://h:70000", expected http://host:port, h2c://host:port or tcp://host:port',
       'outbound.http[0].upstream: got "nope", expected an upstream name (up)',
       'inbound.tls: got {"certFile":"c.pem"}, expected certFile and keyFile when enabled (a TLS server needs both)',
     ]);

@@ -1,0 +1,970 @@
+/**
+ * HTTP/2 (and so gRPC) over geminio streams: one geminio stream per HTTP/2 request. On the stream each direction is
+ * a sequence of frames `[type u8][length u32 BE][payload]`: one HEAD (JSON: the request's method, path,
+ * authority, headers; or the answer's status, headers and whether it is trailers-only), DATA frames (body bytes,
+ * at most `MAX_DATA` each, never the whole body), then TRAILERS (JSON headers) or END. RESET (JSON `{code}`) aborts
+ * the exchange: a client that cancels (RST_STREAM) resets the call at the app. Backpressure holds end to end:
+ * a full geminio stream pauses the HTTP/2 stream it reads from (HTTP/2 flow control then holds the peer), and a
+ * full HTTP/2 stream pauses the geminio stream (its window then holds the far sidecar).
+ *
+ * `H2Outbound` serves the HTTP/2 requests of an outbound listener; `H2Inbound` takes the streams the peer opened
+ * with proto "h2" and sends each request to an `h2c://` target (one HTTP/2 session per service), or to an
+ * `http://` target for plain request/response (gRPC to an HTTP/1.1 target is answered UNAVAILABLE).
+ */
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { Readable } from 'node:stream';
+import { Agent, type Dispatcher, request } from 'undici';
+import type { End, Stream } from '../../sdk/index.js';
+import type { Http2Config, ServiceConfig } from '../config/schema.js';
+import type { Logger } from '../observe/logger.js';
+import type { Direction, Metrics } from '../observe/metrics.js';
+import { methodLabel } from '../observe/metrics.js';
+import type { HookRunner } from '../policy/hooks.js';
+import type { Inflight } from './inflight.js';
+
+export enum FrameType {
+  Head = 1,
+  Data = 2,
+  Trailers = 3,
+  End = 4,
+  Reset = 5,
+}
+
+/** Body bytes per DATA frame at most (a larger chunk is split). */
+export const MAX_DATA = 64 * 1024;
+
+/** gRPC status codes used here. */
+export const GrpcStatus = {
+  ok: 0,
+  cancelled: 1,
+  deadlineExceeded: 4,
+  permissionDenied: 7,
+  resourceExhausted: 8,
+  unavailable: 14,
+} as const;
+
+export interface RequestHead {
+  method: string;
+  path: string;
+  authority?: string;
+  scheme?: string;
+  headers: Record<string, string | string[]>;
+}
+
+export interface ResponseHead {
+  status: number;
+  headers: Record<string, string | string[]>;
+  /** Trailers-only: the head is the whole answer (gRPC errors without a body). */
+  endStream?: boolean;
+}
+
+export function encodeFrame(type: FrameType, payload: Buffer | string = Buffer.alloc(0)): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type;
+  out.writeUInt32BE(body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+export class H2FrameError extends Error {
+  override name = 'H2FrameError';
+}
+
+export interface FrameSink {
+  /** false: pause the source until `resume` is called. */
+  data(chunk: Buffer): boolean;
+  head(value: unknown): void;
+  trailers(value: Record<string, string | string[]>): void;
+  end(): void;
+  reset(code: number): void;
+}
+
+/**
+ * Reads frames from a geminio stream into a sink. DATA payloads are delivered as they arrive (a frame is never
+ * waited for whole); a head or trailers frame longer than `maxHeadBytes` is an H2FrameError.
+ */
+export class FrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+  /** Bytes of the current DATA frame still to come (0: at a frame boundary). */
+  private dataLeft = 0;
+  private finished = false;
+  private tail: Buffer = Buffer.alloc(0);
+  private wasReset = false;
+
+  constructor(
+    private readonly src: Stream,
+    private readonly sink: FrameSink,
+    private readonly maxHeadBytes: number,
+    private readonly onError: (err: Error) => void,
+  ) {
+    src.on('data', (chunk: Buffer) => this.push(chunk));
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  resume = (): void => {
+    this.src.resume();
+  };
+
+  private push(chunk: Buffer): void {
+    if (this.finished) {
+      // After the peer's end only a RESET may come (a call cancelled while its answer still streams).
+      this.tail = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
+      if (this.tail.length >= 5 && this.tail[0] === FrameType.Reset && !this.wasReset) {
+        this.wasReset = true;
+        this.sink.reset(http2.constants.NGHTTP2_CANCEL);
+      }
+      if (this.tail.length > 64) this.tail = this.tail.subarray(0, 64);
+      return;
+    }
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    try {
+      this.drain();
+    } catch (err) {
+      this.finished = true;
+      this.onError(err as Error);
+    }
+  }
+
+  /** Bytes already read past the end are looked at as a possible RESET. */
+  private afterEnd(): void {
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    if (rest.length > 0) this.push(rest);
+  }
+
+  private drain(): void {
+    while (this.buf.length > 0 && !this.finished) {
+      if (this.dataLeft > 0) {
+        const n = Math.min(this.dataLeft, this.buf.length);
+        const part = this.buf.subarray(0, n);
+        this.buf = this.buf.subarray(n);
+        this.dataLeft -= n;
+        if (!this.sink.data(part)) this.src.pause();
+        continue;
+      }
+      if (this.buf.length < 5) return;
+      const type = this.buf[0] as FrameType;
+      const len = this.buf.readUInt32BE(1);
+      if (type === FrameType.Data) {
+        if (len > MAX_DATA) throw new H2FrameError(`DATA frame of ${len} bytes (at most ${MAX_DATA})`);
+        this.buf = this.buf.subarray(5);
+        this.dataLeft = len;
+        continue;
+      }
+      if (len > this.maxHeadBytes) throw new H2FrameError(`header frame of ${len} bytes`);
+      if (this.buf.length < 5 + len) return;
+      const payload = this.buf.subarray(5, 5 + len);
+      this.buf = this.buf.subarray(5 + len);
+      switch (type) {
+        case FrameType.Head:
+          this.sink.head(JSON.parse(payload.toString('utf8')));
+          break;
+        case FrameType.Trailers:
+          this.finished = true;
+          this.sink.trailers(JSON.parse(payload.toString('utf8')) as Record<string, string | string[]>);
+          return this.afterEnd();
+        case FrameType.End:
+          this.finished = true;
+          this.sink.end();
+          return this.afterEnd();
+        case FrameType.Reset: {
+          this.finished = true;
+          const v = len > 0 ? (JSON.parse(payload.toString('utf8')) as { code?: number }) : {};
+          this.sink.reset(typeof v.code === 'number' ? v.code : http2.constants.NGHTTP2_CANCEL);
+          return;
+        }
+        default:
+          throw new H2FrameError(`unknown frame type ${type}`);
+      }
+    }
+  }
+}
+
+/** Writes body chunks as DATA frames; false when the stream is full (wait for its 'drain'). */
+export function writeData(dst: Stream, chunk: Buffer): boolean {
+  let ok = true;
+  for (let i = 0; i < chunk.length; i += MAX_DATA)
+    ok = dst.write(encodeFrame(FrameType.Data, chunk.subarray(i, i + MAX_DATA))) && ok;
+  return ok;
+}
+
+/** HTTP/2 headers without pseudo-headers and connection-specific ones (RFC 9113 §8.2.2). */
+export function plainHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || k.startsWith(':') || CONNECTION_SPECIFIC.has(k)) continue;
+    if (k === 'te' && String(v).toLowerCase() !== 'trailers') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'http2-settings',
+]);
+
+export function isGrpc(headers: IncomingHttpHeaders | Record<string, unknown>): boolean {
+  const ct = headers['content-type'];
+  return typeof ct === 'string' && ct.startsWith('application/grpc');
+}
+
+/** grpc-message's percent-encoding (the gRPC HTTP/2 spec): bytes outside 0x20..0x7E, and '%', are escaped. */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) {
+    out +=
+      b < 0x20 || b > 0x7e || b === 0x25
+        ? `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(b);
+  }
+  return out;
+}
+
+/** A trailers-only gRPC answer (status 200, the grpc-status in the head, END_STREAM). */
+export function grpcErrorHead(code: number, message: string): ResponseHead {
+  return {
+    status: 200,
+    headers: {
+      'content-type': 'application/grpc',
+      'grpc-status': String(code),
+      'grpc-message': grpcMessage(message),
+    },
+    endStream: true,
+  };
+}
+
+/** The gRPC status of a denial: 503 (authorization unavailable) is UNAVAILABLE, the rest PERMISSION_DENIED. */
+export function deniedGrpcStatus(status: number | undefined): number {
+  if (status === 503) return GrpcStatus.unavailable;
+  if (status === 429) return GrpcStatus.resourceExhausted;
+  return GrpcStatus.permissionDenied;
+}
+
+/** The h2 settings and limits of a server or session from the config. */
+export function h2Settings(c: Http2Config): http2.Settings {
+  return {
+    maxConcurrentStreams: c.maxConcurrentStreams,
+    maxHeaderListSize: c.maxHeaderListBytes,
+    initialWindowSize: c.initialWindowBytes,
+  };
+}
+
+export function h2SessionOptions(c: Http2Config): http2.ServerOptions {
+  return {
+    settings: h2Settings(c),
+    maxHeaderListPairs: c.maxHeaders,
+    maxSessionMemory: c.maxSessionMemoryMiB,
+    maxSettings: 32,
+    peerMaxConcurrentStreams: c.maxConcurrentStreams,
+    maxOutstandingPings: 10,
+    maxSessionRejectedStreams: 100,
+    maxSessionInvalidFrames: 1000,
+  };
+}
+
+export interface H2Deps {
+  metrics: Metrics;
+  logger: Logger;
+  hooks: HookRunner;
+  inflight: Inflight;
+  http2: Http2Config;
+}
+
+/** The bounded grpc-status label: "0".."16", or "other". */
+export function grpcStatusLabel(v: unknown): string {
+  const n = Number(Array.isArray(v) ? v[0] : v);
+  return Number.isInteger(n) && n >= 0 && n <= 16 ? String(n) : 'other';
+}
+
+/** Per-request bookkeeping: metrics by protocol and grpc-status, and one access-log line. */
+export class H2Observation {
+  private readonly started = process.hrtime.bigint();
+  status = 0;
+  grpcStatus: string | undefined;
+  private readonly done: () => void;
+  private finished = false;
+
+  constructor(
+    private readonly deps: H2Deps,
+    private readonly info: {
+      listener: string;
+      direction: Direction;
+      protocol: string;
+      clientId?: string;
+      streamId?: string;
+      method: string;
+      path: string;
+      grpc: boolean;
+    },
+  ) {
+    this.done = deps.inflight.begin();
+  }
+
+  noteHead(h: { status: number; headers: Record<string, unknown> }): void {
+    this.status = h.status;
+    if (h.headers['grpc-status'] !== undefined) this.grpcStatus = grpcStatusLabel(h.headers['grpc-status']);
+  }
+
+  noteTrailers(t: Record<string, unknown>): void {
+    if (t['grpc-status'] !== undefined) this.grpcStatus = grpcStatusLabel(t['grpc-status']);
+  }
+
+  finish(outcome: 'completed' | 'reset'): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.done();
+    const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
+    const { metrics, logger } = this.deps;
+    const i = this.info;
+    const status = this.status || 499;
+    if (i.grpc && this.grpcStatus === undefined && outcome === 'reset')
+      this.grpcStatus = String(GrpcStatus.cancelled);
+    metrics.httpExchange(i.listener, methodLabel(i.method), status, seconds);
+    metrics.protocolRequest(i.listener, i.protocol);
+    if (i.grpc) metrics.grpcRequest(i.listener, this.grpcStatus ?? 'other');
+    if (!logger.isLevelEnabled('info')) return;
+    logger.info(
+      {
+        listener: i.listener,
+        direction: i.direction,
+        protocol: i.protocol,
+        clientId: i.clientId,
+        streamId: i.streamId,
+        method: i.method,
+        path: i.path,
+        status,
+        grpcStatus: this.grpcStatus,
+        completed: outcome === 'completed',
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+      },
+      'access',
+    );
+  }
+}
+
+/** Answers an HTTP/2 request itself: a gRPC trailers-only error, or a JSON error for plain HTTP. */
+export function answerH2(
+  s: ServerHttp2Stream,
+  grpc: boolean,
+  httpStatus: number,
+  grpcCode: number,
+  code: string,
+  message: string,
+  obs?: H2Observation,
+): void {
+  if (s.destroyed || s.headersSent) {
+    s.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    obs?.finish('reset');
+    return;
+  }
+  if (grpc) {
+    const h = grpcErrorHead(grpcCode, message);
+    obs?.noteHead(h);
+    s.respond({ ':status': 200, ...h.headers }, { endStream: true });
+  } else {
+    const body = JSON.stringify({ error: message, code });
+    obs?.noteHead({ status: httpStatus, headers: {} });
+    s.respond({ ':status': httpStatus, 'content-type': 'application/json' });
+    s.end(body);
+  }
+  s.once('close', () => obs?.finish('completed'));
+}
+
+export interface OutboundH2Context {
+  listener: string;
+  service: string;
+  direction: Direction;
+  protocol: 'h2c' | 'h2';
+  /** The End to the far side, when connected. */
+  current: () => End | undefined;
+  /** Opens the stream for one request (the caller counts it in its metrics). */
+  open: (end: End) => Promise<Stream>;
+  upstreamName: string;
+}
+
+/** Serves one HTTP/2 request of an outbound listener: decided, then carried on its own geminio stream. */
+export async function serveOutboundH2(
+  s: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  ctx: OutboundH2Context,
+  deps: H2Deps,
+): Promise<void> {
+  s.on('error', () => {});
+  const method = String(headers[':method'] ?? 'GET');
+  const path = String(headers[':path'] ?? '/');
+  const grpc = isGrpc(headers);
+  const end = ctx.current();
+  const clientId = end ? String(end.clientId) : undefined;
+  const obs = new H2Observation(deps, {
+    listener: ctx.listener,
+    direction: ctx.direction,
+    protocol: ctx.protocol,
+    clientId,
+    method,
+    path,
+    grpc,
+  });
+  const plain = plainHeaders(headers);
+  const decision = await deps.hooks.decide('request', {
+    clientId,
+    method,
+    path,
+    headers: { ...plain, ':authority': headers[':authority'] },
+    service: ctx.service,
+    direction: ctx.direction,
+    listener: ctx.listener,
+  });
+  if (!decision.allow) {
+    const status = decision.status ?? 403;
+    return answerH2(s, grpc, status, deniedGrpcStatus(status), 'FORBIDDEN', decision.reason, obs);
+  }
+  if (!end) {
+    return answerH2(
+      s,
+      grpc,
+      503,
+      GrpcStatus.unavailable,
+      'UPSTREAM_UNAVAILABLE',
+      `upstream ${ctx.upstreamName} is not connected`,
+      obs,
+    );
+  }
+  if (s.destroyed) return obs.finish('reset');
+  let stream: Stream;
+  try {
+    stream = await ctx.open(end);
+  } catch (err) {
+    return answerH2(
+      s,
+      grpc,
+      503,
+      GrpcStatus.unavailable,
+      'UPSTREAM_UNAVAILABLE',
+      (err as Error).message,
+      obs,
+    );
+  }
+  carry(
+    s,
+    stream,
+    { method, path, authority: headers[':authority'], scheme: headers[':scheme'], plain },
+    grpc,
+    obs,
+    deps,
+  );
+}
+
+/** Relays one decided request between the client's HTTP/2 stream and a geminio stream. */
+function carry(
+  s: ServerHttp2Stream,
+  stream: Stream,
+  r: {
+    method: string;
+    path: string;
+    authority?: string;
+    scheme?: string;
+    plain: Record<string, string | string[]>;
+  },
+  grpc: boolean,
+  obs: H2Observation,
+  deps: H2Deps,
+): void {
+  stream.on('error', () => {});
+  if (s.destroyed || s.closed) {
+    // The client reset the request while it was decided or its stream opened (a rapid-reset flood does that).
+    stream.destroy();
+    obs.finish('reset');
+    return;
+  }
+  let answered = false; // the answer is complete (or reset)
+  const head: RequestHead = {
+    method: r.method,
+    path: r.path,
+    authority: r.authority,
+    scheme: r.scheme,
+    headers: r.plain,
+  };
+  stream.write(encodeFrame(FrameType.Head, JSON.stringify(head)));
+  // Request body: HTTP/2 stream -> DATA frames, paused while the geminio stream is full.
+  s.on('data', (chunk: Buffer) => {
+    if (!writeData(stream, chunk)) {
+      s.pause();
+      stream.once('drain', () => s.resume());
+    }
+  });
+  s.once('end', () => {
+    if (!answered && !stream.destroyed) stream.write(encodeFrame(FrameType.End));
+  });
+  let pendingTrailers: Record<string, string | string[]> | undefined;
+  let headEnded = false; // a trailers-only answer: the head ended the HTTP/2 stream
+  const finishAnswer = () => {
+    answered = true;
+    stream.end();
+  };
+  const reader = new FrameReader(
+    stream,
+    {
+      head: (v) => {
+        const h = v as ResponseHead;
+        if (s.destroyed) return;
+        obs.noteHead(h);
+        if (h.endStream) {
+          headEnded = true;
+          s.respond({ ':status': h.status, ...h.headers }, { endStream: true });
+          return;
+        }
+        s.respond({ ':status': h.status, ...h.headers }, { waitForTrailers: true });
+        s.once('wantTrailers', () => {
+          if (!s.destroyed) s.sendTrailers(pendingTrailers ?? {});
+        });
+      },
+      data: (chunk) => {
+        if (s.destroyed) return true;
+        if (s.write(chunk)) return true;
+        s.once('drain', reader.resume);
+        return false;
+      },
+      trailers: (t) => {
+        pendingTrailers = t;
+        obs.noteTrailers(t);
+        finishAnswer();
+        if (!s.destroyed && !headEnded) {
+          if (s.headersSent) s.end();
+          else s.respond({ ':status': 200, ...t }, { endStream: true });
+        }
+      },
+      end: () => {
+        finishAnswer();
+        if (!s.destroyed && !headEnded) {
+          if (s.headersSent) s.end();
+          else s.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }
+      },
+      reset: (code) => {
+        answered = true;
+        stream.end();
+        obs.finish('reset');
+        s.close(code);
+      },
+    },
+    deps.http2.maxHeaderListBytes * 2,
+    (err) => {
+      deps.logger.warn({ err: err.message }, 'bad h2 frame from the far side; resetting the request');
+      answered = true;
+      stream.destroy();
+      if (!s.headersSent) answerH2(s, grpc, 502, GrpcStatus.unavailable, 'BAD_GATEWAY', err.message, obs);
+      else s.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    },
+  );
+  // The far side went away before a whole answer: the client gets an error answer, or a reset once it started.
+  const broken = () => {
+    if (answered || reader.done) return;
+    answered = true;
+    if (!s.destroyed && !s.headersSent)
+      answerH2(
+        s,
+        grpc,
+        502,
+        GrpcStatus.unavailable,
+        'UPSTREAM_UNAVAILABLE',
+        'the far side closed the stream',
+        obs,
+      );
+    else if (!s.destroyed) s.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  };
+  stream.once('close', broken);
+  stream.once('end', broken);
+  // The client reset or went away (a cancelled call, a deadline it enforces): the far side resets the call.
+  s.once('close', () => {
+    if (!answered) {
+      answered = true;
+      if (!stream.destroyed) {
+        stream.write(encodeFrame(FrameType.Reset, JSON.stringify({ code: http2.constants.NGHTTP2_CANCEL })));
+        stream.end();
+      }
+      obs.finish('reset');
+      return;
+    }
+    obs.finish(s.rstCode === http2.constants.NGHTTP2_NO_ERROR ? 'completed' : 'reset');
+  });
+}
+
+export interface InboundH2Context {
+  service: string;
+  config: ServiceConfig;
+  direction: Direction;
+  clientId: string;
+  streamId: string;
+}
+
+/** The far side of `serveOutboundH2`: requests arriving on streams, sent to each service's HTTP/2 (or 1.1) app. */
+export class H2Inbound {
+  private readonly sessions = new Map<string, http2.ClientHttp2Session>();
+  private readonly agent: Dispatcher = new Agent({ connections: 64 });
+
+  constructor(private readonly deps: H2Deps) {}
+
+  private session(target: string): http2.ClientHttp2Session {
+    const url = target.replace(/^h2c:/, 'http:');
+    let s = this.sessions.get(target);
+    if (s && !s.closed && !s.destroyed) return s;
+    s = http2.connect(url, {
+      settings: h2Settings(this.deps.http2),
+      maxHeaderListPairs: this.deps.http2.maxHeaders,
+      maxSessionMemory: this.deps.http2.maxSessionMemoryMiB,
+      peerMaxConcurrentStreams: this.deps.http2.maxConcurrentStreams,
+    });
+    const mine = s;
+    s.on('error', (err: Error) =>
+      this.deps.logger.debug({ err: err.message, target }, 'h2 target session error'),
+    );
+    s.once('close', () => {
+      if (this.sessions.get(target) === mine) this.sessions.delete(target);
+    });
+    s.unref();
+    this.sessions.set(target, s);
+    return s;
+  }
+
+  /** Takes one stream the peer opened with proto "h2" for `ctx.service`. */
+  serve(stream: Stream, ctx: InboundH2Context): void {
+    stream.on('error', () => {});
+    let obs: H2Observation | undefined;
+    let app: http2.ClientHttp2Stream | undefined;
+    let body: Readable | undefined;
+    let grpc = false;
+    let done = false;
+    const log = this.deps.logger.child({
+      service: ctx.service,
+      clientId: ctx.clientId,
+      streamId: ctx.streamId,
+    });
+    const send = (type: FrameType, v?: unknown) => {
+      if (!stream.destroyed && stream.writable)
+        stream.write(encodeFrame(type, v === undefined ? undefined : JSON.stringify(v)));
+    };
+    const finish = (outcome: 'completed' | 'reset') => {
+      if (done) return;
+      done = true;
+      if (!stream.destroyed) stream.end();
+      obs?.finish(outcome);
+    };
+    const fail = (httpStatus: number, grpcCode: number, message: string) => {
+      if (done) return;
+      const head: ResponseHead = grpc
+        ? grpcErrorHead(grpcCode, message)
+        : { status: httpStatus, headers: { 'content-type': 'application/json' } };
+      obs?.noteHead(head);
+      send(FrameType.Head, head);
+      if (!grpc) {
+        writeData(stream, Buffer.from(JSON.stringify({ error: message })));
+        send(FrameType.End);
+      }
+      finish('completed');
+    };
+    let pending: RequestHead | undefined;
+    let pendingResume: (() => void) | undefined;
+    const queued: Buffer[] = [];
+    let ended = false;
+    const reader: FrameReader = new FrameReader(
+      stream,
+      {
+        head: (v) => {
+          pending = v as RequestHead;
+          stream.pause(); // until the request is decided and the app stream exists
+          void this.start(pending, ctx, log, () => {
+            const r = pendingResume;
+            pendingResume = undefined;
+            r?.();
+          }).then((r) => {
+            grpc = r.grpc;
+            obs = r.obs;
+            if (done) {
+              // The opener went away while the request was decided: nothing is started, the call is counted.
+              r.app?.close(http2.constants.NGHTTP2_CANCEL);
+              obs.finish('reset');
+              return;
+            }
+            if (r.error) return fail(r.error[0], r.error[1], r.error[2]);
+            if (r.app) {
+              app = r.app;
+              this.relayApp(app, stream, obs, finish, fail, send);
+              for (const c of queued) app.write(c);
+              if (ended) app.end();
+            } else if (r.body) {
+              body = r.body;
+              for (const c of queued) body.push(c);
+              if (ended) body.push(null);
+            }
+            if (r.run) r.run(stream, send, finish, fail);
+            queued.length = 0;
+            stream.resume();
+          });
+        },
+        data: (chunk) => {
+          if (app) {
+            if (app.write(chunk)) return true;
+            app.once('drain', reader.resume);
+            return false;
+          }
+          if (body) {
+            if (body.push(chunk)) return true;
+            pendingResume = reader.resume;
+            return false;
+          }
+          queued.push(chunk);
+          return true;
+        },
+        trailers: () => {
+          ended = true;
+          app?.end();
+          body?.push(null);
+        },
+        end: () => {
+          ended = true;
+          app?.end();
+          body?.push(null);
+        },
+        reset: (code) => {
+          app?.close(code);
+          body?.destroy(new Error('cancelled'));
+          finish('reset');
+        },
+      },
+      this.deps.http2.maxHeaderListBytes * 2,
+      (err) => {
+        log.warn({ err: err.message }, 'bad h2 frame from the peer; resetting the stream');
+        app?.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+        done = true;
+        stream.destroy();
+        obs?.finish('reset');
+      },
+    );
+    // The opener went away (its client cancelled, or the connection broke): the call at the app is reset.
+    const gone = () => {
+      if (done) return;
+      app?.close(http2.constants.NGHTTP2_CANCEL);
+      body?.destroy(new Error('cancelled'));
+      finish('reset');
+    };
+    stream.once('close', gone);
+    stream.once('end', () => {
+      if (!reader.done) gone();
+    });
+  }
+
+  /** Decides the request and starts it at the app; an error answer when it may not or cannot. */
+  private async start(
+    r: RequestHead,
+    ctx: InboundH2Context,
+    log: Logger,
+    bodyRead: () => void,
+  ): Promise<{
+    grpc: boolean;
+    obs: H2Observation;
+    error?: [number, number, string];
+    app?: http2.ClientHttp2Stream;
+    body?: Readable;
+    run?: (
+      stream: Stream,
+      send: (t: FrameType, v?: unknown) => void,
+      finish: (o: 'completed' | 'reset') => void,
+      fail: (h: number, g: number, m: string) => void,
+    ) => void;
+  }> {
+    const grpc = isGrpc(r.headers);
+    const target = ctx.config.target;
+    const protocol = target.startsWith('h2c://') ? 'h2c' : 'http/1.1';
+    const obs = new H2Observation(this.deps, {
+      listener: `inbound:${ctx.service}`,
+      direction: ctx.direction,
+      protocol,
+      clientId: ctx.clientId,
+      streamId: ctx.streamId,
+      method: r.method,
+      path: r.path,
+      grpc,
+    });
+    const decision = await this.deps.hooks.decide('request', {
+      clientId: ctx.clientId,
+      streamId: ctx.streamId,
+      method: r.method,
+      path: r.path,
+      headers: r.headers,
+      service: ctx.service,
+      direction: ctx.direction,
+    });
+    if (!decision.allow) {
+      const status = decision.status ?? 403;
+      return { grpc, obs, error: [status, deniedGrpcStatus(status), decision.reason] };
+    }
+    const extra: Record<string, string> = { ...decision.headers, 'x-geminio-client-id': ctx.clientId };
+    if (decision.name !== undefined) extra['x-geminio-client-name'] = decision.name;
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(r.headers)) if (!k.startsWith('x-geminio-')) headers[k] = v;
+    Object.assign(headers, extra);
+    if (protocol === 'h2c') {
+      try {
+        const session = this.session(target);
+        const app = session.request(
+          { ':method': r.method, ':path': r.path, ':authority': r.authority ?? ctx.service, ...headers },
+          { endStream: false },
+        );
+        return { grpc, obs, app };
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'h2 target unavailable');
+        return { grpc, obs, error: [503, GrpcStatus.unavailable, (err as Error).message] };
+      }
+    }
+    if (grpc || !target.startsWith('http://')) {
+      const why = `service "${ctx.service}" is an HTTP/1.1 target (${target}); gRPC needs an h2c:// or h2:// target`;
+      log.warn({ target, path: r.path }, why);
+      return { grpc, obs, error: [502, GrpcStatus.unavailable, why] };
+    }
+    // A plain HTTP/2 request to an HTTP/1.1 app: request and response, relayed through undici.
+    const body = new Readable({ read: bodyRead });
+    const hasBody =
+      !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(r.method) || headers['content-length'] !== undefined;
+    delete headers.te;
+    const run = (
+      stream: Stream,
+      send: (t: FrameType, v?: unknown) => void,
+      finish: (o: 'completed' | 'reset') => void,
+      fail: (h: number, g: number, m: string) => void,
+    ) => {
+      const ac = new AbortController();
+      stream.once('close', () => ac.abort());
+      request(`${target.replace(/\/$/, '')}${r.path}`, {
+        method: r.method as Dispatcher.HttpMethod,
+        headers: { ...headers, host: r.authority ?? ctx.service },
+        body: hasBody ? body : undefined,
+        dispatcher: this.agent,
+        signal: ac.signal,
+        headersTimeout: ctx.config.headersTimeoutMs,
+        bodyTimeout: ctx.config.bodyTimeoutMs,
+      }).then(
+        async (res) => {
+          const h: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(res.headers))
+            if (v !== undefined && !CONNECTION_SPECIFIC.has(k)) h[k] = v;
+          const head: ResponseHead = { status: res.statusCode, headers: h };
+          obs.noteHead(head);
+          send(FrameType.Head, head);
+          for await (const chunk of res.body) {
+            if (!writeData(stream, chunk as Buffer)) await new Promise((ok) => stream.once('drain', ok));
+          }
+          send(FrameType.End);
+          finish('completed');
+        },
+        (err: Error) => fail(502, GrpcStatus.unavailable, `target: ${err.message}`),
+      );
+    };
+    return { grpc, obs, body, run };
+  }
+
+  /** The app's answer -> frames on the stream, paused while the stream is full. */
+  private relayApp(
+    app: http2.ClientHttp2Stream,
+    stream: Stream,
+    obs: H2Observation | undefined,
+    finish: (o: 'completed' | 'reset') => void,
+    fail: (h: number, g: number, m: string) => void,
+    send: (t: FrameType, v?: unknown) => void,
+  ): void {
+    let headSent = false;
+    let trailers: Record<string, string | string[]> | undefined;
+    app.on('response', (h: IncomingHttpHeaders, flags: number) => {
+      const head: ResponseHead = {
+        status: Number(h[':status'] ?? 200),
+        headers: plainHeaders(h),
+        endStream: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0,
+      };
+      headSent = true;
+      obs?.noteHead(head);
+      send(FrameType.Head, head);
+    });
+    app.on('data', (chunk: Buffer) => {
+      if (!writeData(stream, chunk)) {
+        app.pause();
+        stream.once('drain', () => app.resume());
+      }
+    });
+    app.on('trailers', (t: IncomingHttpHeaders) => {
+      trailers = plainHeaders(t);
+      obs?.noteTrailers(trailers);
+    });
+    app.once('end', () => {
+      if (!headSent) return;
+      // A trailers-only answer is whole with its head.
+      if (trailers) send(FrameType.Trailers, trailers);
+      else send(FrameType.End);
+      finish('completed');
+    });
+    app.on('error', (err: Error) => {
+      if (!headSent) fail(502, GrpcStatus.unavailable, `target: ${err.message}`);
+    });
+    app.once('close', () => {
+      if (!headSent)
+        return fail(502, GrpcStatus.unavailable, `target reset the stream (code ${app.rstCode})`);
+      if (app.rstCode !== undefined && app.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+        send(FrameType.Reset, { code: app.rstCode });
+        finish('reset');
+      }
+    });
+  }
+
+  /** Answers the request on `stream` with an error (gRPC: trailers-only) without going anywhere. */
+  refuse(stream: Stream, status: number, message: string): void {
+    stream.on('error', () => {});
+    let answered = false;
+    const reader = new FrameReader(
+      stream,
+      {
+        head: (v) => {
+          answered = true;
+          const grpc = isGrpc((v as RequestHead).headers ?? {});
+          const code = status === 404 ? 12 : deniedGrpcStatus(status); // 12: UNIMPLEMENTED
+          const head: ResponseHead = grpc
+            ? grpcErrorHead(code, message)
+            : { status, headers: { 'content-type': 'application/json' } };
+          stream.write(encodeFrame(FrameType.Head, JSON.stringify(head)));
+          if (!grpc) {
+            writeData(stream, Buffer.from(JSON.stringify({ error: message })));
+            stream.write(encodeFrame(FrameType.End));
+          }
+          stream.end();
+        },
+        data: () => true,
+        trailers: () => {},
+        end: () => {},
+        reset: () => stream.end(),
+      },
+      this.deps.http2.maxHeaderListBytes * 2,
+      () => stream.destroy(),
+    );
+    void reader;
+    stream.once('end', () => {
+      if (!answered) stream.destroy();
+    });
+  }
+
+  close(): void {
+    for (const s of this.sessions.values()) s.close();
+    void this.agent.close();
+  }
+
+  destroy(): void {
+    for (const s of this.sessions.values()) s.destroy();
+    void this.agent.destroy();
+  }
+}
