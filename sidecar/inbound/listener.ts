@@ -10,12 +10,11 @@
  * recorded (HookRunner.identities) and are what every later decision about the End sees.
  */
 import { randomInt } from 'node:crypto';
-
-import { Agent, request } from 'undici';
 import { type End, type Listener, listen, type RpcRequest } from '../../sdk/index.js';
 import type { InboundConfig } from '../config/schema.js';
 import type { ConfigProblem } from '../config/validate.js';
 import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
+import { Agent, request } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { HookRunner, Identity } from '../policy/hooks.js';

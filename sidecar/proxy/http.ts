@@ -8,9 +8,10 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Stream } from '../../sdk/index.js';
 import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import { Pool } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
 import { type Direction, type Metrics, methodLabel } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
