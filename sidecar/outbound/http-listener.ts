@@ -8,6 +8,7 @@ import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { End } from '../../sdk/index.js';
 import type { HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
 import { streamMeta } from '../inbound/services.js';
 import { listenOn } from '../net/listen.js';
@@ -15,7 +16,7 @@ import { Pool } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { observe, proxyRequest, relayUpgrade } from '../proxy/http.js';
+import { type ObserveInfo, observe, proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
   deniedCode,
@@ -47,6 +48,8 @@ export class HttpOutboundListener {
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
   private closing = false;
+  private info: ObserveInfo | undefined;
+  private infoEnd: End | undefined;
 
   constructor(
     readonly config: HttpListenerConfig,
@@ -117,8 +120,8 @@ export class HttpOutboundListener {
 
   private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
     const end = this.source.current();
-    const ids = { clientId: end ? String(end.clientId) : undefined };
-    observe(req, res, { listener: this.config.name, direction: this.direction, ...ids, ...this.deps });
+    const info = this.infoFor(end);
+    observe(req, res, info);
     if (this.closing) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     if (req.method === 'POST' && this.config.rpc.enabled && url.startsWith('/rpc/')) {
@@ -130,7 +133,7 @@ export class HttpOutboundListener {
       return handlePublish(req, res, this.publish);
     }
     const decision = await this.deps.hooks.decide('request', {
-      ...ids,
+      clientId: info.clientId,
       method: req.method,
       path: url,
       headers: req.headers,
@@ -157,6 +160,23 @@ export class HttpOutboundListener {
       side: 'upstream',
       onRetry: () => this.deps.metrics.httpRetries.inc({ listener: this.config.name }),
     });
+  }
+
+  /** What the exchanges are observed with: built once per End (a reconnect gives another ClientID), not per request. */
+  private infoFor(end: End | undefined): ObserveInfo {
+    if (this.info && this.infoEnd === end) return this.info;
+    const { metrics, logger, inflight } = this.deps;
+    const clientId = end ? String(end.clientId) : undefined;
+    this.infoEnd = end;
+    this.info = {
+      listener: this.config.name,
+      direction: this.direction,
+      clientId,
+      metrics,
+      logger,
+      inflight,
+    };
+    return this.info;
   }
 
   /** Upgrade (WebSocket): a fresh stream, the request head replayed on it, then raw bytes both ways. */
