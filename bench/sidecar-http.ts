@@ -306,6 +306,10 @@ function childrenOf(pid: number): number[] {
 
 /** The sidecar command: a bundle of the current sidecar/ sources (production shape), else tsx. */
 async function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
+  // BENCH_SIDECAR_BUNDLE: run this bundle instead (an A/B comparison: a bundle built from another commit with
+  // `npx tsx scripts/bundle.ts FILE`, measured in runs alternating with the current sources).
+  const given = process.env.BENCH_SIDECAR_BUNDLE;
+  if (given) return { args: [given], how: `the bundle ${given} (BENCH_SIDECAR_BUNDLE)` };
   try {
     const { bundle } = (await import('../scripts/bundle.js')) as { bundle: (out: string) => Promise<string> };
     mkdirSync(join(benchDir, 'results', 'bin'), { recursive: true });
