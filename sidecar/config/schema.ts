@@ -1,135 +1,24 @@
 /**
- * The sidecar's configuration types and its schema with every default. Every limit and timeout is here, with a safe
- * default; `docs/SIDECAR.md` documents each key.
+ * The sidecar's configuration schema with every default, and the types inferred from it (so the types cannot drift
+ * from what is validated). Every limit and timeout is here, with a safe default; `docs/SIDECAR.md` documents each
+ * key.
  */
 import os from 'node:os';
-import type { PluginConfig } from '../policy/authz.js';
-import { address, bool, int, ms, name, object, PORT, type Schema, str } from './validate.js';
-export interface TlsConfig {
-  enabled: boolean;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  servername?: string;
-  rejectUnauthorized: boolean;
-  requestCert: boolean;
-}
-export interface UpstreamConfig {
-  address: string;
-  tls: TlsConfig;
-  reconnect: { minDelayMs: number; maxDelayMs: number; jitter: number };
-  handshakeTimeoutMs: number;
-  heartbeatIntervalMs: number;
-  streamOpenTimeoutMs: number;
-  maxStreams: number;
-  /** Serve streams the peer opens on this connection (the NAT'd side of a reverse tunnel). */
-  serve: boolean;
-  /** A token sent in the End meta ({"name", "token"}) for the far side's `token` plugin; or read from tokenFile. */
-  token?: string;
-  tokenFile?: string;
-}
-export interface HttpOutboundConfig {
-  name: string;
-  listen: string;
-  upstream: string;
-  service: string;
-  maxStreams: number;
-  keepAliveTimeoutMs: number;
-  headersTimeoutMs: number;
-  bodyTimeoutMs: number;
-  retries: number;
-  rpc: { enabled: boolean; timeoutMs: number; maxBodyBytes: number };
-  publish: { enabled: boolean; timeoutMs: number; maxBodyBytes: number };
-}
-export interface TcpOutboundConfig {
-  name: string;
-  listen: string;
-  upstream: string;
-  service: string;
-}
-export interface ServiceConfig {
-  /** `http://host:port` or `tcp://host:port`. */
-  target: string;
-  maxConnections: number;
-  connectTimeoutMs: number;
-  headersTimeoutMs: number;
-  bodyTimeoutMs: number;
-}
-export interface InboundConfig {
-  listen: string;
-  tls: TlsConfig;
-  maxPendingEnds: number;
-  keepAliveTimeoutMs: number;
-  rpc: Record<string, { url: string; timeoutMs: number; maxBodyBytes: number }>;
-  messages?: { webhook: string; timeoutMs: number; concurrency: number };
-  /**
-   * Announced names reserved for some ClientIDs: an End announcing one with another ClientID is refused, and the
-   * ClientIDs listed may hold it at the same time. A name not listed is held by the first End announcing it.
-   */
-  names: Record<string, { clientIds: string[] }>;
-}
-export interface TunnelConfig {
-  name: string;
-  listen: string;
-  /** The name the client announced in its meta ({"name": ...}); or use clientId. */
-  client?: string;
-  clientId?: string;
-  service: string;
-  protocol: 'tcp' | 'http';
-}
-/**
- * Limits of every HTTP server the sidecar runs (outbound listeners, HTTP tunnels, the per-service servers of the
- * inbound side): a client that breaks them gets 408 / 431 and `connection: close`.
- */
-export interface HttpServerConfig {
-  /** The whole request head must arrive within this (slowloris): 408. */
-  headersTimeoutMs: number;
-  /** A request body that sends nothing for this long: 408 (time spent paused by backpressure does not count). */
-  bodyIdleTimeoutMs: number;
-  /** Total size of a request head: 431 beyond. */
-  maxHeaderBytes: number;
-  /** Number of request header lines: 431 beyond. */
-  maxHeaders: number;
-  /** Client connections open at once per listener; further ones are closed at accept. */
-  maxConnections: number;
-}
-export interface SidecarConfig {
-  /** Announced to upstreams in the End meta as {"name": ...}; tunnels find a client by it. */
-  name: string;
-  admin: { listen: string };
-  log: { level: string; format: 'auto' | 'json' | 'pretty' };
-  shutdown: { gracePeriodMs: number };
-  hooks: { timeoutMs: number };
-  httpServer: HttpServerConfig;
-  upstreams: Record<string, UpstreamConfig>;
-  outbound: { http: HttpOutboundConfig[]; tcp: TcpOutboundConfig[] };
-  inbound?: InboundConfig;
-  services: Record<string, ServiceConfig>;
-  tunnels: TunnelConfig[];
-  /** Authorization plugins, asked in order (see docs/PLUGINS.md). */
-  plugins: PluginConfig[];
-  /** Reload on a change in the directories of the config file and the files it names (besides SIGHUP). */
-  reload: { watchFiles: boolean };
-  /**
-   * The directory of the config file (plugin paths and files resolve against it). Set by withConfigDir, never
-   * read from the file; not enumerable, so a config spread or serialized for a reload does not carry it.
-   */
-  configDir?: string;
-}
+import { address, bool, type Infer, int, ms, name, object, PORT, str } from './validate.js';
 
 const MiB = 1024 * 1024;
 const NAME_KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-const httpUrl: Schema = {
+const httpUrl = {
   kind: 'string',
   pattern: /^https?:\/\/[^/\s]+(\/\S*)?$/,
   expected: 'a URL http://host:port/path',
-};
+} as const;
 
-const clientIdSchema: Schema = {
+const clientIdSchema = {
   kind: 'string',
   pattern: /^[1-9]\d{0,19}$/,
   expected: 'a ClientID in decimal',
-};
+} as const;
 
 const tls = object({
   enabled: bool(false),
@@ -142,7 +31,7 @@ const tls = object({
 });
 
 /** The whole schema. Defaults here are the documented defaults. */
-export const schema: Schema = object({
+export const schema = object({
   name: { kind: 'string', default: os.hostname(), pattern: /^\S{1,128}$/, expected: 'a name without spaces' },
   admin: object({ listen: address({ default: '127.0.0.1:9901' }) }),
   log: object({
@@ -274,3 +163,34 @@ export const schema: Schema = object({
     }),
   },
 });
+
+/** The whole configuration, as validate() returns it from `schema`. */
+export type SidecarConfig = Infer<typeof schema> & {
+  /**
+   * The directory of the config file (plugin paths and files resolve against it). Set by withConfigDir, never
+   * read from the file; not enumerable, so a config spread or serialized for a reload does not carry it.
+   */
+  configDir?: string;
+};
+/** TLS of an upstream (client side) or of the inbound listener (server side). */
+export type TlsConfig = Infer<typeof tls>;
+/** One upstream: a reconnecting client End. `serve` serves the streams the peer opens (a reverse tunnel). */
+export type UpstreamConfig = SidecarConfig['upstreams'][string];
+export type HttpOutboundConfig = SidecarConfig['outbound']['http'][number];
+export type TcpOutboundConfig = SidecarConfig['outbound']['tcp'][number];
+/** One service of the inbound side; `target` is `http://host:port` or `tcp://host:port`. */
+export type ServiceConfig = SidecarConfig['services'][string];
+/**
+ * The inbound listener. `names`: announced names reserved for some ClientIDs (an End announcing one with another
+ * ClientID is refused; the ClientIDs listed may hold it at the same time).
+ */
+export type InboundConfig = NonNullable<SidecarConfig['inbound']>;
+/** A reverse tunnel: `client` is the name the client announced (or use `clientId`). */
+export type TunnelConfig = SidecarConfig['tunnels'][number];
+/**
+ * Limits of every HTTP server the sidecar runs (outbound listeners, HTTP tunnels, the per-service servers of the
+ * inbound side): a client that breaks them gets 408 / 431 and `connection: close`.
+ */
+export type HttpServerConfig = SidecarConfig['httpServer'];
+/** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
+export type PluginConfig = SidecarConfig['plugins'][number];

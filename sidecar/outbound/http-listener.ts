@@ -10,13 +10,13 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { End } from '../../sdk/index.js';
 import type { HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
-import { streamMeta } from '../inbound/services.js';
 import { listenOn } from '../net/listen.js';
 import { Pool } from '../net/undici.js';
+import { type ObserveInfo, observe } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { type ObserveInfo, observe, proxyRequest, relayUpgrade } from '../proxy/http.js';
+import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
   deniedCode,
@@ -27,6 +27,7 @@ import {
   UpstreamUnavailableError,
 } from '../proxy/http-util.js';
 import type { Inflight } from '../proxy/inflight.js';
+import { streamMeta } from '../proxy/stream-meta.js';
 import { type GatewayContext, handlePublish, handleRpc } from './gateway.js';
 import type { EndSource } from './upstreams.js';
 
