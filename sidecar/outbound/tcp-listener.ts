@@ -10,7 +10,7 @@ import type { Direction } from '../observe/metrics.js';
 import { splice } from '../proxy/splice.js';
 import { streamMeta } from '../proxy/stream-meta.js';
 import type { ListenerDeps } from './http-listener.js';
-import type { EndSource } from './upstreams.js';
+import { type EndSource, lease } from './upstreams.js';
 
 export type TcpListenerConfig = Omit<TcpOutboundConfig, 'upstream'>;
 
@@ -70,14 +70,25 @@ export class TcpOutboundListener {
       socket.destroy();
       return;
     }
+    // Each TCP connection picks an endpoint, and holds it (in flight) until the connection closes.
+    const held = lease(this.source);
+    if (!held) {
+      this.log.warn({ upstream: this.source.name }, 'no endpoint can take it; closing tcp connection');
+      socket.destroy();
+      return;
+    }
     socket.pause(); // hold the client's first bytes until the stream is open
     let stream: Awaited<ReturnType<typeof end.openStream>>;
+    const t0 = performance.now();
     try {
-      stream = await end.openStream({ meta: streamMeta(service, 'tcp'), allowHalfOpen: true });
+      stream = await held.end.openStream({ meta: streamMeta(service, 'tcp'), allowHalfOpen: true });
     } catch (err) {
+      held.done({ ok: false, ms: performance.now() - t0 });
       this.deps.metrics.streamOpenFailures.inc({ direction: this.direction, service });
       throw err;
     }
+    const openMs = performance.now() - t0;
+    socket.once('close', () => held.done({ ok: true, ms: openMs }));
     if (socket.destroyed) {
       stream.destroy();
       return;
