@@ -316,6 +316,10 @@ function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; h
 }
 
 async function buildSidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
+  // BENCH_SIDECAR_BUNDLE: run this bundle instead (an A/B comparison: a bundle built from another commit with
+  // `npx tsx scripts/bundle.ts FILE`, measured in runs alternating with the current sources).
+  const given = process.env.BENCH_SIDECAR_BUNDLE;
+  if (given) return { args: [given], how: `the bundle ${given} (BENCH_SIDECAR_BUNDLE)` };
   try {
     const { bundle } = (await import('../scripts/bundle.js')) as { bundle: (out: string) => Promise<string> };
     mkdirSync(join(benchDir, 'results', 'bin'), { recursive: true });

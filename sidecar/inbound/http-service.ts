@@ -7,10 +7,10 @@ import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
 import type { Stream } from '../../sdk/index.js';
 import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
-import { observe } from '../observe/access-log.js';
+import { Pool } from '../net/undici.js';
+import { type ObserveInfo, observe } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
@@ -36,8 +36,11 @@ export class HttpForwarder {
   private readonly target: { host: string; port: number };
   /** Streams served, with their requests in flight. */
   private readonly active = new Map<Stream, number>();
-  /** Who opened each stream: a remote End on the inbound listener, or the server of a `serve` upstream. */
-  private readonly directions = new WeakMap<object, Direction>();
+  /**
+   * What each stream's exchanges are observed with, built once per stream (not per request): who opened it (a
+   * remote End on the inbound listener, or the server of a `serve` upstream) and its ids as strings.
+   */
+  private readonly infos = new WeakMap<object, ObserveInfo & { clientId: string }>();
   private retired = false;
   private drained: (() => void) | undefined;
   private readonly log: Logger;
@@ -66,7 +69,7 @@ export class HttpForwarder {
 
   /** Takes an accepted stream: from now on it is one HTTP/1.1 connection of this service. */
   serve(stream: Stream, direction: Direction = 'inbound'): void {
-    this.directions.set(stream, direction);
+    this.infos.set(stream, this.makeInfo(stream, direction));
     this.active.set(stream, 0);
     stream.once('close', () => {
       this.active.delete(stream);
@@ -75,12 +78,27 @@ export class HttpForwarder {
     this.server.emit('connection', stream);
   }
 
+  /** The stream's observe info (built in serve(); a stream handed over otherwise counts as inbound). */
+  private infoOf(stream: Stream): ObserveInfo & { clientId: string } {
+    let info = this.infos.get(stream);
+    if (!info) {
+      info = this.makeInfo(stream, 'inbound');
+      this.infos.set(stream, info);
+    }
+    return info;
+  }
+
+  private makeInfo(stream: Stream, direction: Direction): ObserveInfo & { clientId: string } {
+    const { metrics, logger, inflight } = this.deps;
+    const clientId = String(stream.clientId);
+    const listener = `inbound:${this.service}`;
+    return { listener, direction, clientId, streamId: String(stream.streamId), metrics, logger, inflight };
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const stream = req.socket as unknown as Stream;
-    const ids = { clientId: String(stream.clientId), streamId: String(stream.streamId) };
-    const listener = `inbound:${this.service}`;
-    const direction = this.directions.get(stream) ?? 'inbound';
-    observe(req, res, { listener, direction, ...ids, ...this.deps });
+    const info = this.infoOf(stream);
+    observe(req, res, info);
     this.active.set(stream, (this.active.get(stream) ?? 0) + 1);
     res.once('close', () => {
       const left = (this.active.get(stream) ?? 1) - 1;
@@ -89,12 +107,13 @@ export class HttpForwarder {
     });
     if (this.retired) res.setHeader('connection', 'close');
     const decision = await this.deps.hooks.decide('request', {
-      ...ids,
+      clientId: info.clientId,
+      streamId: info.streamId,
       method: req.method,
       path: req.url,
       headers: req.headers,
       service: this.service,
-      direction,
+      direction: info.direction,
     });
     if (!decision.allow) {
       // A denied body is not worth reading: close the stream after the answer instead of draining it.
@@ -103,7 +122,7 @@ export class HttpForwarder {
     }
     // Identity headers come from the sidecar only: the client's own x-geminio-* headers are dropped, and plugin
     // headers cannot replace the sidecar's.
-    const identity: Record<string, string> = { 'x-geminio-client-id': ids.clientId };
+    const identity: Record<string, string> = { 'x-geminio-client-id': info.clientId };
     if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
     await proxyRequest(req, res, {
       dispatcher: this.pool,
@@ -130,7 +149,7 @@ export class HttpForwarder {
       path: req.url,
       headers: req.headers,
       service: this.service,
-      direction: this.directions.get(stream) ?? 'inbound',
+      direction: this.infoOf(stream).direction,
     });
     if (!decision.allow) {
       const status = decision.status ?? 403;

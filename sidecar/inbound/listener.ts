@@ -9,11 +9,11 @@
  * never reached, since the connect hook always returns a ClientID. The ClientID and name decided at connect are
  * recorded (../policy/identities.ts, ./identity.ts) and are what every later decision about the End sees.
  */
-import { Agent, request } from 'undici';
 import { type End, type Listener, listen, type RpcRequest } from '../../sdk/index.js';
 import type { InboundConfig } from '../config/schema.js';
 import type { ConfigProblem } from '../config/validate.js';
 import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
+import { Agent, request } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';

@@ -19,11 +19,11 @@ export interface ObserveInfo {
 
 /** Counts the exchange in flight, and when it ends: metrics and one access-log line. */
 export function observe(req: IncomingMessage, res: ServerResponse, info: ObserveInfo): void {
-  const started = process.hrtime.bigint();
+  const started = performance.now();
   const done = info.inflight.begin();
   res.once('close', () => {
     done();
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const seconds = (performance.now() - started) / 1e3;
     const method = methodLabel(req.method);
     const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
     info.metrics.httpExchange(info.listener, method, status, seconds);

@@ -9,10 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import type { End } from '../../sdk/index.js';
 import type { Http2Config, HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
 import { listenOn } from '../net/listen.js';
-import { observe } from '../observe/access-log.js';
+import { Pool } from '../net/undici.js';
+import { type ObserveInfo, observe } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
@@ -60,6 +61,8 @@ export class HttpOutboundListener {
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
   private closing = false;
+  private info: ObserveInfo | undefined;
+  private infoEnd: End | undefined;
 
   constructor(
     readonly config: HttpListenerConfig,
@@ -230,8 +233,8 @@ export class HttpOutboundListener {
 
   private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
     const end = this.source.current();
-    const ids = { clientId: end ? String(end.clientId) : undefined };
-    observe(req, res, { listener: this.config.name, direction: this.direction, ...ids, ...this.deps });
+    const info = this.infoFor(end);
+    observe(req, res, info);
     if (this.closing) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     if (req.method === 'POST' && this.config.rpc.enabled && url.startsWith('/rpc/')) {
@@ -243,7 +246,7 @@ export class HttpOutboundListener {
       return handlePublish(req, res, this.publish);
     }
     const decision = await this.deps.hooks.decide('request', {
-      ...ids,
+      clientId: info.clientId,
       method: req.method,
       path: url,
       headers: req.headers,
@@ -291,6 +294,23 @@ export class HttpOutboundListener {
       side: 'upstream',
       onRetry: () => this.deps.metrics.httpRetries.inc({ listener: this.config.name }),
     });
+  }
+
+  /** What the exchanges are observed with: built once per End (a reconnect gives another ClientID), not per request. */
+  private infoFor(end: End | undefined): ObserveInfo {
+    if (this.info && this.infoEnd === end) return this.info;
+    const { metrics, logger, inflight } = this.deps;
+    const clientId = end ? String(end.clientId) : undefined;
+    this.infoEnd = end;
+    this.info = {
+      listener: this.config.name,
+      direction: this.direction,
+      clientId,
+      metrics,
+      logger,
+      inflight,
+    };
+    return this.info;
   }
 
   /** Upgrade (WebSocket): a fresh stream, the request head replayed on it, then raw bytes both ways. */

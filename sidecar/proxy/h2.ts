@@ -13,9 +13,10 @@
  */
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { Readable } from 'node:stream';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, ServiceConfig } from '../config/schema.js';
+import { Agent, request } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { methodLabel } from '../observe/metrics.js';

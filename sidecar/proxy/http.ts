@@ -117,6 +117,32 @@ class Exchange implements Dispatcher.DispatchHandler {
 
 function noop(): void {}
 
+interface Watched {
+  res: ServerResponse;
+  abandon: () => void;
+}
+const WATCHED = new WeakMap<object, Set<Watched>>();
+
+/** The requests in flight on a client connection; its end, error or close aborts those not answered yet. */
+function watchSocket(socket: Duplex | null): Set<Watched> | undefined {
+  if (!socket) return undefined;
+  const known = WATCHED.get(socket);
+  if (known) return known;
+  const live = new Set<Watched>();
+  WATCHED.set(socket, live);
+  const gone = () => {
+    for (const w of live) {
+      if (w.res.writableFinished) continue;
+      w.abandon();
+      w.res.destroy();
+    }
+  };
+  socket.on('end', gone);
+  socket.on('error', gone);
+  socket.once('close', gone);
+  return live;
+}
+
 /** Forwards one request; answers 502/503/504 JSON when no answer came. Aborts upstream if the client leaves. */
 export async function proxyRequest(
   req: IncomingMessage,
@@ -131,34 +157,25 @@ export async function proxyRequest(
   let current: Exchange | undefined;
   // The client went away, or the sidecar answered it itself (408 for a stalled body): the attempt in flight is
   // aborted, which frees its pooled connection (undici's bodyTimeout does not run while a response is paused).
-  const abandon = (why: string) => {
+  // One listener per request: a response's 'close' always follows its 'finish'.
+  const abandon = () => {
     if (!current || current.done) return;
     current.gone = true;
-    current.controller?.abort(new Error(why));
+    current.controller?.abort(
+      new Error(res.writableFinished ? 'request already answered' : 'client went away'),
+    );
   };
-  res.once('close', () => {
-    if (!res.writableFinished) abandon('client went away');
-  });
-  res.once('finish', () => abandon('request already answered'));
   // The connection itself: a peer that ended (a stream's Dismiss, a FIN) or failed will not read this answer.
   // Watched on the socket, since its close (and so the response's) may never come while writes are pending on a
-  // zero window; the socket is destroyed so that nothing waits on it.
-  const socket = req.socket as Duplex | null;
-  const gone = () => {
-    if (res.writableFinished) return;
-    abandon('client went away');
-    res.destroy();
-  };
-  socket?.once('end', gone);
-  socket?.once('error', gone);
-  socket?.once('close', gone);
-  const unwatch = () => {
-    socket?.off('end', gone);
-    socket?.off('error', gone);
-    socket?.off('close', gone);
-  };
-  res.once('finish', unwatch);
-  res.once('close', unwatch);
+  // zero window; the socket is destroyed so that nothing waits on it. The socket's listeners are installed once
+  // per connection (not per request): the requests in flight on it are a set.
+  const inFlight = watchSocket(req.socket as Duplex | null);
+  const mine = { res, abandon };
+  inFlight?.add(mine);
+  res.once('close', () => {
+    inFlight?.delete(mine);
+    abandon();
+  });
   let lastFailure: ReturnType<typeof classify> | undefined;
   for (let attempt = 0; ; attempt++) {
     const dispatcher = o.attempt ? o.attempt(attempt) : o.dispatcher;
