@@ -10,8 +10,10 @@ import type { SidecarConfig } from './config/schema.js';
 import { type ConfigProblem, formatProblem } from './config/validate.js';
 import { InboundListener } from './inbound/listener.js';
 import { ServiceRouter } from './inbound/services.js';
+import { AccessLog, DEFAULT_ACCESS_LOG } from './observe/access-log.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
+import { DEFAULT_TRACING, Tracing } from './observe/tracing.js';
 import { HttpOutboundListener } from './outbound/http-listener.js';
 import { TcpOutboundListener } from './outbound/tcp-listener.js';
 import { createTunnel } from './outbound/tunnel.js';
@@ -37,6 +39,8 @@ export class Sidecar {
   /** The authorization plugins (asked by the hook runner for what remote Ends do). */
   readonly authz: Authz;
   readonly inflight = new Inflight();
+  readonly accessLog: AccessLog;
+  readonly tracing = new Tracing();
   readonly upstreams = new Map<string, Upstream>();
   readonly listeners = new Map<string, { key: string; listener: LocalListener }>();
   inbound: InboundListener | undefined;
@@ -54,6 +58,7 @@ export class Sidecar {
     for (const h of options.hooks ?? []) this.hooks.add(h);
     this.authz = new Authz(this.metrics, this.logger);
     this.hooks.authz = this.authz;
+    this.accessLog = new AccessLog(config.accessLog ?? DEFAULT_ACCESS_LOG);
   }
 
   /** Starts everything; rejects (after undoing what started) when a listener cannot bind. */
@@ -61,6 +66,12 @@ export class Sidecar {
     try {
       // Plugins first: a sidecar whose plugins do not load must not take traffic at all.
       await this.authz.load(this.config.plugins, this.config.configDir ?? process.cwd());
+      await this.tracing.load(
+        this.config.tracing ?? DEFAULT_TRACING,
+        this.config.tracing?.serviceName ?? this.config.name,
+        this.metrics,
+        this.logger,
+      );
       await this.apply(this.config, true);
       this.started = true;
       this.logger.info({ name: this.config.name, admin: this.config.admin.listen }, 'sidecar started');
@@ -132,6 +143,7 @@ export class Sidecar {
     const prev = this.config;
     this.config = next;
     this.logger.level = next.log.level;
+    this.accessLog.update(next.accessLog ?? DEFAULT_ACCESS_LOG);
     const errors: string[] = [];
     const attempt = async (what: string, fn: () => Promise<void>) => {
       try {
@@ -234,6 +246,8 @@ export class Sidecar {
       hooks: this.hooks,
       inflight: this.inflight,
       httpServer: this.config.httpServer,
+      accessLog: this.accessLog,
+      tracing: this.tracing,
     };
   }
 
@@ -309,6 +323,7 @@ export class Sidecar {
       ['router', clean ? this.router && (() => this.router!.close()) : undefined],
       ['admin', this.admin && (() => this.admin!.close())],
       ['plugins', () => this.authz.close()],
+      ['tracing', () => this.tracing.shutdown()],
     ];
     for (const [what, step] of steps) {
       try {
@@ -329,6 +344,7 @@ export class Sidecar {
     this.router?.destroy();
     void this.admin?.close();
     void this.authz.close();
+    void this.tracing.shutdown().catch(() => {});
   }
 }
 

@@ -93,11 +93,56 @@ export interface HttpServerConfig {
   /** Client connections open at once per listener; further ones are closed at accept. */
   maxConnections: number;
 }
+/** The access log: one line per HTTP exchange (and per request refused by the parser or the limits). */
+export interface AccessLogConfig {
+  enabled: boolean;
+  /** The optional fields written (all when empty); method, path, status and durationMs are always there. */
+  fields: AccessLogField[];
+  /** Query strings are written as `?REDACTED` unless this is false (tokens in URLs stay out of logs). */
+  redactQuery: boolean;
+  /** The share of successful exchanges logged (0..1); errors (status >= 400) and refusals are always logged. */
+  sampleRatio: number;
+}
+export const ACCESS_LOG_FIELDS = [
+  'listener',
+  'direction',
+  'service',
+  'upstream',
+  'clientId',
+  'streamId',
+  'requestId',
+  'traceId',
+  'spanId',
+  'peer',
+  'host',
+  'userAgent',
+  'bytesIn',
+  'bytesOut',
+  'completed',
+] as const;
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
+/** OpenTelemetry tracing (off by default): spans exported over OTLP/HTTP. */
+export interface TracingConfig {
+  enabled: boolean;
+  /** The OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces. */
+  endpoint: string;
+  /** service.name of the spans (default: the sidecar's name). */
+  serviceName?: string;
+  /** The share of new traces sampled (0..1); a request with a sampled parent follows its parent when parentBased. */
+  sampleRatio: number;
+  parentBased: boolean;
+  maxQueueSize: number;
+  maxExportBatchSize: number;
+  scheduledDelayMs: number;
+  exportTimeoutMs: number;
+}
 export interface SidecarConfig {
   /** Announced to upstreams in the End meta as {"name": ...}; tunnels find a client by it. */
   name: string;
   admin: { listen: string };
   log: { level: string; format: 'auto' | 'json' | 'pretty' };
+  accessLog: AccessLogConfig;
+  tracing: TracingConfig;
   shutdown: { gracePeriodMs: number };
   hooks: { timeoutMs: number };
   httpServer: HttpServerConfig;
@@ -152,6 +197,23 @@ export const schema: Schema = object({
       default: 'info',
     },
     format: { kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto' },
+  }),
+  accessLog: object({
+    enabled: bool(true),
+    fields: { kind: 'array', items: { kind: 'enum', values: ACCESS_LOG_FIELDS } },
+    redactQuery: bool(true),
+    sampleRatio: { kind: 'number', default: 1, min: 0, max: 1 },
+  }),
+  tracing: object({
+    enabled: bool(false),
+    endpoint: { ...httpUrl, default: 'http://127.0.0.1:4318/v1/traces' },
+    serviceName: str({ optional: true }),
+    sampleRatio: { kind: 'number', default: 1, min: 0, max: 1 },
+    parentBased: bool(true),
+    maxQueueSize: int(2048, 1, 1_000_000),
+    maxExportBatchSize: int(512, 1, 100_000),
+    scheduledDelayMs: ms(5_000),
+    exportTimeoutMs: ms(10_000),
   }),
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),

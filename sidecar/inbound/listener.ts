@@ -17,7 +17,7 @@ import type { InboundConfig } from '../config/schema.js';
 import type { ConfigProblem } from '../config/validate.js';
 import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
-import type { Metrics } from '../observe/metrics.js';
+import { handshakeReason, type Metrics } from '../observe/metrics.js';
 import type { HookRunner, Identity } from '../policy/hooks.js';
 import type { Inflight } from '../proxy/inflight.js';
 import type { ServiceRouter } from './services.js';
@@ -112,9 +112,10 @@ export class InboundListener {
         return clientId;
       },
     });
-    this.listener.on('handshakeError', (err: Error, addr: string | undefined) =>
-      this.log.debug({ err: err.message, remoteAddress: addr }, 'handshake failed'),
-    );
+    this.listener.on('handshakeError', (err: Error, addr: string | undefined) => {
+      this.deps.metrics.handshakeFailures.inc({ side: 'inbound', reason: handshakeReason(err) });
+      this.log.debug({ err: err.message, remoteAddress: addr }, 'handshake failed');
+    });
     this.log.info({ listen: this.config.listen, tls: this.config.tls.enabled }, 'geminio listener started');
     void this.acceptLoop(this.listener);
   }
@@ -296,12 +297,13 @@ export class InboundListener {
         });
         if (!d.allow) {
           m.error(`denied: ${d.reason}`);
-          this.deps.metrics.messagesFailed.inc();
+          this.deps.metrics.messages.inc({ direction: 'inbound', listener: 'inbound', outcome: 'denied' });
           continue;
         }
         if (running >= hook.concurrency) await new Promise<void>((r) => slots.push(r));
         running++;
         const done = this.deps.inflight.begin();
+        this.deps.metrics.messagesInFlight.inc({ direction: 'inbound' });
         const headers: Record<string, string> = {
           'content-type': 'application/octet-stream',
           'x-geminio-client-id': String(m.clientId),
@@ -320,17 +322,26 @@ export class InboundListener {
             const text = await res.body.text();
             if (res.statusCode >= 200 && res.statusCode <= 299) {
               m.done();
-              this.deps.metrics.messagesDelivered.inc();
+              this.deps.metrics.messages.inc({
+                direction: 'inbound',
+                listener: 'inbound',
+                outcome: 'delivered',
+              });
             } else {
               m.error(`webhook answered ${res.statusCode}${text ? `: ${text.slice(0, 512)}` : ''}`);
-              this.deps.metrics.messagesFailed.inc();
+              this.deps.metrics.messages.inc({
+                direction: 'inbound',
+                listener: 'inbound',
+                outcome: 'failed',
+              });
             }
           })
           .catch((err: Error) => {
             m.error(`webhook failed: ${err.message}`);
-            this.deps.metrics.messagesFailed.inc();
+            this.deps.metrics.messages.inc({ direction: 'inbound', listener: 'inbound', outcome: 'failed' });
           })
           .finally(() => {
+            this.deps.metrics.messagesInFlight.dec({ direction: 'inbound' });
             running--;
             slots.shift()?.();
             done();
@@ -346,7 +357,7 @@ export class InboundListener {
     try {
       for await (const m of end.messages()) {
         m.error('no message webhook is configured on this sidecar');
-        this.deps.metrics.messagesFailed.inc();
+        this.deps.metrics.messages.inc({ direction: 'inbound', listener: 'inbound', outcome: 'refused' });
       }
     } catch {
       // the End closed

@@ -7,8 +7,10 @@
 import type http from 'node:http';
 import type { End, Stream } from '../../sdk/index.js';
 import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import type { AccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
+import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import { HttpForwarder } from '../proxy/http.js';
 import { createHttpServer } from '../proxy/http-server.js';
@@ -46,6 +48,8 @@ export interface RouterDeps {
   inflight: Inflight;
   keepAliveTimeoutMs: number;
   httpServer: HttpServerConfig;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
 export class ServiceRouter {

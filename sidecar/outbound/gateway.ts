@@ -124,6 +124,7 @@ export async function handlePublish(
   const ready = await prepare(req, res, ctx, { point: 'message', topic, path: req.url ?? '' });
   if (!ready) return;
   let outcome = 'acked';
+  ctx.metrics.messagesInFlight.inc({ direction: 'outbound' });
   try {
     await ready.end.publish(ready.body, { topic, timeout: ctx.timeoutMs });
     const body = JSON.stringify({ status: 'acked', topic });
@@ -139,6 +140,7 @@ export async function handlePublish(
       sendError(res, f.status, f.code, f.message);
     }
   } finally {
-    ctx.metrics.messagesPublished.inc({ listener: ctx.listener, outcome });
+    ctx.metrics.messagesInFlight.dec({ direction: 'outbound' });
+    ctx.metrics.messages.inc({ direction: 'outbound', listener: ctx.listener, outcome });
   }
 }

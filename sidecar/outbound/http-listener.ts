@@ -12,10 +12,12 @@ import { Pool } from 'undici';
 import type { HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
 import { streamMeta } from '../inbound/services.js';
 import { listenOn } from '../net/listen.js';
+import type { AccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
-import type { Direction, Metrics } from '../observe/metrics.js';
+import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
+import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { observe, proxyRequest, relayUpgrade } from '../proxy/http.js';
+import { observe, proxyRequest, refusalLogger, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
   deniedCode,
@@ -35,6 +37,8 @@ export interface ListenerDeps {
   hooks: HookRunner;
   inflight: Inflight;
   httpServer: HttpServerConfig;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
 /** The settings of an HTTP listener (an outbound listener's, or a tunnel's with defaults). */
@@ -46,6 +50,7 @@ export class HttpOutboundListener {
   private readonly log: Logger;
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
+  private readonly series: HttpSeries;
   private closing = false;
 
   constructor(
@@ -86,11 +91,20 @@ export class HttpOutboundListener {
       timeoutMs: config.publish.timeoutMs,
       maxBodyBytes: config.publish.maxBodyBytes,
     };
+    this.series = deps.metrics.httpSeries(config.name, service, source.name);
     this.server = createHttpServer(
       deps.httpServer,
-      { keepAliveTimeoutMs: 5_000, logger: this.log },
+      {
+        keepAliveTimeoutMs: 5_000,
+        logger: this.log,
+        onRefused: refusalLogger(this.series, direction, deps.accessLog),
+      },
       (req, res) => void this.handle(req, res, false),
     );
+    this.server.on('connection', (socket: net.Socket) => {
+      this.series.connections.inc();
+      socket.once('close', () => this.series.connections.dec());
+    });
     // Expect: 100-continue ends here (undici cannot send it): the hook decides first, then 100 Continue is sent
     // and the body streams to the far side as it arrives.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -118,7 +132,13 @@ export class HttpOutboundListener {
   private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
     const end = this.source.current();
     const ids = { clientId: end ? String(end.clientId) : undefined };
-    observe(req, res, { listener: this.config.name, direction: this.direction, ...ids, ...this.deps });
+    const seen = observe(req, res, {
+      ...this.deps,
+      listener: this.config.name,
+      series: this.series,
+      direction: this.direction,
+      ...ids,
+    });
     if (this.closing) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     if (req.method === 'POST' && this.config.rpc.enabled && url.startsWith('/rpc/')) {
@@ -138,6 +158,7 @@ export class HttpOutboundListener {
       direction: this.direction,
       listener: this.config.name,
     });
+    seen.decided(decision.allow);
     if (!decision.allow) return sendDenied(res, decision);
     if (!end) {
       res.setHeader('connection', 'close'); // an unread body must not be parsed as the next request

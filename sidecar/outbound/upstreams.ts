@@ -11,7 +11,7 @@ import type { UpstreamConfig } from '../config/schema.js';
 import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { clientTls, materialKey, readTlsMaterial } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
-import type { Metrics } from '../observe/metrics.js';
+import { handshakeReason, type Metrics } from '../observe/metrics.js';
 
 /** Where a listener gets the End to open streams on: an upstream, or a client End for a reverse tunnel. */
 export interface EndSource {
@@ -151,6 +151,7 @@ export class Upstream extends EventEmitter implements EndSource {
         return;
       } catch (err) {
         this.deps.metrics.upstreamDialFailures.inc({ upstream: this.name });
+        this.deps.metrics.handshakeFailures.inc({ side: 'upstream', reason: handshakeReason(err as Error) });
         const level = attempt === 0 ? 'warn' : 'debug';
         this.log[level](
           { err: (err as Error).message, address: this.config.address, attempt },

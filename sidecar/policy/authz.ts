@@ -42,7 +42,7 @@ const HOOK_OF: Record<AuthzPoint, HookName> = {
 /** What the plugins decided. A deny carries the HTTP status and the text the client sees. */
 export type AuthzOutcome =
   | { allow: true; clientId?: string; name?: string; headers?: Record<string, string> }
-  | { allow: false; status: number; reason: string };
+  | { allow: false; status: number; reason: string; plugin?: string };
 
 interface LoadedPlugin {
   name: string;
@@ -159,7 +159,6 @@ export class Authz {
       const ids = { clientId: current.clientId, streamId: current.streamId, hook: point, plugin: p.name };
       if ('failure' in answer) {
         const timedOut = answer.failure === 'timeout';
-        this.metrics.authzDecisions.inc({ hook: point, plugin: p.name, decision: 'deny' });
         this.metrics.authzFailures.inc({ hook: point, plugin: p.name, kind: answer.failure });
         this.log.error(
           { ...ids, decision: 'deny', reason: answer.detail, failure: answer.failure },
@@ -169,15 +168,14 @@ export class Authz {
           allow: false,
           status: timedOut ? 503 : 403,
           reason: timedOut ? 'authorization timed out' : 'authorization failed',
+          plugin: p.name,
         };
       }
       const d = answer.decision;
       if (!d.allow) {
-        this.metrics.authzDecisions.inc({ hook: point, plugin: p.name, decision: 'deny' });
         this.log.warn({ ...ids, decision: 'deny', reason: d.reason }, 'authz decision');
-        return { allow: false, status: d.status ?? 403, reason: d.reason };
+        return { allow: false, status: d.status ?? 403, reason: d.reason, plugin: p.name };
       }
-      this.metrics.authzDecisions.inc({ hook: point, plugin: p.name, decision: 'allow' });
       this.log.info(
         { ...ids, decision: 'allow', clientIdAssigned: d.clientId, name: d.name },
         'authz decision',

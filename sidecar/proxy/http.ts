@@ -11,10 +11,12 @@ import type { Duplex } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import type { Stream } from '../../sdk/index.js';
 import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import { type AccessLog, logPath, REQUEST_ID_HEADER, requestId } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
-import { type Direction, type Metrics, methodLabel } from '../observe/metrics.js';
+import { type Direction, type HttpSeries, type Metrics, methodLabel } from '../observe/metrics.js';
+import { headerCarrier, type SpanHandle, type Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { admitUpgrade, bodyStarted, createHttpServer } from './http-server.js';
+import { admitUpgrade, bodyStarted, createHttpServer, type RefusalSink } from './http-server.js';
 import {
   classify,
   deniedCode,
@@ -88,6 +90,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.res.destroyed || this.res.writableEnded) return controller.abort(new Error('client went away'));
+    countResponse(this.res, chunk.length);
     if (!this.res.write(chunk) && !this.waitingDrain) {
       this.waitingDrain = true;
       controller.pause();
@@ -279,40 +282,175 @@ export function relayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer,
 export interface ObserveInfo {
   listener: string;
   direction: Direction;
+  /** The listener's series (listener, service, upstream labels). */
+  series: HttpSeries;
   clientId?: string;
   streamId?: string;
   metrics: Metrics;
   logger: Logger;
   inflight: Inflight;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
-/** Counts the exchange in flight, and when it ends: metrics and one access-log line. */
-export function observe(req: IncomingMessage, res: ServerResponse, info: ObserveInfo): void {
+/** What observe() learned about an exchange, for the handler (its spans, the decision to record). */
+export interface Observed {
+  requestId: string;
+  /** The server span (the request as received); undefined when tracing is off or not sampled. */
+  span: SpanHandle | undefined;
+  /** Records the authorization decision on the spans. */
+  decided(allow: boolean): void;
+}
+
+/** Response body bytes written to the client, counted by the Exchange. */
+const RESPONSE_BYTES = new WeakMap<ServerResponse, number>();
+
+function countResponse(res: ServerResponse, n: number): void {
+  RESPONSE_BYTES.set(res, (RESPONSE_BYTES.get(res) ?? 0) + n);
+}
+
+/** Request body bytes: the declared length, or (chunked) what the parser pushed. */
+function requestBytes(req: IncomingMessage): () => number {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined) {
+    const n = Number(declared);
+    return () => (Number.isFinite(n) ? n : 0);
+  }
+  if (!hasBody(req)) return () => 0;
+  let n = 0;
+  const push = req.push.bind(req);
+  req.push = (chunk: unknown, encoding?: BufferEncoding) => {
+    if (chunk && typeof (chunk as Buffer).length === 'number') n += (chunk as Buffer).length;
+    return push(chunk, encoding);
+  };
+  return () => n;
+}
+
+/**
+ * The access line (and the count) of a request refused by the parser or the limits before any handler saw it.
+ */
+export function refusalLogger(series: HttpSeries, direction: Direction, accessLog: AccessLog): RefusalSink {
+  return (logger, status, reason, req, socket) => {
+    series.exchange(methodLabel(req?.method), status, 0, 0, 0);
+    if (!accessLog.wants(logger, status)) return;
+    accessLog.write(logger, {
+      listener: series.listener,
+      direction,
+      service: series.service,
+      upstream: series.upstream,
+      requestId: req ? requestId(req) : undefined,
+      method: req?.method,
+      path: accessLog.path(req?.url),
+      status,
+      peer: socket.remoteAddress,
+      host: req?.headers.host,
+      userAgent: req?.headers['user-agent'],
+      bytesIn: 0,
+      bytesOut: 0,
+      completed: false,
+      refused: reason,
+    });
+  };
+}
+
+/**
+ * Counts the exchange in flight, and when it ends: metrics, spans and one access-log line. Keeps the request's
+ * x-request-id (or sets a new one, which the app then gets), and when tracing is on starts the server span and a
+ * client span whose context replaces the request's traceparent/tracestate (so the far side is its child).
+ */
+export function observe(req: IncomingMessage, res: ServerResponse, info: ObserveInfo): Observed {
   const started = process.hrtime.bigint();
   const done = info.inflight.begin();
+  const { series } = info;
+  series.inFlight.inc();
+  const rid = requestId(req);
+  if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, rid);
+  const inBytes = requestBytes(req);
+  let span: SpanHandle | undefined;
+  let client: SpanHandle | undefined;
+  let decision: string | undefined;
+  if (info.tracing.enabled) {
+    const attributes = {
+      'http.request.method': req.method,
+      'url.path': logPath(req.url, true),
+      'geminio.listener': info.listener,
+      'geminio.direction': info.direction,
+      'geminio.service': series.service,
+      'geminio.upstream': series.upstream,
+      'geminio.client_id': info.clientId,
+      'geminio.stream_id': info.streamId,
+      'geminio.request_id': rid,
+    };
+    span = info.tracing.start(
+      `${info.listener} ${methodLabel(req.method)}`,
+      'server',
+      headerCarrier(req.headers),
+      attributes,
+    );
+    if (span) {
+      client = info.tracing.start(`${series.service} ${methodLabel(req.method)}`, 'client', span, {
+        'geminio.service': series.service,
+        'geminio.upstream': series.upstream,
+        'geminio.request_id': rid,
+      });
+      const carrier = (client ?? span).carrier();
+      req.headers.traceparent = carrier.traceparent;
+      if (carrier.tracestate) req.headers.tracestate = carrier.tracestate;
+      else delete req.headers.tracestate;
+    }
+  }
   res.once('close', () => {
     done();
+    series.inFlight.dec();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const method = methodLabel(req.method);
     const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
-    info.metrics.httpExchange(info.listener, method, status, seconds);
+    const bytesIn = inBytes();
+    const bytesOut = RESPONSE_BYTES.get(res) ?? (Number(res.getHeader('content-length')) || 0);
+    series.exchange(method, status, seconds, bytesIn, bytesOut);
+    if (span) {
+      const error = status >= 500 || !res.writableFinished ? `status ${status}` : undefined;
+      client?.set({ 'http.response.status_code': status, 'geminio.authz.decision': decision });
+      client?.end(error);
+      span.set({
+        'http.response.status_code': status,
+        'geminio.authz.decision': decision,
+        'http.request.body.size': bytesIn,
+        'http.response.body.size': bytesOut,
+      });
+      span.end(error);
+    }
     // The access line only when it is written: building it is most of what an exchange costs here otherwise.
-    if (!info.logger.isLevelEnabled('info')) return;
-    info.logger.info(
-      {
-        listener: info.listener,
-        direction: info.direction,
-        clientId: info.clientId,
-        streamId: info.streamId,
-        method: req.method,
-        path: req.url,
-        status,
-        completed: res.writableFinished,
-        durationMs: Math.round(seconds * 1e6) / 1e3,
-      },
-      'access',
-    );
+    if (!info.accessLog.wants(info.logger, status)) return;
+    info.accessLog.write(info.logger, {
+      listener: info.listener,
+      direction: info.direction,
+      service: series.service,
+      upstream: series.upstream,
+      clientId: info.clientId,
+      streamId: info.streamId,
+      requestId: rid,
+      traceId: span?.traceId,
+      spanId: span?.spanId,
+      method: req.method,
+      path: info.accessLog.path(req.url),
+      status,
+      peer: req.socket?.remoteAddress,
+      host: req.headers.host,
+      userAgent: req.headers['user-agent'],
+      bytesIn,
+      bytesOut,
+      completed: res.writableFinished,
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+    });
   });
+  return {
+    requestId: rid,
+    span,
+    decided: (allow) => {
+      decision = allow ? 'allow' : 'deny';
+    },
+  };
 }
 
 export interface ForwarderDeps {
@@ -322,6 +460,8 @@ export interface ForwarderDeps {
   inflight: Inflight;
   keepAliveTimeoutMs: number;
   httpServer: HttpServerConfig;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
 /** Serves HTTP exchanges arriving on streams for one `http://` service. */
@@ -336,6 +476,7 @@ export class HttpForwarder {
   private retired = false;
   private drained: (() => void) | undefined;
   private readonly log: Logger;
+  private readonly series: HttpSeries;
 
   constructor(
     readonly service: string,
@@ -348,10 +489,15 @@ export class HttpForwarder {
       connectTimeout: config.connectTimeoutMs,
       keepAliveTimeout: 4_000,
     });
-    this.log = deps.logger.child({ listener: `inbound:${service}` });
+    this.log = deps.logger.child({ listener: 'inbound', service });
+    this.series = deps.metrics.httpSeries('inbound', service, `${this.target.host}:${this.target.port}`);
     this.server = createHttpServer(
       deps.httpServer,
-      { keepAliveTimeoutMs: deps.keepAliveTimeoutMs, logger: this.log },
+      {
+        keepAliveTimeoutMs: deps.keepAliveTimeoutMs,
+        logger: this.log,
+        onRefused: refusalLogger(this.series, 'inbound', deps.accessLog),
+      },
       (req, res) => void this.handle(req, res),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -363,7 +509,9 @@ export class HttpForwarder {
   serve(stream: Stream, direction: Direction = 'inbound'): void {
     this.directions.set(stream, direction);
     this.active.set(stream, 0);
+    this.series.connections.inc();
     stream.once('close', () => {
+      this.series.connections.dec();
       this.active.delete(stream);
       if (this.active.size === 0) this.drained?.();
     });
@@ -373,9 +521,14 @@ export class HttpForwarder {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const stream = req.socket as unknown as Stream;
     const ids = { clientId: String(stream.clientId), streamId: String(stream.streamId) };
-    const listener = `inbound:${this.service}`;
     const direction = this.directions.get(stream) ?? 'inbound';
-    observe(req, res, { listener, direction, ...ids, ...this.deps });
+    const seen = observe(req, res, {
+      ...this.deps,
+      listener: 'inbound',
+      series: this.series,
+      direction,
+      ...ids,
+    });
     this.active.set(stream, (this.active.get(stream) ?? 0) + 1);
     res.once('close', () => {
       const left = (this.active.get(stream) ?? 1) - 1;
@@ -391,6 +544,7 @@ export class HttpForwarder {
       service: this.service,
       direction,
     });
+    seen.decided(decision.allow);
     if (!decision.allow) {
       // A denied body is not worth reading: close the stream after the answer instead of draining it.
       if (hasBody(req)) res.setHeader('connection', 'close');
