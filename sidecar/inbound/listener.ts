@@ -18,6 +18,7 @@ import type { ConfigProblem } from '../config/validate.js';
 import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 import { handshakeReason, type Metrics } from '../observe/metrics.js';
+import { parseCarrier, type Tracing } from '../observe/tracing.js';
 import type { HookRunner, Identity } from '../policy/hooks.js';
 import type { Inflight } from '../proxy/inflight.js';
 import type { ServiceRouter } from './services.js';
@@ -27,6 +28,7 @@ export interface InboundDeps {
   logger: Logger;
   hooks: HookRunner;
   inflight: Inflight;
+  tracing: Tracing;
   /** The current service table (a reload may swap it). */
   router: () => ServiceRouter;
 }
@@ -242,8 +244,16 @@ export class InboundListener {
     const done = this.deps.inflight.begin();
     const stop = this.deps.metrics.rpcDuration.startTimer({ direction: 'inbound', method });
     let outcome = 'ok';
+    const span = this.deps.tracing.start(`rpc ${method}`, 'server', parseCarrier(r.custom), {
+      'rpc.method': method,
+      'geminio.direction': 'inbound',
+      'geminio.client_id': ids.clientId,
+      'geminio.stream_id': ids.streamId,
+      'geminio.upstream': target.url,
+    });
     try {
       const d = await this.deps.hooks.decide('rpc', { ...ids, method, direction: 'inbound' });
+      span?.set({ 'geminio.authz.decision': d.allow ? 'allow' : 'deny' });
       if (!d.allow) {
         outcome = 'denied';
         throw new Error(`denied: ${d.reason}`);
@@ -259,6 +269,7 @@ export class InboundListener {
           'content-type': 'application/octet-stream',
           'x-geminio-client-id': ids.clientId,
           'x-geminio-method': method,
+          ...span?.carrier(),
         },
       });
       const body = Buffer.from(await res.body.arrayBuffer());
@@ -275,6 +286,8 @@ export class InboundListener {
     } finally {
       stop();
       done();
+      span?.set({ 'geminio.outcome': outcome });
+      span?.end(outcome === 'ok' ? undefined : outcome);
       this.deps.metrics.rpcCalls.inc({ direction: 'inbound', method, outcome });
     }
   }
@@ -310,6 +323,15 @@ export class InboundListener {
           'x-geminio-message-id': String(m.id),
         };
         if (m.topic !== undefined) headers['x-geminio-topic'] = m.topic;
+        const span = this.deps.tracing.start('message', 'consumer', parseCarrier(m.custom), {
+          'messaging.destination.name': m.topic,
+          'geminio.direction': 'inbound',
+          'geminio.client_id': String(m.clientId),
+          'geminio.stream_id': String(m.streamId),
+          'geminio.upstream': hook.webhook,
+          'geminio.authz.decision': 'allow',
+        });
+        Object.assign(headers, span?.carrier());
         request(hook.webhook, {
           method: 'POST',
           body: m.data,
@@ -342,6 +364,7 @@ export class InboundListener {
           })
           .finally(() => {
             this.deps.metrics.messagesInFlight.dec({ direction: 'inbound' });
+            span?.end();
             running--;
             slots.shift()?.();
             done();

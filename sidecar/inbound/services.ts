@@ -10,7 +10,7 @@ import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
 import type { AccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
-import type { Tracing } from '../observe/tracing.js';
+import { parseCarrier, type TraceCarrier, type Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import { HttpForwarder } from '../proxy/http.js';
 import { createHttpServer } from '../proxy/http-server.js';
@@ -18,15 +18,18 @@ import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
 import type { Inflight } from '../proxy/inflight.js';
 import { forwardToTcp, targetHostPort } from '../proxy/splice.js';
 
-/** What an opener puts in the stream meta. */
-export interface StreamMeta {
+/** What an opener puts in the stream meta (a TCP stream's also its trace context, when traced). */
+export interface StreamMeta extends TraceCarrier {
   service: string;
   proto: 'http' | 'tcp';
 }
 
 /** The meta for a stream to `service` speaking `proto`. */
-export function streamMeta(service: string, proto: 'http' | 'tcp'): string {
-  return JSON.stringify({ service, proto } satisfies StreamMeta);
+export function streamMeta(service: string, proto: 'http' | 'tcp', trace?: TraceCarrier): string {
+  const meta: StreamMeta = { service, proto };
+  if (trace?.traceparent) meta.traceparent = trace.traceparent;
+  if (trace?.tracestate) meta.tracestate = trace.tracestate;
+  return JSON.stringify(meta);
 }
 
 /** Reads a stream meta; a plain string is taken as the service name (for non-sidecar openers, e.g. Go code). */
@@ -162,7 +165,17 @@ export class ServiceRouter {
       return;
     }
     const done = this.deps.inflight.begin();
+    // A TCP stream is one span: from its open (its parent the opener's span, in the meta) to its end.
+    const span = this.deps.tracing.start(`stream ${service}`, 'server', parseCarrier(stream.meta), {
+      'geminio.service': service,
+      'geminio.direction': direction,
+      'geminio.client_id': ids.clientId,
+      'geminio.stream_id': ids.streamId,
+      'geminio.upstream': svc.target,
+      'geminio.authz.decision': 'allow',
+    });
     forwardToTcp(stream, targetHostPort(svc.target), svc.connectTimeoutMs, (err) => {
+      span?.end(err?.message);
       done();
       if (err) log.debug({ err: err.message }, 'tcp forward ended with an error');
     });

@@ -93,3 +93,27 @@ export function headerCarrier(
   const ts = headers.tracestate;
   return { traceparent: tp, tracestate: typeof ts === 'string' ? ts : undefined };
 }
+
+/**
+ * The trace context as the `custom` bytes of an RPC request or a message (JSON {"traceparent", "tracestate"}):
+ * the Go library passes custom through to the app untouched, and the sidecar sent nothing there before.
+ */
+export function customCarrier(carrier: TraceCarrier | undefined): string | undefined {
+  if (!carrier?.traceparent) return undefined;
+  return JSON.stringify(carrier.tracestate ? carrier : { traceparent: carrier.traceparent });
+}
+
+/** The trace context in a request's or message's custom bytes, or in a stream meta's JSON; undefined if none. */
+export function parseCarrier(bytes: Buffer | string | undefined): TraceCarrier | undefined {
+  if (bytes === undefined || bytes.length === 0 || bytes.length > 4096) return undefined;
+  try {
+    const v = JSON.parse(bytes.toString()) as Record<string, unknown>;
+    if (!v || typeof v.traceparent !== 'string') return undefined;
+    return {
+      traceparent: v.traceparent,
+      tracestate: typeof v.tracestate === 'string' ? v.tracestate : undefined,
+    };
+  } catch {
+    return undefined;
+  }
+}

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type End, NoSuchMethodError, RemoteError } from '../../sdk/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
+import { customCarrier, headerCarrier } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import {
   BodyTooLargeError,
@@ -92,7 +93,8 @@ export async function handleRpc(
   const stop = ctx.metrics.rpcDuration.startTimer({ direction: ctx.direction, method: label });
   let outcome = 'ok';
   try {
-    const result = await ready.end.call(method, ready.body, { timeout: ctx.timeoutMs });
+    const custom = customCarrier(headerCarrier(req.headers));
+    const result = await ready.end.call(method, ready.body, { timeout: ctx.timeoutMs, custom });
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': result.data.length });
     res.end(result.data);
   } catch (err) {
@@ -126,7 +128,8 @@ export async function handlePublish(
   let outcome = 'acked';
   ctx.metrics.messagesInFlight.inc({ direction: 'outbound' });
   try {
-    await ready.end.publish(ready.body, { topic, timeout: ctx.timeoutMs });
+    const custom = customCarrier(headerCarrier(req.headers));
+    await ready.end.publish(ready.body, { topic, timeout: ctx.timeoutMs, custom });
     const body = JSON.stringify({ status: 'acked', topic });
     res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);

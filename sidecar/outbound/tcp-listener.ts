@@ -71,13 +71,28 @@ export class TcpOutboundListener {
       return;
     }
     socket.pause(); // hold the client's first bytes until the stream is open
+    const span = this.deps.tracing.start(`stream ${service}`, 'client', undefined, {
+      'geminio.listener': this.config.name,
+      'geminio.service': service,
+      'geminio.direction': this.direction,
+      'geminio.upstream': this.source.name,
+      'geminio.client_id': String(end.clientId),
+      'geminio.authz.decision': 'allow',
+      'network.peer.address': socket.remoteAddress,
+    });
     let stream: Awaited<ReturnType<typeof end.openStream>>;
     try {
-      stream = await end.openStream({ meta: streamMeta(service, 'tcp'), allowHalfOpen: true });
+      stream = await end.openStream({
+        meta: streamMeta(service, 'tcp', span?.carrier()),
+        allowHalfOpen: true,
+      });
     } catch (err) {
       this.deps.metrics.streamOpenFailures.inc({ direction: this.direction, service });
+      span?.end((err as Error).message);
       throw err;
     }
+    span?.set({ 'geminio.stream_id': String(stream.streamId) });
+    stream.once('close', () => span?.end());
     if (socket.destroyed) {
       stream.destroy();
       return;

@@ -87,7 +87,7 @@ describe('observability of HTTP exchanges', () => {
       bytesOut: Buffer.byteLength(JSON.stringify({ requestId: id })),
       completed: true,
     });
-    expect(String(outLine.host)).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(String(outLine!.host)).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(inLine).toMatchObject({ level: 'info', listener: 'inbound', service: 'app', path: '/a?REDACTED' });
     expect(JSON.stringify([...out.lines, ...inb.lines])).not.toContain('secret');
   });
@@ -182,7 +182,7 @@ describe('accessLog config', () => {
     // Only the error was logged (sampleRatio 0), with its query, and only the fields asked for plus the fixed ones.
     expect(out.lines.filter((l) => l.msg === 'access')).toHaveLength(1);
     expect(line).toMatchObject({ path: '/missing?q=2', status: 404, method: 'GET' });
-    expect(Object.keys(line).sort()).toEqual(
+    expect(Object.keys(line!).sort()).toEqual(
       ['durationMs', 'level', 'method', 'msg', 'path', 'pid', 'requestId', 'status', 'time'].sort(),
     );
   });
