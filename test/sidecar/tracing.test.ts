@@ -179,7 +179,7 @@ describe.skipIf(!haveJaeger && !process.env.CI)('tracing through two sidecars, s
   });
 
   async function trace(traceId: string, minSpans: number): Promise<JaegerTrace> {
-    return eventually(
+    const found = await eventually(
       async () => {
         const r = await fetch(`${jaeger.query}/api/traces/${traceId}`);
         if (!r.ok) return undefined;
@@ -189,6 +189,7 @@ describe.skipIf(!haveJaeger && !process.env.CI)('tracing through two sidecars, s
       30_000,
       `trace ${traceId} in jaeger`,
     );
+    return found!;
   }
 
   const parentOf = (s: JaegerSpan) => s.references.find((r) => r.refType === 'CHILD_OF')?.spanID;
