@@ -5,11 +5,12 @@
  * in flight finish within the grace period, then close the Ends.
  */
 import type { End, Stream } from '../sdk/index.js';
+import type { DebugEnds } from './admin/page.js';
 import { AdminServer } from './admin/server.js';
 import type { SidecarConfig } from './config/schema.js';
 import { type ConfigProblem, formatProblem } from './config/validate.js';
 import { InboundListener } from './inbound/listener.js';
-import { ServiceRouter } from './inbound/services.js';
+import { parseStreamMeta, ServiceRouter } from './inbound/services.js';
 import { AccessLog, DEFAULT_ACCESS_LOG } from './observe/access-log.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
@@ -263,17 +264,35 @@ export class Sidecar {
   }
 
   /** The Ends, their ClientIDs (as strings) and their open streams, for /debug/ends. */
-  debugEnds(): unknown {
+  debugEnds(): DebugEnds {
     const streams = (end: End | undefined) =>
       end?.listStreams().map((s) => ({ streamId: String(s.streamId), meta: s.meta.toString('utf8') })) ?? [];
+    const byService = (end: End | undefined) => {
+      const counts: Record<string, number> = {};
+      for (const s of end?.listStreams() ?? []) {
+        const { service } = parseStreamMeta(s.meta);
+        counts[service] = (counts[service] ?? 0) + 1;
+      }
+      return counts;
+    };
     return {
+      name: this.config.name,
       upstreams: [...this.upstreams.values()].map((u) => ({
         name: u.name,
         address: u.config.address,
         state: u.state,
         clientId: u.endNow ? String(u.endNow.clientId) : null,
+        reconnects: u.reconnects,
+        lastError: u.lastError ?? null,
+        streamsByService: byService(u.endNow),
         streams: streams(u.endNow),
       })),
+      listeners: [...this.listeners.entries()].map(([name, { listener }]) => ({
+        name,
+        kind: listener instanceof HttpOutboundListener ? 'http' : 'tcp',
+        ...listenerInfo(this.config, name),
+      })),
+      services: Object.entries(this.config.services).map(([name, svc]) => ({ name, target: svc.target })),
       inbound: [...(this.inbound?.ends.values() ?? [])].map((c) => ({
         clientId: String(c.end.clientId),
         name: c.name ?? null,
@@ -281,6 +300,7 @@ export class Sidecar {
         remoteAddress: c.end.remoteAddress ?? null,
         state: c.end.state,
         connectedAt: c.connectedAt.toISOString(),
+        streamsByService: byService(c.end),
         streams: streams(c.end),
       })),
       inflight: this.inflight.size,
@@ -358,4 +378,16 @@ async function startWithRetry(listener: LocalListener): Promise<void> {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+/** Where a listener listens and what it reaches, from the config (tunnels reach a client, not an upstream). */
+function listenerInfo(
+  config: SidecarConfig,
+  name: string,
+): { listen?: string; service?: string; upstream?: string } {
+  const l = [...config.outbound.http, ...config.outbound.tcp].find((x) => x.name === name);
+  if (l) return { listen: l.listen, service: l.service, upstream: l.upstream };
+  const t = config.tunnels.find((x) => x.name === name);
+  if (t) return { listen: t.listen, service: t.service, upstream: t.client ?? t.clientId };
+  return {};
 }

@@ -33,6 +33,9 @@ export interface UpstreamDeps {
 
 export class Upstream extends EventEmitter implements EndSource {
   state: UpstreamState = 'connecting';
+  /** For /debug/ends: reconnects so far, and the last failure (dial or lost connection) with its time. */
+  reconnects = 0;
+  lastError: { message: string; at: string } | undefined;
   private end: End | undefined;
   private closed = false;
   private wake: (() => void) | undefined;
@@ -151,6 +154,7 @@ export class Upstream extends EventEmitter implements EndSource {
         return;
       } catch (err) {
         this.deps.metrics.upstreamDialFailures.inc({ upstream: this.name });
+        this.lastError = { message: (err as Error).message, at: new Date().toISOString() };
         this.deps.metrics.handshakeFailures.inc({ side: 'upstream', reason: handshakeReason(err as Error) });
         const level = attempt === 0 ? 'warn' : 'debug';
         this.log[level](
@@ -182,6 +186,7 @@ export class Upstream extends EventEmitter implements EndSource {
       this.state = 'reconnecting';
       this.deps.metrics.upstreamConnected.set(labels, 0);
       this.deps.metrics.upstreamDisconnects.inc(labels);
+      this.lastError = { message: err?.message ?? 'connection lost', at: new Date().toISOString() };
       this.log.warn(
         { err: err?.message, clientId: String(end.clientId) },
         'upstream disconnected; reconnecting',
@@ -189,6 +194,7 @@ export class Upstream extends EventEmitter implements EndSource {
     });
     end.on('reconnect', (info: { clientId: bigint; attempts: number }) => {
       this.deps.metrics.upstreamReconnects.inc(labels);
+      this.reconnects++;
       this.log.info({ clientId: String(info.clientId), attempts: info.attempts }, 'upstream reconnected');
       up();
     });
