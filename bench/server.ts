@@ -32,7 +32,7 @@ async function geminio(): Promise<() => Promise<void>> {
         }
       })().catch(() => {});
       (async () => {
-        for await (const s of end) {
+        for await (const s of end.streams()) {
           acceptedStreams++;
           openStreams++;
           s.on('error', () => {});

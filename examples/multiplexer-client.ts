@@ -6,7 +6,7 @@ import { dial } from '../sdk/index.js';
 const address = process.argv[2] ?? process.env.GEMINIO_ADDR ?? '127.0.0.1:8080';
 const end = await dial(address);
 let streams = 0;
-for await (const stream of end) {
+for await (const stream of end.streams()) {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   console.log(`read: ${Buffer.concat(chunks)}`);

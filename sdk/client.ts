@@ -7,6 +7,8 @@ import * as tls from 'node:tls';
 import { type Address, parseAddress } from './address.js';
 import { type EndLimits, resolveLimits, toBuffer } from './config.js';
 import { Connection } from './connection/connection.js';
+import { channels } from './diag.js';
+import type { HandshakeErrorMessage } from './diagnostics.js';
 import { End, type SetupOptions } from './end.js';
 import { ConnectionClosedError, type GeminioError } from './errors.js';
 import { type ReconnectOption, resolveReconnect } from './reconnect.js';
@@ -95,13 +97,24 @@ function connectSocket(
       ? tls.connect({ servername: net.isIP(host) ? undefined : host, ...tlsOptions, host, port })
       : net.connect({ host, port });
     socket.setNoDelay?.(true);
+    // With TLS, a failure after the TCP connect is a failed TLS handshake (reported to diagnostics).
+    let tcpConnected = false;
+    if (tlsOptions) socket.once('connect', () => (tcpConnected = true));
     const timer = setTimeout(
-      () => fail(new ConnectionClosedError(`connect to ${host}:${port} timed out`)),
+      () => fail(new ConnectionClosedError(`connect to ${host}:${port} timed out`), 'timeout'),
       timeout,
     );
-    const fail = (err: GeminioError) => {
+    const fail = (err: GeminioError, reason: 'tls' | 'timeout' = 'tls') => {
       clearTimeout(timer);
       socket.destroy();
+      if (tcpConnected && channels.handshakeError.hasSubscribers) {
+        channels.handshakeError.publish({
+          role: 'client',
+          remoteAddress: `${host}:${port}`,
+          reason,
+          error: err,
+        } satisfies HandshakeErrorMessage);
+      }
       reject(err);
     };
     socket.once('error', (err) =>

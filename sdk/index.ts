@@ -3,9 +3,24 @@
  * multiplexed streams, wire-compatible with the Go library github.com/singchia/geminio.
  */
 export { type Address, type HostPort, parseAddress } from './address.js';
+export { type Delivery, Message, type PublishOptions } from './channel/messaging.js';
+export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './channel/rpc.js';
+export { Stream } from './channel/stream.js';
 export { clientEnd, type DialOptions, dial } from './client.js';
 export { defaultLimits, type EndLimits } from './config.js';
-export { assignClientId } from './connection/connection.js';
+export * as diagnostics from './diagnostics.js';
+export {
+  CHANNELS,
+  type ConnectionCloseMessage,
+  type ConnectionOpenMessage,
+  type EndReconnectingMessage,
+  type EndReconnectMessage,
+  type HandshakeErrorMessage,
+  type HandshakeFailure,
+  type StreamBytesMessage,
+  type StreamCloseMessage,
+  type StreamOpenMessage,
+} from './diagnostics.js';
 export {
   type AcceptHalfOpen,
   type AcceptStreamOptions,
@@ -15,9 +30,13 @@ export {
   type SetupOptions,
 } from './end.js';
 export * from './errors.js';
-export { type Delivery, Message, type PublishOptions } from './messaging/messaging.js';
-export { defaultReconnectPolicy, type ReconnectOption, type ReconnectPolicy } from './reconnect.js';
-export type { CallOptions, CallResult, RpcHandler, RpcRequest } from './rpc/rpc.js';
+export {
+  defaultReconnectPolicy,
+  nextDelay as backoffDelay,
+  type ReconnectOption,
+  type ReconnectPolicy,
+  resolveReconnect as resolveReconnectPolicy,
+} from './reconnect.js';
 export {
   type ConnectHook,
   type ConnectInfo,
@@ -27,4 +46,3 @@ export {
   type ServerEndOptions,
   serverEnd,
 } from './server.js';
-export { Stream } from './stream/stream.js';

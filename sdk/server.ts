@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { type Address, type HostPort, parseAddress } from './address.js';
+import { DeliveryWindow } from './channel/delivery-window.js';
 import { type EndLimits, resolveLimits } from './config.js';
 import {
   assignClientId,
@@ -17,6 +18,8 @@ import {
   Connection,
   HandshakeBudget,
 } from './connection/connection.js';
+import { channels } from './diag.js';
+import type { HandshakeErrorMessage } from './diagnostics.js';
 import { End, type SetupOptions } from './end.js';
 import {
   ConnectionClosedError,
@@ -25,7 +28,6 @@ import {
   LimitExceededError,
   ListenerClosedError,
 } from './errors.js';
-import { DeliveryWindow } from './messaging/delivery-window.js';
 
 export type { ConnectHook, ConnectInfo } from './connection/connection.js';
 
@@ -94,6 +96,14 @@ export class Listener extends EventEmitter {
     // open when someone listens for tlsClientError (a timed-out handshake kept its descriptor): close it.
     this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       socket.destroy();
+      if (channels.handshakeError.hasSubscribers) {
+        channels.handshakeError.publish({
+          role: 'server',
+          remoteAddress: socket.remoteAddress,
+          reason: (err as { code?: string }).code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'timeout' : 'tls',
+          error: err,
+        } satisfies HandshakeErrorMessage);
+      }
       this.emit('handshakeError', err, socket.remoteAddress);
     });
   }
@@ -186,7 +196,7 @@ export class Listener extends EventEmitter {
   private track(end: End): void {
     const entry = this.record(end.clientId);
     entry.current = end;
-    end.app.messaging.window = entry.window;
+    end.useDeliveryWindow(entry.window);
     end.once('close', () => {
       if (entry.current === end) entry.current = undefined;
     });
@@ -209,7 +219,7 @@ export class Listener extends EventEmitter {
     if (!known?.current) return;
     // Through the connection, so the old End closes with this reason like any lost connection (no 'error'
     // event the application may not listen for).
-    known.current.conn.destroy(
+    known.current.dropConnection(
       new ConnectionClosedError('replaced by a newer connection of the same client'),
     );
     known.current = undefined;
@@ -239,7 +249,7 @@ export class Listener extends EventEmitter {
       return id;
     };
     const resumeTokenFor = (id: bigint) => this.clients.get(id)?.token;
-    serverEnd(
+    acceptServerEnd(
       socket,
       { ...this.options, onConnect },
       (end) => this.track(end),
@@ -280,11 +290,16 @@ export async function listen(address: Address, options: ListenOptions = {}): Pro
 
 /**
  * Runs the server handshake and setup over an already connected Duplex (a socket, a TLS socket, an in-memory
- * pair). `onEnd` sees the End before its setup runs.
+ * pair).
  */
-export async function serverEnd(
+export function serverEnd(transport: Duplex, options: ServerEndOptions = {}): Promise<End> {
+  return acceptServerEnd(transport, options);
+}
+
+/** The listener's serverEnd: `onEnd` sees the End before its setup runs; resume secrets and the handshake budget. */
+async function acceptServerEnd(
   transport: Duplex,
-  options: ServerEndOptions = {},
+  options: ServerEndOptions,
   onEnd?: (end: End) => void,
   resumeTokenFor?: (clientId: bigint) => Buffer | undefined,
   handshakeBudget?: HandshakeBudget,

@@ -7,8 +7,10 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { EndLimits } from '../config.js';
 import { heartbeatCode } from '../config.js';
+import { channels } from '../diag.js';
 import {
   ConnectionClosedError,
+  FrameTooLargeError,
   GeminioError,
   HandshakeRejectedError,
   HandshakeTimeoutError,
@@ -32,6 +34,40 @@ import { Liveness } from './liveness.js';
 
 export type Role = 'client' | 'server';
 export type ConnectionState = 'handshaking' | 'open' | 'closing' | 'closed';
+
+/**
+ * Where a connection is, finer than its public state. The close exchange: each side sends DisConn once and
+ * acknowledges the other's.
+ *
+ *   handshaking ──Conn (server)──▶ deciding ──onConnect──▶ open
+ *        └──────ConnAck (client)─────────────────────────▶ open ──close() or peer's DisConn──▶ closing
+ *   closing ──DisConnAck──▶ closingAcked ──peer's DisConn──▶ closed
+ *   closing ──peer's DisConn──▶ closingPeerDone ──DisConnAck──▶ closed
+ *   any ──destroy / transport lost──▶ closed ──transport closed──▶ gone ('close' emitted)
+ *
+ * A frame that means nothing in the current phase (a second Conn, a DisConnAck for a DisConn we never sent) is a
+ * protocol error.
+ */
+export type ConnectionPhase =
+  | 'handshaking'
+  | 'deciding'
+  | 'open'
+  | 'closing'
+  | 'closingAcked'
+  | 'closingPeerDone'
+  | 'closed'
+  | 'gone';
+
+const publicState: Record<ConnectionPhase, ConnectionState> = {
+  handshaking: 'handshaking',
+  deciding: 'handshaking',
+  open: 'open',
+  closing: 'closing',
+  closingAcked: 'closing',
+  closingPeerDone: 'closing',
+  closed: 'closed',
+  gone: 'closed',
+};
 
 /** What the server's connect hook sees. */
 export interface ConnectInfo {
@@ -108,7 +144,7 @@ export class Connection extends EventEmitter {
   readonly ids: IdFactory;
   clientId = 0n;
   meta: Buffer;
-  state: ConnectionState = 'handshaking';
+  #phase: ConnectionPhase = 'handshaking';
   /** Why the connection closed; undefined while open or after a clean close. */
   closeError: GeminioError | undefined;
   /** geminio-node extensions both sides agreed on at the handshake (Capability bits); 0 with a Go peer. */
@@ -137,11 +173,6 @@ export class Connection extends EventEmitter {
   private corked = false;
   private readonly pausers = new Set<unknown>();
   private drainWaiters: Array<() => void> = [];
-  private sentDisConn = false;
-  private gotDisConnAck = false;
-  private gotDisConn = false;
-  private closedEmitted = false;
-  private gotConn = false;
   private readonly proposedClientId: bigint;
   private readonly onConnectHook: ConnectHook | undefined;
   private readonly resumeTokenFor: ((clientId: bigint) => Buffer | undefined) | undefined;
@@ -177,6 +208,15 @@ export class Connection extends EventEmitter {
       // The peer half-closed the socket: geminio has no use for half-open connections.
       if (this.state !== 'closed') this.transport.end();
     });
+  }
+
+  get state(): ConnectionState {
+    return publicState[this.#phase];
+  }
+
+  /** Where the connection is, handshake and close exchange included. */
+  get phase(): ConnectionPhase {
+    return this.#phase;
   }
 
   /** Extensions this side offers (client) or accepts (server). */
@@ -369,8 +409,7 @@ export class Connection extends EventEmitter {
       case T.DisConn:
         return this.onDisConn(p.id);
       case T.DisConnAck:
-        this.gotDisConnAck = true;
-        return this.maybeFinishClose();
+        return this.onDisConnAck();
       default:
         if (this.state === 'handshaking') {
           throw new ProtocolError(`${packetTypeName[p.type]} before the handshake completed`);
@@ -383,10 +422,10 @@ export class Connection extends EventEmitter {
 
   private onConn(p: ConnPacket): void {
     if (this.role === 'client') throw new ProtocolError('a client received Conn');
-    if (this.state !== 'handshaking' || this.gotConn || !this.handshake) {
+    if (this.#phase !== 'handshaking' || !this.handshake) {
       throw new ProtocolError('second Conn on an established connection');
     }
-    this.gotConn = true;
+    this.#phase = 'deciding';
     const code = (p.flags & ConnFlag.HeartbeatMask) >> ConnFlag.HeartbeatShift;
     this.meta = p.data.meta ?? Buffer.alloc(0);
     const info: ConnectInfo = {
@@ -429,7 +468,6 @@ export class Connection extends EventEmitter {
           );
           // Like Go: an error ConnAck is followed by DisConn, then the socket closes.
           this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
-          this.sentDisConn = true;
           this.destroy(new HandshakeRejectedError(reason || 'rejected', { cause: err }), true);
         },
       );
@@ -455,7 +493,7 @@ export class Connection extends EventEmitter {
 
   private opened(livenessTimeout: number): void {
     clearTimeout(this.handshakeTimer);
-    this.state = 'open';
+    this.#phase = 'open';
     this.releaseHandshake();
     this.decoder.maxPacketLength = this.limits.maxPacketLength;
     this.liveness.start(livenessTimeout);
@@ -472,7 +510,7 @@ export class Connection extends EventEmitter {
    */
   close(): Promise<void> {
     const done = new Promise<void>((resolve) => {
-      if (this.closedEmitted) resolve();
+      if (this.#phase === 'gone') resolve();
       else this.once('close', () => resolve());
     });
     if (this.state === 'handshaking') this.destroy(new ConnectionClosedError('closed during handshake'));
@@ -480,32 +518,51 @@ export class Connection extends EventEmitter {
     return done;
   }
 
+  /** open → closing: our DisConn goes out; the exchange must be over within closeTimeout. */
   private beginClose(): void {
-    this.state = 'closing';
+    this.#phase = 'closing';
     this.onClosing();
-    if (!this.sentDisConn) {
-      this.sentDisConn = true;
-      this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
-    }
+    this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
     this.closeTimer ??= setTimeout(
       () => this.destroy(new ConnectionClosedError('peer did not complete the close exchange')),
       this.limits.closeTimeout,
     );
-    this.maybeFinishClose();
   }
 
   private onDisConn(id: bigint): void {
     if (this.state === 'handshaking') throw new ProtocolError('DisConn before the handshake completed');
     // DisConnAck first: the peer may be waiting for it alone (simultaneous close works too).
     this.send(encodePacket({ type: T.DisConnAck, id, retCode: RetCode.OK, data: {} }));
-    this.gotDisConn = true;
-    if (this.state === 'open') this.beginClose();
-    else this.maybeFinishClose();
+    switch (this.#phase) {
+      case 'open':
+        this.beginClose();
+        this.#phase = 'closingPeerDone';
+        return;
+      case 'closing':
+        this.#phase = 'closingPeerDone';
+        return;
+      case 'closingAcked':
+        return this.finishClose();
+      default:
+        return; // a repeated DisConn: acknowledged again
+    }
   }
 
-  private maybeFinishClose(): void {
-    if (this.state !== 'closing' || !this.sentDisConn || !this.gotDisConn || !this.gotDisConnAck) return;
-    this.state = 'closed';
+  private onDisConnAck(): void {
+    switch (this.#phase) {
+      case 'closing':
+        this.#phase = 'closingAcked';
+        return;
+      case 'closingPeerDone':
+        return this.finishClose();
+      default:
+        throw new ProtocolError(`DisConnAck in phase ${this.#phase}`);
+    }
+  }
+
+  /** The close exchange is complete. */
+  private finishClose(): void {
+    this.#phase = 'closed';
     this.stopTimers();
     this.endTransport();
   }
@@ -513,8 +570,8 @@ export class Connection extends EventEmitter {
   /** A malformed packet: tell a Go peer to close (DisConn), then drop the socket. */
   private fail(err: GeminioError): void {
     if (this.state === 'closed') return;
-    if (this.state !== 'handshaking' && !this.sentDisConn) {
-      this.sentDisConn = true;
+    // Our DisConn is already out once the close exchange has begun.
+    if (this.#phase === 'open') {
       this.send(encodePacket({ type: T.DisConn, id: this.ids.next() }));
     }
     this.destroy(err, true);
@@ -526,13 +583,13 @@ export class Connection extends EventEmitter {
       if (!flush) this.transport.destroy();
       return;
     }
-    this.state = 'closed';
+    this.#phase = 'closed';
     this.closeError = err ?? new ConnectionClosedError();
     this.stopTimers();
     this.releaseHandshake();
     const hs = this.handshake;
     this.handshake = undefined;
-    hs?.reject(this.closeError);
+    if (hs) this.handshakeFailed(hs, this.closeError);
     if (flush) {
       this.endTransport();
     } else {
@@ -554,19 +611,32 @@ export class Connection extends EventEmitter {
 
   private onTransportClose(): void {
     if (this.state !== 'closed') {
-      this.state = 'closed';
+      this.#phase = 'closed';
       this.closeError = new ConnectionClosedError('connection lost');
       this.stopTimers();
       this.releaseHandshake();
       const hs = this.handshake;
       this.handshake = undefined;
-      hs?.reject(this.closeError);
+      if (hs) this.handshakeFailed(hs, this.closeError);
     }
     clearTimeout(this.closeTimer);
     this.onDrain();
-    if (this.closedEmitted) return;
-    this.closedEmitted = true;
+    if (this.#phase === 'gone') return;
+    this.#phase = 'gone';
     this.emit('close', this.closeError);
+  }
+
+  /** The handshake will not complete: its promise rejects, and observers hear why. */
+  private handshakeFailed(hs: { reject: (err: Error) => void }, err: GeminioError): void {
+    if (channels.handshakeError.hasSubscribers) {
+      channels.handshakeError.publish({
+        role: this.role,
+        remoteAddress: this.remoteAddress,
+        reason: handshakeFailure(err),
+        error: err,
+      });
+    }
+    hs.reject(err);
   }
 
   private stopTimers(): void {
@@ -582,6 +652,15 @@ export class Connection extends EventEmitter {
     this.corked = false;
     this.transport.uncork();
   }
+}
+
+/** Why a handshake failed, for the diagnostics channel (see HandshakeFailure in sdk/diagnostics.ts). */
+function handshakeFailure(err: GeminioError): string {
+  if (err instanceof HandshakeTimeoutError) return 'timeout';
+  if (err instanceof HandshakeRejectedError) return 'rejected';
+  if (err instanceof LimitExceededError || err instanceof FrameTooLargeError) return 'limit';
+  if (err instanceof ProtocolError) return 'protocol';
+  return 'closed';
 }
 
 function uncork(conn: Connection): void {

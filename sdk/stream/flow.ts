@@ -28,6 +28,8 @@ export class StreamFlow {
   constructor(
     private readonly conn: Connection,
     private readonly streamId: bigint,
+    /** Told how many payload bytes went onto the connection. */
+    private readonly onSent: (bytes: number) => void = () => {},
   ) {}
 
   /** Called once the peer knows the stream: grants the configured initial window beyond the extension's floor. */
@@ -64,6 +66,7 @@ export class StreamFlow {
       this.conn.sendStream(this.streamId, p.data.subarray(p.offset, p.offset + n));
       p.offset += n;
       this.sendWindow -= n;
+      this.onSent(n);
     }
     if (p.offset < p.data.length) return; // the rest waits for credit
     this.pending = undefined;

@@ -223,7 +223,7 @@ export class InboundListener {
       log.info({ err: end.closeError?.message }, 'end closed');
     });
     void (async () => {
-      for await (const stream of end) {
+      for await (const stream of end.streams()) {
         this.deps
           .router()
           .dispatch(stream, end, 'inbound')

@@ -214,7 +214,7 @@ export class Upstream extends EventEmitter implements EndSource {
 
   private serve(end: End): void {
     (async () => {
-      for await (const stream of end) this.deps.onStream!(stream, end);
+      for await (const stream of end.streams()) this.deps.onStream!(stream, end);
     })().catch((err: Error) => this.log.debug({ err: err.message }, 'accept loop ended'));
   }
 

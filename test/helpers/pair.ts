@@ -63,29 +63,8 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+export { delay, nextEvent, once } from './wait.js';
 export { randomBytes };
-
-/** Resolves when `emitter` emits `event`. */
-export function once(emitter: NodeJS.EventEmitter, event: string): Promise<unknown[]> {
-  return new Promise((resolve) => emitter.once(event, (...args: unknown[]) => resolve(args)));
-}
-
-export const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Resolves with the event's arguments; rejects after `timeout` ms (and stops listening). */
-export function nextEvent(emitter: NodeJS.EventEmitter, event: string, timeout = 5000): Promise<unknown[]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.off(event, on);
-      reject(new Error(`no '${event}' event within ${timeout} ms`));
-    }, timeout);
-    const on = (...args: unknown[]) => {
-      clearTimeout(timer);
-      resolve(args);
-    };
-    emitter.once(event, on);
-  });
-}
 
 /** Reads exactly `n` bytes (at least; what arrives in the last chunk is kept) without waiting for the end. */
 export function readExactly(stream: Readable, n: number): Promise<Buffer> {

@@ -18,23 +18,13 @@ import {
   listen,
   TimeoutError,
 } from '../../sdk/index.js';
-import { nextEvent } from '../helpers/pair.js';
+import { RawPeer } from '../helpers/raw-peer.js';
+import { delay, nextEvent, waitUntil } from '../helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `cond` every 5 ms; rejects after `timeout` ms. */
-async function waitUntil(cond: () => boolean, timeout = 5000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  while (!cond()) {
-    if (Date.now() - started > timeout) throw new Error(`${what} not met within ${timeout} ms`);
-    await delay(5);
-  }
-}
 
 const TRACKED = new Set(['Timeout', 'TCPSocketWrap', 'TCPServerWrap']);
 
@@ -97,7 +87,7 @@ describe('reconnecting through the chaos proxy', () => {
     let replaysAbsorbed = 0;
     const counted = new WeakSet<object>();
     const { listener, ends } = await server(0, (end) => {
-      const window = end.app.messaging.window;
+      const window = end.channel.messaging.window;
       if (window && !counted.has(window)) {
         counted.add(window);
         const admit = window.admit.bind(window);
@@ -268,10 +258,7 @@ describe('reconnecting through the chaos proxy', () => {
 // ---- a fake server: node:net, the frame codec, and a handshake ----
 
 class FakeServer {
-  readonly packets: Packet[] = [];
-  socket: net.Socket | undefined;
-  private readonly taken = new Set<number>();
-  private listeners = new Set<() => void>();
+  peer: RawPeer | undefined;
 
   private constructor(private readonly server: net.Server) {}
 
@@ -280,16 +267,8 @@ class FakeServer {
     const server = net.createServer();
     const fake = new FakeServer(server);
     server.on('connection', (socket) => {
-      fake.socket = socket;
-      const decoder = new FrameDecoder();
-      socket.on('error', () => {});
-      socket.on('data', (chunk: Buffer) => {
-        decoder.push(chunk, (p) => {
-          fake.packets.push(p);
-          fake.answer(p);
-        });
-        for (const l of [...fake.listeners]) l();
-      });
+      fake.peer = new RawPeer(socket);
+      fake.peer.onPacket = (p) => fake.answer(p);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => fake.close());
@@ -301,34 +280,17 @@ class FakeServer {
   }
 
   send(...packets: Packet[]): void {
-    this.socket?.write(Buffer.concat(packets.map(encodePacket)));
+    this.peer?.send(...packets.map(encodePacket));
   }
 
   /** The first packet not yet taken that matches; rejects after `timeout` ms. */
   next(match: (p: Packet) => boolean, timeout = 3000): Promise<Packet> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const i = this.packets.findIndex((p, idx) => !this.taken.has(idx) && match(p));
-        if (i < 0) return;
-        this.taken.add(i);
-        done();
-        resolve(this.packets[i]!);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`no matching packet within ${timeout} ms`));
-      }, timeout);
-      const done = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-      check();
-    });
+    if (!this.peer) return Promise.reject(new Error('no client connected'));
+    return this.peer.next(match, timeout);
   }
 
   async close(): Promise<void> {
-    this.socket?.destroy();
+    this.peer?.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
@@ -344,7 +306,7 @@ class FakeServer {
         this.send({ type: T.DisConnAck, id: p.id, retCode: 0, data: {} }, { type: T.DisConn, id: 0x9999n });
         return;
       case T.DisConnAck:
-        this.socket?.end();
+        this.peer?.socket.end();
         return;
       case T.Dismiss:
         this.send({ type: T.DismissAck, id: p.id, sessionId: p.sessionId, data: {} });
@@ -397,8 +359,8 @@ describe('bad input (issue 3)', () => {
       { type: T.MessageAck, id: 0xdead_bef1n, sessionId: 1n, data: {} },
     );
     await stillServes(fake, end, 0x301n);
-    expect(end.app.rpc.unmatchedResponses).toBe(2);
-    expect(end.app.messaging.unmatchedAcks).toBe(1);
+    expect(end.channel.rpc.unmatchedResponses).toBe(2);
+    expect(end.channel.messaging.unmatchedAcks).toBe(1);
   });
 
   it('a MessageAck or Response on the wrong stream settles nothing; the right one does', async () => {
@@ -428,9 +390,9 @@ describe('bad input (issue 3)', () => {
     }
     expect(await settlesWithin(published, 150)).toBe(false);
     expect(await settlesWithin(called, 0)).toBe(false);
-    expect(other.app.messaging.unmatchedAcks).toBe(1);
-    expect(other.app.rpc.unmatchedResponses).toBe(1);
-    expect(end.mux.unknownStreamPackets).toBe(2);
+    expect(other.channel.messaging.unmatchedAcks).toBe(1);
+    expect(other.channel.rpc.unmatchedResponses).toBe(1);
+    expect(end.session.unknownStreamPackets).toBe(2);
 
     fake.send(
       { type: T.MessageAck, id: msg.id, sessionId: 1n, data: {} },

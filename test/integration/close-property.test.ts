@@ -79,7 +79,7 @@ async function run(actions: Action[], flowControl: boolean, halfOpen: boolean[])
   // Dismisses each side receives, by stream ID.
   const received: [Map<bigint, number>, Map<bigint, number>] = [new Map(), new Map()];
   for (const s of [0, 1] as const) {
-    const mux = ends[s].mux;
+    const mux = ends[s].session;
     const handle = mux.handlePacket.bind(mux);
     mux.handlePacket = (p: Packet) => {
       if (p.type === T.Dismiss && !received[s].has(p.sessionId)) received[s].set(p.sessionId, Date.now());
@@ -178,10 +178,10 @@ async function run(actions: Action[], flowControl: boolean, halfOpen: boolean[])
   for (const s of [0, 1] as const) {
     const end = ends[s];
     const conn = end.conn as unknown as Conn;
-    expect([...end.mux.streams.keys()].filter((id) => id !== 1n)).toEqual([]);
+    expect([...end.session.streams.keys()].filter((id) => id !== 1n)).toEqual([]);
     expect(conn.bufferedBytes).toBe(0);
     expect(conn.grownWindow).toBe(0);
-    expect([...conn.pausers].filter((p) => p !== end.app.messaging)).toEqual([]);
+    expect([...conn.pausers].filter((p) => p !== end.channel.messaging)).toEqual([]);
   }
   // Streams that never ended cleanly are destroyed; a destroyed stream calls back every write it holds.
   for (const s of [0, 1] as const) for (const t of tracked[s]) t.stream.destroy();

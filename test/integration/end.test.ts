@@ -23,6 +23,23 @@ async function pair(...args: Parameters<typeof tcpPair>) {
 }
 
 describe('Node End <-> Node End over TCP', () => {
+  it('iterating an End reads its bytes like any Readable; end.streams() iterates the accepted streams', async () => {
+    const { client, server } = await pair();
+    const opened = client.openStream({ meta: 'one' });
+    const iterator = server.streams()[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    expect(first.done).toBe(false);
+    expect(first.value!.meta.toString()).toBe('one');
+    await opened;
+    await iterator.return?.();
+    // The default stream's bytes: toArray() (which uses the async iterator) gets Buffers, not Streams.
+    const all = server.toArray();
+    client.end('raw bytes');
+    const chunks = (await all) as Buffer[];
+    expect(chunks.every((c) => Buffer.isBuffer(c))).toBe(true);
+    expect(Buffer.concat(chunks).toString()).toBe('raw bytes');
+  });
+
   it('handshakes: the server assigns a non-zero ClientID both sides agree on, meta travels', async () => {
     const { client, server } = await pair({ meta: 'alice' });
     expect(client.clientId).toBeGreaterThan(0n);

@@ -12,23 +12,12 @@ import {
   PacketType as T,
 } from '../../sdk/frame/index.js';
 import { dial, type End, HeartbeatTimeoutError, listen } from '../../sdk/index.js';
+import { delay, waitUntil } from '../helpers/wait.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `cond` every 10 ms; resolves with the elapsed ms once it holds, rejects after `timeout` ms. */
-async function waitUntil(cond: () => boolean, timeout: number): Promise<number> {
-  const started = Date.now();
-  while (!cond()) {
-    if (Date.now() - started > timeout) throw new Error(`condition not met within ${timeout} ms`);
-    await delay(10);
-  }
-  return Date.now() - started;
-}
 
 /** Resolves when the End has closed, with how long that took from `since`; rejects after `timeout` ms. */
 function endClosed(end: End, timeout: number): Promise<void> {

@@ -3,55 +3,13 @@
  * closed by the server; before the handshake a peer may send only small frames, and all handshaking connections
  * of a listener share one byte budget; a slow message receiver is bounded by bytes as well as by count.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PacketType as T } from '../../sdk/frame/constants.js';
 import { FrameTooLargeError, LimitExceededError, type Listener, listen } from '../../sdk/index.js';
 import { tcpPair } from '../helpers/pair.js';
-
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-function selfSigned(): { key: Buffer; cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'geminio-preauth-'));
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-      ].concat([join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=localhost']),
-      { stdio: 'ignore' },
-    );
-    return { key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** A raw TCP client; resolves once connected. */
-function rawClient(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
-    s.once('error', reject);
-  });
-}
+import { rawSocket as rawClient } from '../helpers/raw-peer.js';
+import { hasOpenssl, selfSigned } from '../helpers/tls.js';
 
 /** Resolves when the server closes the socket (end or reset). */
 function closedByServer(s: net.Socket): Promise<void> {
@@ -147,7 +105,7 @@ describe('a slow message receiver', () => {
       for (let i = 0; i < n; i++) {
         await pair.client.publish(Buffer.alloc(MiB, i), { delivery: 'at-most-once' });
       }
-      const messenger = pair.server.app.messaging as unknown as { queue: unknown[]; paused: boolean };
+      const messenger = pair.server.channel.messaging as unknown as { queue: unknown[]; paused: boolean };
       // The receiver reads nothing: the queue stops growing at the byte bound, not at 1024 messages.
       for (let i = 0; i < 200 && !messenger.paused; i++) await new Promise((r) => setTimeout(r, 10));
       expect(messenger.paused).toBe(true);

@@ -70,7 +70,7 @@ describe('client auto-reconnect', () => {
     open.push(client);
     const accepted: string[] = [];
     void (async () => {
-      for await (const s of client) {
+      for await (const s of client.streams()) {
         accepted.push(s.meta.toString());
         s.destroy();
       }
@@ -85,6 +85,32 @@ describe('client auto-reconnect', () => {
     await reconnected;
     await second.openStream({ meta: 'after' });
     await vi.waitFor(() => expect(accepted).toEqual(['after']));
+    second.destroy();
+  });
+
+  it('the End is one Duplex across connections: bytes written while reconnecting go out on the next one', async () => {
+    const listener = await server();
+    const client = await dial(listener.address(), { reconnect: { minDelay: 50, maxDelay: 100 } });
+    open.push(client);
+    const first = await listener.acceptEnd();
+    const fromFirst = new Promise<Buffer>((r) => client.once('data', r));
+    first.write('one');
+    expect((await fromFirst).toString()).toBe('one');
+    const disconnected = once(client, 'disconnect');
+    first.destroy();
+    await disconnected;
+    expect(client.state).toBe('reconnecting');
+    // Written while there is no connection: held by the End, sent once the new connection is set up.
+    const written = new Promise<Error | null | undefined>((r) => client.write('during', r));
+    const second = await listener.acceptEnd();
+    const got = new Promise<Buffer>((r) => second.once('data', r));
+    expect((await got).toString()).toBe('during');
+    expect(await written).toBeFalsy();
+    // And the same End reads what the new connection's default stream carries.
+    const fromSecond = new Promise<Buffer>((r) => client.once('data', r));
+    second.write('two');
+    expect((await fromSecond).toString()).toBe('two');
+    expect(client.destroyed).toBe(false);
     second.destroy();
   });
 

@@ -2,13 +2,10 @@
  * The same small suite over every transport an End runs on: TCP (listen/dial), TLS (a self-signed certificate
  * made with openssl for the test) and an in-memory Duplex pair (clientEnd/serverEnd).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { clientEnd, dial, type End, type Listener, listen, serverEnd } from '../../sdk/index.js';
 import { duplexPair, randomBytes, readExactly, sha256 } from '../helpers/pair.js';
+import { hasOpenssl, selfSigned } from '../helpers/tls.js';
 
 interface Pair {
   client: End;
@@ -16,57 +13,7 @@ interface Pair {
   cleanup: () => Promise<void>;
 }
 
-function hasCommand(cmd: string): boolean {
-  try {
-    execFileSync('which', [cmd], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const hasOpenssl = hasCommand('openssl');
-
-/** A key and a self-signed certificate for CN=localhost, made with openssl in a temporary directory. */
-function makeCertificate(): { key: Buffer; cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'geminio-tls-'));
-  try {
-    const keyPath = join(dir, 'key.pem');
-    const certPath = join(dir, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        keyPath,
-        '-out',
-        certPath,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-      ],
-      { stdio: 'ignore' },
-    );
-    return { key: readFileSync(keyPath), cert: readFileSync(certPath) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-let tlsMaterial: { key: Buffer; cert: Buffer } | undefined;
-function certificate(): { key: Buffer; cert: Buffer } {
-  tlsMaterial ??= makeCertificate();
-  return tlsMaterial;
-}
+const certificate = selfSigned;
 
 async function listenerPair(listener: Listener, dialOptions: Parameters<typeof dial>[1]): Promise<Pair> {
   try {
@@ -125,9 +72,6 @@ const transports: Array<{ name: string; enabled: boolean; make: () => Promise<Pa
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
-});
-afterAll(() => {
-  tlsMaterial = undefined;
 });
 
 async function pair(make: () => Promise<Pair>): Promise<Pair> {

@@ -17,7 +17,7 @@ afterEach(async () => {
 /** Records the deadline of every Request and Message the server End receives. */
 function recordDeadlines(server: End): Array<{ type: string; deadline: number | undefined }> {
   const seen: Array<{ type: string; deadline: number | undefined }> = [];
-  const mux = server.mux;
+  const mux = server.session;
   const handle = mux.handlePacket.bind(mux);
   mux.handlePacket = (p: Packet) => {
     if (p.type === T.Request || p.type === T.Message) {

@@ -5,15 +5,13 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dial, type End, type Listener, listen } from '../../sdk/index.js';
-import { nextEvent } from '../helpers/pair.js';
+import { delay, nextEvent } from '../helpers/wait.js';
 import { GoPeer, goAvailable } from './go-peer.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A loopback port that was free a moment ago (listen on :0, read the port, close). */
 async function freePort(): Promise<number> {

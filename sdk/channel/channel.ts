@@ -1,14 +1,14 @@
 /**
- * The application layer of one stream: RPC and messaging over a StreamPort. Raw bytes are the Duplex's.
+ * RPC and messaging of one stream over a StreamPort. Raw bytes are the stream core's.
  */
 import type { GeminioError } from '../errors.js';
 import { PacketType as T } from '../frame/constants.js';
 import type { Packet } from '../frame/packet.js';
-import { Messenger } from '../messaging/messaging.js';
-import { RpcEndpoint } from '../rpc/rpc.js';
+import { Messenger } from './messaging.js';
 import type { StreamPort } from './port.js';
+import { RpcEndpoint } from './rpc.js';
 
-export class StreamApplication {
+export class Channel {
   readonly rpc: RpcEndpoint;
   readonly messaging: Messenger;
 

@@ -1,12 +1,17 @@
 /**
- * Opens, accepts, routes and forgets streams on one connection.
+ * The session: one connection's streams. It opens, accepts and forgets them, and routes every packet the
+ * connection hands it: stream bytes and the Dismiss exchange to the stream core, RPC and message packets to the
+ * stream's channel.
  *
  * Stream IDs follow the Go rules: the server chooses every ID. A client opens with sessionIDAcquire and adopts the
  * ID in the SessionAck; a server opens with its chosen ID as negotiateID. A new stream is entered in the table when
  * its ID is known (on SessionAck for the opener), so no early packet is lost, and data waits for the SessionAck.
  */
-import { guard } from '../application/port.js';
+
+import type { Channel } from '../channel/channel.js';
+import { Stream } from '../channel/stream.js';
 import type { Connection } from '../connection/connection.js';
+import { channels } from '../diag.js';
 import {
   abortError,
   ConnectionClosedError,
@@ -19,7 +24,7 @@ import {
 import { DEFAULT_STREAM_ID, SessionFlag, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { Packet, SessionAckPacket, SessionPacket } from '../frame/packet.js';
-import { Stream } from './stream.js';
+import { guard } from '../util.js';
 
 export interface OpenStreamOptions {
   /** Meta the peer sees as `stream.meta`. */
@@ -54,7 +59,7 @@ interface PendingOpen {
   release: () => void;
 }
 
-export class Multiplexer {
+export class Session {
   /** Established streams (and aborted ones until their Dismiss exchange ends), by stream ID. */
   readonly streams = new Map<bigint, Stream>();
   private readonly opening = new Map<bigint, PendingOpen>();
@@ -71,11 +76,25 @@ export class Multiplexer {
   constructor(
     readonly conn: Connection,
     private readonly acceptHalfOpen: AcceptHalfOpen = false,
+    /** The End the session's streams are reported under on the diagnostics channels. */
+    private readonly owner?: object,
   ) {}
 
-  /** Registers the default stream (the End). */
-  addDefault(stream: Stream): void {
+  /**
+   * Makes this connection's default stream (ID 1) for the End: its RPC and messaging are the End's channel, which
+   * outlives the connection.
+   */
+  openDefault(init: { channel: Channel; onPeerDismiss: () => void; onEndedByPeer: () => void }): Stream {
+    const stream = new Stream({
+      conn: this.conn,
+      streamId: DEFAULT_STREAM_ID,
+      meta: this.conn.meta,
+      peer: undefined,
+      onFinalized: () => {},
+      ...init,
+    });
     this.streams.set(DEFAULT_STREAM_ID, stream);
+    return stream;
   }
 
   /** Number of open streams, the default stream excluded. */
@@ -174,7 +193,7 @@ export class Multiplexer {
       case T.WindowUpdate:
         return stream.receiveWindowUpdate(p.increment);
       default:
-        if (!stream.destroyed) stream.app.handlePacket(p);
+        if (!stream.destroyed) stream.channel.handlePacket(p);
     }
   }
 
@@ -209,7 +228,7 @@ export class Multiplexer {
     }
     const halfOpen =
       typeof this.acceptHalfOpen === 'function' ? this.acceptHalfOpen(meta) : this.acceptHalfOpen;
-    const stream = this.track(this.create(streamId, meta, p.data.peer, halfOpen));
+    const stream = this.track(this.create(streamId, meta, p.data.peer, halfOpen, this.owner));
     this.conn.send(
       encodePacket({
         type: T.SessionAck,
@@ -220,6 +239,7 @@ export class Multiplexer {
       }),
     );
     stream.opened();
+    this.reportOpen(stream, 'remote');
     const waiter = this.acceptWaiters.shift();
     if (waiter) {
       stream.handedOver(waiter.allowHalfOpen);
@@ -249,18 +269,40 @@ export class Multiplexer {
       pending.reject(new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`));
       throw new ProtocolError(`peer assigned stream id ${p.sessionId}, which is in use`);
     }
-    const stream = this.track(this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen));
+    const stream = this.track(
+      this.create(p.sessionId, pending.meta, pending.peer, pending.allowHalfOpen, this.owner),
+    );
     stream.opened();
+    this.reportOpen(stream, 'local');
     pending.resolve(stream);
   }
 
-  private create(streamId: bigint, meta: Buffer, peer: string | undefined, allowHalfOpen: boolean): Stream {
+  private reportOpen(stream: Stream, origin: 'local' | 'remote'): void {
+    if (!this.owner || !channels.streamOpen.hasSubscribers) return;
+    channels.streamOpen.publish({
+      stream,
+      end: this.owner,
+      clientId: this.conn.clientId,
+      streamId: stream.streamId,
+      origin,
+    });
+  }
+
+  /** `owner` set: the stream is reported on the diagnostics channels (refused and stray ones are not). */
+  private create(
+    streamId: bigint,
+    meta: Buffer,
+    peer: string | undefined,
+    allowHalfOpen: boolean,
+    owner?: object,
+  ): Stream {
     return new Stream({
       conn: this.conn,
       streamId,
       meta,
       peer,
       allowHalfOpen,
+      owner,
       onFinalized: (s) => {
         if (this.streams.get(s.streamId) === s) this.streams.delete(s.streamId);
       },

@@ -4,7 +4,7 @@
  * falls behind by `receiveQueue` messages or `receiveQueueBytes` bytes pauses the socket (never drops, never grows
  * without bound).
  */
-import { guard, type StreamPort, toBytes, wireDeadline } from '../application/port.js';
+
 import {
   abortError,
   type GeminioError,
@@ -16,7 +16,9 @@ import {
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet } from '../frame/packet.js';
+import { guard, toBytes, wireDeadline } from '../util.js';
 import type { DeliveryWindow } from './delivery-window.js';
+import type { StreamPort } from './port.js';
 
 export type Delivery = 'at-least-once' | 'at-most-once';
 

@@ -4,7 +4,6 @@
  * aborts a running handler. Handlers run concurrently; responses go out in completion order.
  */
 
-import { guard, type StreamPort, toBytes, wireDeadline } from '../application/port.js';
 import {
   AbortError,
   abortError,
@@ -18,6 +17,8 @@ import {
 import { CancelType, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet, RegisterAckPacket, RegisterPacket } from '../frame/packet.js';
+import { guard, toBytes, wireDeadline } from '../util.js';
+import type { StreamPort } from './port.js';
 
 /** What a handler receives. */
 export interface RpcRequest {

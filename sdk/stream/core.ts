@@ -1,6 +1,7 @@
 /**
- * One multiplexed stream as a Node Duplex. It never touches the socket: it sends frames through its Connection
- * and receives packets from the Multiplexer.
+ * The stream core: one multiplexed stream's bytes and its close exchange, as a Node Duplex. It never touches the
+ * socket: it sends frames through its Connection and receives packets from the Session. It knows nothing of RPC or
+ * messaging (the channel layer, sdk/channel/stream.ts, adds them).
  *
  * Closing is the 4-way Dismiss exchange: each side sends Dismiss once and acknowledges the other's. `end()` flushes
  * what was written, then sends Dismiss. There is no half-close on the wire: with the default `allowHalfOpen: false`
@@ -19,27 +20,76 @@
  * StreamClosedError.
  */
 import { Duplex } from 'node:stream';
-import { StreamApplication } from '../application/application.js';
-import type { StreamPort } from '../application/port.js';
 import type { Connection } from '../connection/connection.js';
+import { channels } from '../diag.js';
 import { ConnectionClosedError, type GeminioError, ProtocolError, StreamClosedError } from '../errors.js';
 import { PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
-import type { Message, PublishOptions } from '../messaging/messaging.js';
-import type { CallOptions, CallResult, RpcHandler } from '../rpc/rpc.js';
 import { StreamFlow } from './flow.js';
 
+/**
+ * Where a stream is in its Dismiss exchange. Each side sends Dismiss once and acknowledges the other's:
+ *
+ *   open ──send──▶ dismissSent ──ack──▶ dismissAcked ──peer's Dismiss──▶ finalized
+ *     │               │ peer's Dismiss                                       ▲
+ *     │               ▼                                                      │
+ *     └─peer's──▶ dismissReceived ──send──▶ bothDismissed ──────ack──────────┘
+ *
+ * `finalized` is also reached early (closeTimeout, a lost connection, a stream destroyed on a closed connection);
+ * then `closedFrom` remembers the state it left. A DismissAck for a Dismiss we never sent is a protocol error.
+ */
+export type StreamState =
+  | 'open'
+  | 'dismissSent'
+  | 'dismissAcked'
+  | 'dismissReceived'
+  | 'bothDismissed'
+  | 'finalized';
+
+type StreamEvent = 'send' | 'dismiss' | 'ack';
+
+const transitions: Record<StreamState, Partial<Record<StreamEvent, StreamState>>> = {
+  open: { send: 'dismissSent', dismiss: 'dismissReceived' },
+  dismissSent: { ack: 'dismissAcked', dismiss: 'bothDismissed' },
+  dismissAcked: { dismiss: 'finalized' },
+  dismissReceived: { send: 'bothDismissed' },
+  bothDismissed: { ack: 'finalized' },
+  finalized: {},
+};
+
+const sent: ReadonlySet<StreamState | undefined> = new Set<StreamState | undefined>([
+  'dismissSent',
+  'dismissAcked',
+  'bothDismissed',
+  undefined,
+]);
+const received: ReadonlySet<StreamState | undefined> = new Set<StreamState | undefined>([
+  'dismissReceived',
+  'bothDismissed',
+  undefined,
+]);
+
+/** @internal */
 export interface StreamInit {
   conn: Connection;
   streamId: bigint;
   meta: Buffer;
   peer: string | undefined;
   /** Called once when the Dismiss exchange is complete (or abandoned) and the ID can be forgotten. */
-  onFinalized: (stream: Stream) => void;
+  onFinalized: (stream: StreamCore) => void;
   allowHalfOpen?: boolean;
+  /** The End this stream is reported under on the diagnostics channels (none for the End's default stream). */
+  owner?: object | undefined;
+  /** The End's default stream: told at once when the peer dismisses it (a reconnecting End parks new work). */
+  onPeerDismiss?: (() => void) | undefined;
+  /**
+   * The End's default stream: the peer's Dismiss ends the writable side of the End (its facade), which then ends
+   * this stream, instead of this stream ending itself (and discarding what the End still buffers).
+   */
+  onEndedByPeer?: (() => void) | undefined;
 }
 
-export class Stream extends Duplex {
+export class StreamCore extends Duplex {
   /** The ID both sides use for this stream; 1 for the End's default stream. */
   readonly streamId: bigint;
   /** Meta given by the opener. */
@@ -47,13 +97,20 @@ export class Stream extends Duplex {
   /** Free-form peer string given by the opener (Go's OpenStreamOptions.SetPeer). */
   readonly peer: string | undefined;
 
-  /** @internal The End swaps it after a reconnect. */ conn: Connection;
-  private application: StreamApplication | undefined;
-  private readonly onFinalized: (stream: Stream) => void;
-  protected sentDismiss = false;
-  protected gotDismissAck = false;
-  protected gotDismiss = false;
-  protected finalized = false;
+  /** @internal What the stream sends through: its connection, for the stream's whole life. */
+  readonly conn: Connection;
+  private readonly onFinalized: (stream: StreamCore) => void;
+  #state: StreamState = 'open';
+  /** The state a stream finalized early from; undefined after a complete exchange. */
+  #closedFrom: StreamState | undefined;
+  /** The End the stream is reported under on diagnostics channels; undefined: not reported. */
+  readonly #owner: object | undefined;
+  readonly #onPeerDismiss: (() => void) | undefined;
+  readonly #onEndedByPeer: (() => void) | undefined;
+  /** @internal Payload bytes received from the peer (handed to the readable side). */
+  bytesIn = 0;
+  /** @internal Payload bytes sent to the peer (framed onto the connection). */
+  bytesOut = 0;
   private closeTimer: NodeJS.Timeout | undefined;
   /** A Go peer dismissed: ends the readable side (half-open) or answers (otherwise) after `dismissGrace`. */
   private graceTimer: NodeJS.Timeout | undefined;
@@ -69,12 +126,13 @@ export class Stream extends Duplex {
   /** `unread` is still counted in the connection's buffer budget (until finalized; peers without flow control). */
   private countsBudget = true;
   /** Per-stream windows when the extension was negotiated; undefined with a Go peer. */
-  protected flow: StreamFlow | undefined;
+  private readonly flow: StreamFlow | undefined;
   /** Bytes pushed to the readable buffer and not yet read (counted against the connection's budget). */
   private unread = 0;
   /** Running total of bytes read() took out of the buffer (to tell them from chunks handed straight over). */
   private takenByRead = 0;
 
+  /** @internal Streams are made by the Session. */
   constructor(init: StreamInit) {
     super({
       allowHalfOpen: init.allowHalfOpen ?? false,
@@ -86,7 +144,54 @@ export class Stream extends Duplex {
     this.meta = init.meta;
     this.peer = init.peer;
     this.onFinalized = init.onFinalized;
-    this.flow = init.conn.flowControl ? new StreamFlow(init.conn, init.streamId) : undefined;
+    this.#owner = init.owner;
+    this.#onPeerDismiss = init.onPeerDismiss;
+    this.#onEndedByPeer = init.onEndedByPeer;
+    this.flow = init.conn.flowControl
+      ? new StreamFlow(init.conn, init.streamId, (n) => this.sent(n))
+      : undefined;
+  }
+
+  /** `n` payload bytes were framed onto the connection. */
+  private sent(n: number): void {
+    this.bytesOut += n;
+    if (this.#owner && channels.streamBytesOut.hasSubscribers) {
+      channels.streamBytesOut.publish({ stream: this, bytes: n });
+    }
+  }
+
+  /** @internal Where the Dismiss exchange is. */
+  get exchangeState(): StreamState {
+    return this.#state;
+  }
+
+  /** One transition of the Dismiss exchange; false when `event` means nothing in this state. */
+  #transition(event: StreamEvent): boolean {
+    const next = transitions[this.#state][event];
+    if (next === undefined) return false;
+    this.#state = next;
+    return true;
+  }
+
+  /** Finalizes now, remembering where the exchange stood. */
+  #forceFinalized(): void {
+    if (this.#state === 'finalized') return;
+    this.#closedFrom = this.#state;
+    this.#state = 'finalized';
+  }
+
+  /** We sent our Dismiss (now or before the stream finalized). */
+  private get sentDismiss(): boolean {
+    return sent.has(this.#state === 'finalized' ? this.#closedFrom : this.#state);
+  }
+
+  /** The peer dismissed the stream (now or before it finalized). */
+  private get gotDismiss(): boolean {
+    return received.has(this.#state === 'finalized' ? this.#closedFrom : this.#state);
+  }
+
+  private get finalized(): boolean {
+    return this.#state === 'finalized';
   }
 
   /** @internal The peer knows the stream now (SessionAck sent or received): window extras may be granted. */
@@ -121,63 +226,6 @@ export class Stream extends Duplex {
   receiveWindowUpdate(increment: number): void {
     if (!this.flow) throw new ProtocolError('WindowUpdate without the flow-control extension');
     this.flow.onWindowUpdate(increment);
-  }
-
-  /**
-   * @internal RPC and messaging state, made on first use: most streams carry only bytes, and an idle stream
-   * should cost little more than its Duplex.
-   */
-  get app(): StreamApplication {
-    this.application ??= new StreamApplication(streamPort(this));
-    return this.application;
-  }
-
-  // ---- RPC and messaging on this stream ----
-
-  /** Serves `method` on this stream and announces it to the peer; resolves when the peer acknowledges. */
-  register(
-    method: string,
-    handler: RpcHandler,
-    options?: { timeout?: number; signal?: AbortSignal },
-  ): Promise<void> {
-    return this.app.rpc.register(method, handler, options);
-  }
-
-  /** Calls a method the peer registered on this stream. */
-  call(method: string, data?: string | Uint8Array, options?: CallOptions): Promise<CallResult> {
-    return this.app.rpc.call(method, data, options);
-  }
-
-  /** Methods the peer has registered on this stream. */
-  get remoteMethods(): ReadonlySet<string> {
-    return this.app.rpc.remoteMethods;
-  }
-
-  /** Resolves once the peer has registered all of `methods` on this stream (bounded by `timeout`). */
-  waitRemoteMethods(
-    methods: string[],
-    options: { timeout?: number; signal?: AbortSignal } = {},
-  ): Promise<void> {
-    return this.app.rpc.waitRemote(
-      methods,
-      options.timeout ?? this.conn.limits.registerTimeout,
-      options.signal,
-    );
-  }
-
-  /** Publishes a message; resolves when the receiver acknowledges it (unless `delivery: 'at-most-once'`). */
-  publish(data: string | Uint8Array, options?: PublishOptions): Promise<void> {
-    return this.app.messaging.publish(data, options);
-  }
-
-  /** Resolves with the next message received on this stream. */
-  receive(options?: { signal?: AbortSignal }): Promise<Message> {
-    return this.app.messaging.receive(options);
-  }
-
-  /** Iterates the messages received on this stream until it closes. */
-  messages(): AsyncGenerator<Message> {
-    return this.app.messaging.messages();
   }
 
   /** The ClientID of the connection this stream belongs to. */
@@ -255,15 +303,13 @@ export class Stream extends Duplex {
     this.flow?.failPending(new StreamClosedError('stream destroyed'));
     // Aborting: tell the peer (it will answer; we keep the ID until then so its Dismiss is acknowledged).
     if (!this.finalized) {
-      if (this.conn.state === 'closed') this.finalize();
+      if (this.conn.state === 'closed') this.finalize(err ?? undefined);
       else this.sendDismiss();
     }
-    // Only a stream that used RPC or messaging has anything to fail (and an Error's stack is not free).
-    this.application?.close(err ? toStreamError(err) : new StreamClosedError());
     cb(err);
   }
 
-  protected sendData(data: Buffer, cb: (err?: Error | null) => void): void {
+  private sendData(data: Buffer, cb: (err?: Error | null) => void): void {
     if (this.conn.state === 'closed') {
       cb(this.conn.closeError ?? new ConnectionClosedError());
       return;
@@ -286,6 +332,7 @@ export class Stream extends Duplex {
       this.conn.sendStream(this.streamId, data.length <= max ? data : data.subarray(off, off + max));
       if (data.length <= max) break;
     }
+    this.sent(data.length);
     this.afterSend(cb);
   }
 
@@ -308,6 +355,10 @@ export class Stream extends Duplex {
       return;
     }
     if (payload.length === 0) return;
+    this.bytesIn += payload.length;
+    if (this.#owner && channels.streamBytesIn.hasSubscribers) {
+      channels.streamBytesIn.publish({ stream: this, bytes: payload.length });
+    }
     this.unread += payload.length;
     // With the extension the windows bound what peers can make us hold; the connection budget (which pauses
     // the socket, stalling every stream) is only the fallback for peers without it.
@@ -328,24 +379,24 @@ export class Stream extends Duplex {
    */
   receiveDismiss(id: bigint): void {
     this.conn.send(encodePacket({ type: T.DismissAck, id, sessionId: this.streamId, data: {} }));
-    if (this.gotDismiss) return;
-    this.gotDismiss = true;
+    // A repeated Dismiss (or one after we gave up on the exchange) is acknowledged and otherwise ignored.
+    if (!this.#transition('dismiss')) return;
     this.startCloseTimer();
-    if (this.destroyed) {
-      // Already aborted locally: our Dismiss went out in _destroy.
-      this.maybeFinalize();
+    if (this.#state === 'finalized') {
+      this.completed();
       return;
     }
+    // Already aborted locally: our Dismiss went out in _destroy; its DismissAck finishes the exchange.
+    if (this.destroyed) return;
+    this.#onPeerDismiss?.();
     if (this.conn.peerOrdersDismiss) this.endReadable();
     if (!this.awaitingAccept) this.answerDismiss();
   }
 
   /** The peer dismissed: end our writable side too, unless half-open. */
   private answerDismiss(): void {
-    if (this.writableEnded) {
-      this.maybeFinalize();
-      return;
-    }
+    // Our Dismiss went out already: the exchange finishes with the peer's DismissAck.
+    if (this.writableEnded) return;
     if (this.allowHalfOpen) {
       // Half-open: we keep writing; with a Go peer the readable side ends after the grace at the latest.
       if (!this.conn.peerOrdersDismiss) {
@@ -366,6 +417,7 @@ export class Stream extends Duplex {
   }
 
   private endForPeer(): void {
+    if (this.#onEndedByPeer) return this.#onEndedByPeer();
     this.endedByPeer = true;
     this.end();
   }
@@ -386,10 +438,13 @@ export class Stream extends Duplex {
     if (!this.destroyed) this.push(null);
   }
 
-  /** @internal */
+  /** @internal The peer acknowledged our Dismiss. One we never sent is a protocol error. */
   receiveDismissAck(): void {
-    this.gotDismissAck = true;
-    this.maybeFinalize();
+    if (this.#state === 'finalized') return; // late, after we gave up on the exchange
+    if (!this.#transition('ack')) {
+      throw new ProtocolError(`stream ${this.streamId}: DismissAck in state ${this.#state}`);
+    }
+    if (this.finalized) this.completed();
   }
 
   /**
@@ -398,7 +453,12 @@ export class Stream extends Duplex {
    */
   connectionClosed(err: GeminioError | undefined): void {
     if (this.finalized) return;
-    this.finalize();
+    const clean = this.destroyed || this.gotDismiss || (err === undefined && this.sentDismiss);
+    this.finalize(
+      clean
+        ? undefined
+        : (err ?? new ConnectionClosedError('connection closed before the stream was dismissed')),
+    );
     if (this.destroyed) return;
     if (this.gotDismiss) {
       // The peer had said it was done: the readable side ends cleanly; later writes fail.
@@ -415,13 +475,11 @@ export class Stream extends Duplex {
 
   /** @internal Sends our Dismiss once; the exchange must then finish within closeTimeout. */
   sendDismiss(): void {
-    if (this.sentDismiss || this.finalized) return;
-    this.sentDismiss = true;
+    if (!this.#transition('send')) return;
     this.conn.send(
       encodePacket({ type: T.Dismiss, id: this.conn.ids.next(), sessionId: this.streamId, data: {} }),
     );
     this.startCloseTimer();
-    this.maybeFinalize();
   }
 
   /** The exchange must be over within closeTimeout of the first Dismiss, whichever side sent it. */
@@ -437,23 +495,39 @@ export class Stream extends Duplex {
     if (this.finalized) return;
     const err = new StreamClosedError('peer did not complete the Dismiss exchange');
     this.flow?.failPending(err);
-    this.finalize();
+    this.finalize(this.gotDismiss && this.writableFinished ? undefined : err);
     if (this.destroyed) return;
     // What was read so far stays readable only when both sides were done; otherwise the stream fails.
     if (this.gotDismiss && this.writableFinished) this.endReadable();
     else failStream(this, err);
   }
 
-  private maybeFinalize(): void {
-    if (!(this.sentDismiss && this.gotDismissAck && this.gotDismiss)) return;
-    // After this a Go peer sends nothing more on the stream.
+  /** The exchange is complete: after this a Go peer sends nothing more on the stream. */
+  private completed(): void {
     this.endReadable();
-    this.finalize();
+    this.afterFinalized(undefined);
   }
 
-  private finalize(): void {
+  /** Finalizes early (or after a complete exchange, a no-op for the state). */
+  private finalize(error?: Error): void {
     if (this.finalized) return;
-    this.finalized = true;
+    this.#forceFinalized();
+    this.afterFinalized(error);
+  }
+
+  /** `error`: why the stream ended early (undefined for a clean end; a local destroy's error is its own). */
+  private afterFinalized(error: Error | undefined): void {
+    if (this.#owner && channels.streamClose.hasSubscribers) {
+      channels.streamClose.publish({
+        stream: this,
+        end: this.#owner,
+        clientId: this.conn.clientId,
+        streamId: this.streamId,
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        error: error ?? this.errored ?? undefined,
+      });
+    }
     this.flow?.release();
     clearTimeout(this.closeTimer);
     clearTimeout(this.graceTimer);
@@ -468,36 +542,6 @@ export class Stream extends Duplex {
     if (!this.flow && this.countsBudget) this.conn.releaseBuffered(this.unread);
     this.countsBudget = false;
   }
-
-  /** @internal A reconnecting End starts over on a new connection. */
-  protected resetClose(): void {
-    clearTimeout(this.closeTimer);
-    clearTimeout(this.graceTimer);
-    this.closeTimer = undefined;
-    this.countsBudget = true;
-    this.unread = this.readableLength;
-    if (!this.conn.flowControl) this.conn.addBuffered(this.unread);
-  }
-}
-
-/** The stream's view for RPC and messaging; it reads `stream.conn` on each use, so it follows a reconnect. */
-function streamPort(stream: Stream): StreamPort {
-  return {
-    streamId: stream.streamId,
-    get clientId() {
-      return stream.conn.clientId;
-    },
-    get limits() {
-      return stream.conn.limits;
-    },
-    get canCancel() {
-      return stream.conn.canCancel;
-    },
-    send: (frame) => stream.conn.send(frame),
-    nextId: () => stream.conn.ids.next(),
-    pauseReading: (by) => stream.conn.pauseReading(by),
-    resumeReading: (by) => stream.conn.resumeReading(by),
-  };
 }
 
 /**
@@ -505,7 +549,7 @@ function streamPort(stream: Stream): StreamPort {
  * iterator, an 'error' handler): losing a connection must not crash a process that only watches 'close'.
  * The error stays readable as `stream.errored` either way.
  */
-export function failStream(stream: Stream, err: GeminioError): void {
+export function failStream(stream: Duplex, err: GeminioError): void {
   if (stream.listenerCount('error') > 0) {
     stream.destroy(err);
     return;
@@ -514,7 +558,8 @@ export function failStream(stream: Stream, err: GeminioError): void {
   stream.destroy(err);
 }
 
-function toStreamError(err: Error): GeminioError {
+/** The error RPC and messaging on a destroyed stream fail with. */
+export function toStreamError(err: Error): GeminioError {
   return err instanceof StreamClosedError || err instanceof ConnectionClosedError
     ? err
     : new StreamClosedError(err.message, { cause: err });
