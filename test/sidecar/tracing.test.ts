@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type App, eventually, metricValue, type Pair, startPair } from './helpers.js';
+import { type App, eventually, metricValue, type Pair, startPair, startTcpEcho } from './helpers.js';
 
 const JAEGER = path.join(process.env.GEMINIO_CI_CACHE ?? '/var/cache/geminio-ci', 'bin', 'jaeger');
 const haveJaeger = existsSync(JAEGER);
@@ -159,11 +159,13 @@ describe.skipIf(!haveJaeger && !process.env.CI)('tracing through two sidecars, s
   let jaeger: Awaited<ReturnType<typeof startJaeger>>;
   let app: Awaited<ReturnType<typeof startTracedApp>>;
   let pair: Pair;
+  let echo: Awaited<ReturnType<typeof startTcpEcho>>;
 
   beforeAll(async () => {
     jaeger = await startJaeger();
     app = await startTracedApp();
-    pair = await startPair(app.app, undefined, {
+    echo = await startTcpEcho();
+    pair = await startPair(app.app, echo.port, {
       outbound: tracing(jaeger.otlp, 'edge'),
       inbound: tracing(jaeger.otlp, 'core'),
       inboundSection: {
@@ -175,6 +177,7 @@ describe.skipIf(!haveJaeger && !process.env.CI)('tracing through two sidecars, s
   afterAll(async () => {
     await pair?.close();
     await app?.close();
+    await echo?.close();
     await jaeger?.stop();
   });
 
@@ -264,6 +267,33 @@ describe.skipIf(!haveJaeger && !process.env.CI)('tracing through two sidecars, s
     // The local endpoint and the webhook got the context of the inbound span.
     expect(app.seen.get('/hello')).toMatch(new RegExp(`^00-${rpcTrace}-[0-9a-f]{16}-01$`));
     expect(app.seen.get('/hook')).toMatch(new RegExp(`^00-${msgTrace}-[0-9a-f]{16}-01$`));
+  });
+
+  it('TCP streams: one span per stream on each side, the context in the stream meta', async () => {
+    await new Promise<void>((resolve, reject) => {
+      const sock = net.connect(pair.tcpPort, '127.0.0.1', () => sock.write('ping'));
+      sock.once('data', () => sock.end());
+      sock.once('close', () => resolve());
+      sock.once('error', reject);
+    });
+    const t = await eventually(
+      async () => {
+        const r = await fetch(
+          `${jaeger.query}/api/traces?service=core&operation=${encodeURIComponent('stream echo')}`,
+        );
+        const data = ((await r.json()) as { data: JaegerTrace[] }).data;
+        return data.find((x) => x.spans.length >= 2);
+      },
+      30_000,
+      'the stream trace in jaeger',
+    );
+    const edge = t!.spans.find((s) => service(t!, s) === 'edge')!;
+    const core = t!.spans.find((s) => service(t!, s) === 'core')!;
+    expect(edge.operationName).toBe('stream echo');
+    expect(tag(edge, 'span.kind')).toBe('client');
+    expect(tag(core, 'span.kind')).toBe('server');
+    expect(parentOf(core)).toBe(edge.spanID);
+    expect(tag(core, 'geminio.stream_id')).toBe(tag(edge, 'geminio.stream_id'));
   });
 });
 
