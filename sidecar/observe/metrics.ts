@@ -346,6 +346,11 @@ export class HttpSeries {
     this.connections = metrics.httpConnections.labels(listener, service);
   }
 
+  /** Counts a request refused before any handler saw it (its status only: it had no duration or body). */
+  refused(method: string, status: number): void {
+    this.count(method, status, statusClass(status));
+  }
+
   /** Counts one finished exchange: its status, duration and body sizes. */
   exchange(
     method: string,
@@ -355,6 +360,19 @@ export class HttpSeries {
     responseBytes: number,
   ): void {
     const cls = statusClass(status);
+    this.count(method, status, cls);
+    const dkey = `${method}\0${cls}`;
+    let duration = this.durations.get(dkey);
+    if (!duration) {
+      duration = this.metrics.httpDuration.labels(this.listener, this.service, this.upstream, method, cls);
+      this.durations.set(dkey, duration);
+    }
+    duration.observe(seconds);
+    this.requestSize.observe(requestBytes);
+    this.responseSize.observe(responseBytes);
+  }
+
+  private count(method: string, status: number, cls: string): void {
     const rkey = `${method}\0${status}`;
     let requests = this.requests.get(rkey);
     if (!requests) {
@@ -369,15 +387,6 @@ export class HttpSeries {
       this.requests.set(rkey, requests);
     }
     requests.inc();
-    const dkey = `${method}\0${cls}`;
-    let duration = this.durations.get(dkey);
-    if (!duration) {
-      duration = this.metrics.httpDuration.labels(this.listener, this.service, this.upstream, method, cls);
-      this.durations.set(dkey, duration);
-    }
-    duration.observe(seconds);
-    this.requestSize.observe(requestBytes);
-    this.responseSize.observe(responseBytes);
   }
 }
 

@@ -331,7 +331,7 @@ function requestBytes(req: IncomingMessage): () => number {
  */
 export function refusalLogger(series: HttpSeries, direction: Direction, accessLog: AccessLog): RefusalSink {
   return (logger, status, reason, req, socket) => {
-    series.exchange(methodLabel(req?.method), status, 0, 0, 0);
+    series.refused(methodLabel(req?.method), status);
     if (!accessLog.wants(logger, status)) return;
     accessLog.write(logger, {
       listener: series.listener,
