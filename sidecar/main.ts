@@ -10,7 +10,7 @@ import { AdminServer } from './admin/server.js';
 import type { SidecarConfig } from './config/schema.js';
 import { type ConfigProblem, formatProblem } from './config/validate.js';
 import { InboundListener } from './inbound/listener.js';
-import { parseStreamMeta, ServiceRouter } from './inbound/services.js';
+import { ServiceRouter } from './inbound/router.js';
 import { AccessLog, DEFAULT_ACCESS_LOG } from './observe/access-log.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
@@ -21,7 +21,9 @@ import { createTunnel } from './outbound/tunnel.js';
 import { type EndSource, Upstream } from './outbound/upstreams.js';
 import { Authz } from './policy/authz.js';
 import { type Hook, HookRunner } from './policy/hooks.js';
+import { Identities } from './policy/identities.js';
 import { Inflight } from './proxy/inflight.js';
+import { parseStreamMeta } from './proxy/stream-meta.js';
 
 type LocalListener = HttpOutboundListener | TcpOutboundListener;
 
@@ -39,6 +41,8 @@ export class Sidecar {
   readonly hooks: HookRunner;
   /** The authorization plugins (asked by the hook runner for what remote Ends do). */
   readonly authz: Authz;
+  /** The identity records of inbound Ends: the inbound listener writes them, the hook runner reads them. */
+  readonly identities = new Identities();
   readonly inflight = new Inflight();
   readonly accessLog: AccessLog;
   readonly tracing = new Tracing();
@@ -55,10 +59,15 @@ export class Sidecar {
     this.config = config;
     this.logger = options.logger ?? createLogger(config.log);
     this.metrics = options.metrics ?? new Metrics();
-    this.hooks = new HookRunner(this.metrics, this.logger, config.hooks.timeoutMs);
-    for (const h of options.hooks ?? []) this.hooks.add(h);
     this.authz = new Authz(this.metrics, this.logger);
-    this.hooks.authz = this.authz;
+    this.hooks = new HookRunner({
+      metrics: this.metrics,
+      logger: this.logger,
+      identities: this.identities,
+      authz: this.authz,
+      timeoutMs: config.hooks.timeoutMs,
+    });
+    for (const h of options.hooks ?? []) this.hooks.add(h);
     this.accessLog = new AccessLog(config.accessLog ?? DEFAULT_ACCESS_LOG);
   }
 
@@ -191,7 +200,11 @@ export class Sidecar {
       await old.close();
     }
     if (next.inbound && !this.inbound) {
-      const inbound = new InboundListener(next.inbound, { ...this.deps(), router: () => this.router! });
+      const inbound = new InboundListener(next.inbound, {
+        ...this.deps(),
+        identities: this.identities,
+        router: () => this.router!,
+      });
       await attempt('inbound', async () => {
         await inbound.start();
         this.inbound = inbound;

@@ -33,10 +33,91 @@ const sdkRanks: Array<[prefix: string, rank: number, layer: string]> = [
 ];
 
 /**
- * Folder rules: a file under `from` may import a file under a `deny` prefix only if it is listed in `except`.
- * The sidecar helper adds its folders' rules here.
+ * Folder rules: a file under `from` (unless listed in `exceptFrom`) may import a file under a `deny` prefix only if
+ * it is listed in `except`.
  */
-const folderRules: Array<{ from: string; deny: string[]; except?: string[]; why: string }> = [
+interface FolderRule {
+  from: string;
+  exceptFrom?: string[];
+  deny: string[];
+  except?: string[];
+  why: string;
+}
+
+/** The sidecar's rooms, lowest first (docs/ARCHITECTURE.md, "Sidecar"); the composition root is above them all. */
+const SC = 'sidecar/';
+const ROOT_FILES = ['main.ts', 'cli.ts', 'demo.ts', 'process.ts'].map((f) => SC + f);
+const room = (...names: string[]) => names.map((n) => `${SC}${n}/`);
+const sidecarRules: FolderRule[] = [
+  {
+    from: `${SC}config/`,
+    exceptFrom: [`${SC}config/preflight.ts`],
+    deny: room('net', 'observe', 'policy', 'proxy', 'inbound', 'outbound', 'admin'),
+    why: 'config/ is the lowest room',
+  },
+  {
+    from: `${SC}config/preflight.ts`,
+    deny: room('proxy', 'inbound', 'outbound', 'admin'),
+    why: 'the preflight runs the checks of config/, net/, observe/ and policy/ only',
+  },
+  {
+    from: `${SC}net/`,
+    deny: room('observe', 'policy', 'proxy', 'inbound', 'outbound', 'admin'),
+    why: 'net/ sits on config/',
+  },
+  {
+    from: `${SC}observe/`,
+    deny: room('policy', 'proxy', 'inbound', 'outbound', 'admin'),
+    why: 'observe/ sits on net/',
+  },
+  {
+    from: `${SC}policy/`,
+    deny: room('proxy', 'inbound', 'outbound', 'admin'),
+    why: 'policy/ sits on observe/',
+  },
+  {
+    from: `${SC}proxy/`,
+    deny: room('inbound', 'outbound', 'admin'),
+    why: 'proxy/ is what both directions share: it knows neither',
+  },
+  {
+    from: `${SC}inbound/`,
+    deny: room('outbound', 'admin'),
+    why: 'the two directions never import each other',
+  },
+  {
+    from: `${SC}outbound/`,
+    deny: room('inbound', 'admin'),
+    why: 'the two directions never import each other',
+  },
+  {
+    from: `${SC}admin/`,
+    deny: room('policy', 'inbound', 'outbound'),
+    why: 'admin/ sits on observe/ and proxy/',
+  },
+  {
+    from: SC,
+    exceptFrom: ROOT_FILES,
+    deny: ROOT_FILES,
+    why: 'the composition root (main.ts) and the entry points are above every room',
+  },
+  {
+    from: SC,
+    deny: ['plugins/'],
+    except: [
+      'plugins/index.ts',
+      ...['allow-list', 'mtls-identity', 'rate-limit', 'token'].map((p) => `plugins/${p}/index.ts`),
+    ],
+    why: 'the sidecar uses the plugin API (plugins/index.ts) and the built-in plugins as modules',
+  },
+  {
+    from: SC,
+    deny: ['scripts/', 'test/', 'bench/', 'examples/'],
+    why: 'build scripts and tests are not runtime code',
+  },
+];
+
+const folderRules: FolderRule[] = [
   {
     from: 'sdk/',
     deny: ['sidecar/', 'plugins/', 'chaos/', 'bench/', 'test/', 'examples/'],
@@ -55,7 +136,24 @@ const folderRules: Array<{ from: string; deny: string[]; except?: string[]; why:
     except: ['sdk/index.ts'],
     why: 'the sidecar uses only the public API (diagnostics included, through sdk/index.ts)',
   },
+  ...sidecarRules,
 ];
+
+/** Every import that breaks a rule, as `file imports target: why`. */
+function folderViolations(edges: ReadonlyArray<{ file: string; imports: string[] }>): string[] {
+  const violations: string[] = [];
+  for (const { file, imports } of edges) {
+    for (const rule of folderRules) {
+      if (!file.startsWith(rule.from) || rule.exceptFrom?.includes(file)) continue;
+      for (const target of imports) {
+        if (rule.deny.some((d) => target.startsWith(d)) && !rule.except?.includes(target)) {
+          violations.push(`${file} imports ${target}: ${rule.why}`);
+        }
+      }
+    }
+  }
+  return violations;
+}
 
 function walk(dir: string): string[] {
   const out: string[] = [];
@@ -138,18 +236,39 @@ describe('architecture: layers import one way', () => {
   });
 
   it('folder rules', () => {
-    const violations: string[] = [];
-    for (const { file, imports } of graph) {
-      for (const rule of folderRules) {
-        if (!file.startsWith(rule.from)) continue;
-        for (const target of imports) {
-          if (rule.deny.some((d) => target.startsWith(d)) && !rule.except?.includes(target)) {
-            violations.push(`${file} imports ${target}: ${rule.why}`);
-          }
-        }
-      }
-    }
-    expect(violations).toEqual([]);
+    expect(folderViolations(graph)).toEqual([]);
+  });
+
+  it('every sidecar file is in a room or is one of the root files', () => {
+    const rooms = room('config', 'net', 'observe', 'policy', 'proxy', 'inbound', 'outbound', 'admin');
+    expect(
+      files.filter((f) => f.startsWith(SC) && !ROOT_FILES.includes(f) && !rooms.some((r) => f.startsWith(r))),
+    ).toEqual([]);
+  });
+
+  it('the sidecar rules catch a violation', () => {
+    const edge = (file: string, line: string) => ({ file, imports: importsOf(file, line) });
+    expect(
+      folderViolations([
+        edge('sidecar/outbound/http-listener.ts', "import { streamMeta } from '../inbound/router.js';"),
+        edge('sidecar/proxy/http.ts', "import type { ServiceRouter } from '../inbound/router.js';"),
+        edge('sidecar/config/load.ts', "import { Authz } from '../policy/authz.js';"),
+        edge('sidecar/policy/hooks.ts', "import type { Sidecar } from '../main.js';"),
+        edge('sidecar/observe/metrics.ts', "import { x } from '../../sdk/stream/core.js';"),
+        edge('sidecar/policy/authz.ts', "import { y } from '../../plugins/token/format.js';"),
+        // Allowed: the preflight above config/, the root over everything, the public APIs.
+        edge('sidecar/config/preflight.ts', "import { Authz } from '../policy/authz.js';"),
+        edge('sidecar/main.ts', "import { InboundListener } from './inbound/listener.js';"),
+        edge('sidecar/net/listen.ts', "import { parseAddress } from '../../sdk/index.js';"),
+      ]).map((v) => v.split(' imports ')[0]),
+    ).toEqual([
+      'sidecar/outbound/http-listener.ts',
+      'sidecar/proxy/http.ts',
+      'sidecar/config/load.ts',
+      'sidecar/policy/hooks.ts',
+      'sidecar/observe/metrics.ts',
+      'sidecar/policy/authz.ts',
+    ]);
   });
 
   it('the rules catch a violation (a lower layer importing a higher one)', () => {

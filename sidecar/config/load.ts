@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { resolvePluginPath } from '../policy/authz.js';
 import { applyOverrides, envOverrides, fixLists } from './overrides.js';
 import { type SidecarConfig, schema, type TlsConfig } from './schema.js';
 import { type ConfigProblem, formatProblem, validate } from './validate.js';
@@ -229,4 +228,9 @@ export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig
   }
   if (config.inbound) resolveTls(config.inbound.tls);
   return config;
+}
+
+/** Resolves a plugin path from the config against the config file's directory. */
+export function resolvePluginPath(p: string, configDir: string): string {
+  return p.startsWith('builtin:') ? p : path.resolve(configDir, p);
 }

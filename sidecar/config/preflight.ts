@@ -7,7 +7,7 @@
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { parseHostPort } from '../net/listen.js';
+import { parseAddress } from '../../sdk/index.js';
 import { readTlsMaterial } from '../net/tls.js';
 import { silentLogger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
@@ -77,7 +77,7 @@ async function checkListenHosts(c: SidecarConfig): Promise<ConfigProblem[]> {
     listens.map(async ([path, address]): Promise<ConfigProblem | undefined> => {
       let host: string;
       try {
-        host = parseHostPort(String(address)).host;
+        host = parseAddress(String(address)).host;
       } catch {
         return undefined; // the schema reports it
       }

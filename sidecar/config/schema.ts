@@ -1,108 +1,36 @@
 /**
- * The sidecar's configuration types and its schema with every default. Every limit and timeout is here, with a safe
- * default; `docs/SIDECAR.md` documents each key.
+ * The sidecar's configuration schema with every default, and the types inferred from it (so the types cannot drift
+ * from what is validated). Every limit and timeout is here, with a safe default; `docs/SIDECAR.md` documents each
+ * key.
  */
 import os from 'node:os';
-import type { PluginConfig } from '../policy/authz.js';
-import { address, bool, int, ms, name, object, PORT, type Schema, str } from './validate.js';
-export interface TlsConfig {
-  enabled: boolean;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  servername?: string;
-  rejectUnauthorized: boolean;
-  requestCert: boolean;
-}
-export interface UpstreamConfig {
-  address: string;
-  tls: TlsConfig;
-  reconnect: { minDelayMs: number; maxDelayMs: number; jitter: number };
-  handshakeTimeoutMs: number;
-  heartbeatIntervalMs: number;
-  streamOpenTimeoutMs: number;
-  maxStreams: number;
-  /** Serve streams the peer opens on this connection (the NAT'd side of a reverse tunnel). */
-  serve: boolean;
-  /** A token sent in the End meta ({"name", "token"}) for the far side's `token` plugin; or read from tokenFile. */
-  token?: string;
-  tokenFile?: string;
-}
-export interface HttpOutboundConfig {
-  name: string;
-  listen: string;
-  upstream: string;
-  service: string;
-  maxStreams: number;
-  keepAliveTimeoutMs: number;
-  headersTimeoutMs: number;
-  bodyTimeoutMs: number;
-  retries: number;
-  rpc: { enabled: boolean; timeoutMs: number; maxBodyBytes: number };
-  publish: { enabled: boolean; timeoutMs: number; maxBodyBytes: number };
-}
-export interface TcpOutboundConfig {
-  name: string;
-  listen: string;
-  upstream: string;
-  service: string;
-}
-export interface ServiceConfig {
-  /** `http://host:port` or `tcp://host:port`. */
-  target: string;
-  maxConnections: number;
-  connectTimeoutMs: number;
-  headersTimeoutMs: number;
-  bodyTimeoutMs: number;
-}
-export interface InboundConfig {
-  listen: string;
-  tls: TlsConfig;
-  maxPendingEnds: number;
-  keepAliveTimeoutMs: number;
-  rpc: Record<string, { url: string; timeoutMs: number; maxBodyBytes: number }>;
-  messages?: { webhook: string; timeoutMs: number; concurrency: number };
-  /**
-   * Announced names reserved for some ClientIDs: an End announcing one with another ClientID is refused, and the
-   * ClientIDs listed may hold it at the same time. A name not listed is held by the first End announcing it.
-   */
-  names: Record<string, { clientIds: string[] }>;
-}
-export interface TunnelConfig {
-  name: string;
-  listen: string;
-  /** The name the client announced in its meta ({"name": ...}); or use clientId. */
-  client?: string;
-  clientId?: string;
-  service: string;
-  protocol: 'tcp' | 'http';
-}
-/**
- * Limits of every HTTP server the sidecar runs (outbound listeners, HTTP tunnels, the per-service servers of the
- * inbound side): a client that breaks them gets 408 / 431 and `connection: close`.
- */
-export interface HttpServerConfig {
-  /** The whole request head must arrive within this (slowloris): 408. */
-  headersTimeoutMs: number;
-  /** A request body that sends nothing for this long: 408 (time spent paused by backpressure does not count). */
-  bodyIdleTimeoutMs: number;
-  /** Total size of a request head: 431 beyond. */
-  maxHeaderBytes: number;
-  /** Number of request header lines: 431 beyond. */
-  maxHeaders: number;
-  /** Client connections open at once per listener; further ones are closed at accept. */
-  maxConnections: number;
-}
-/** The access log: one line per HTTP exchange (and per request refused by the parser or the limits). */
-export interface AccessLogConfig {
-  enabled: boolean;
-  /** The optional fields written (all when empty); method, path, status and durationMs are always there. */
-  fields: AccessLogField[];
-  /** Query strings are written as `?REDACTED` unless this is false (tokens in URLs stay out of logs). */
-  redactQuery: boolean;
-  /** The share of successful exchanges logged (0..1); errors (status >= 400) and refusals are always logged. */
-  sampleRatio: number;
-}
+import { address, bool, type Infer, int, ms, name, object, PORT, str } from './validate.js';
+
+const MiB = 1024 * 1024;
+const NAME_KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const httpUrl = {
+  kind: 'string',
+  pattern: /^https?:\/\/[^/\s]+(\/\S*)?$/,
+  expected: 'a URL http://host:port/path',
+} as const;
+
+const clientIdSchema = {
+  kind: 'string',
+  pattern: /^[1-9]\d{0,19}$/,
+  expected: 'a ClientID in decimal',
+} as const;
+
+const tls = object({
+  enabled: bool(false),
+  caFile: str({ optional: true }),
+  certFile: str({ optional: true }),
+  keyFile: str({ optional: true }),
+  servername: str({ optional: true }),
+  rejectUnauthorized: bool(true),
+  requestCert: bool(false),
+});
+
+/** The optional fields of an access line (method, path, status and durationMs are always written). */
 export const ACCESS_LOG_FIELDS = [
   'listener',
   'direction',
@@ -120,74 +48,9 @@ export const ACCESS_LOG_FIELDS = [
   'bytesOut',
   'completed',
 ] as const;
-export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
-/** OpenTelemetry tracing (off by default): spans exported over OTLP/HTTP. */
-export interface TracingConfig {
-  enabled: boolean;
-  /** The OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces. */
-  endpoint: string;
-  /** service.name of the spans (default: the sidecar's name). */
-  serviceName?: string;
-  /** The share of new traces sampled (0..1); a request with a sampled parent follows its parent when parentBased. */
-  sampleRatio: number;
-  parentBased: boolean;
-  maxQueueSize: number;
-  maxExportBatchSize: number;
-  scheduledDelayMs: number;
-  exportTimeoutMs: number;
-}
-export interface SidecarConfig {
-  /** Announced to upstreams in the End meta as {"name": ...}; tunnels find a client by it. */
-  name: string;
-  admin: { listen: string };
-  log: { level: string; format: 'auto' | 'json' | 'pretty' };
-  accessLog: AccessLogConfig;
-  tracing: TracingConfig;
-  shutdown: { gracePeriodMs: number };
-  hooks: { timeoutMs: number };
-  httpServer: HttpServerConfig;
-  upstreams: Record<string, UpstreamConfig>;
-  outbound: { http: HttpOutboundConfig[]; tcp: TcpOutboundConfig[] };
-  inbound?: InboundConfig;
-  services: Record<string, ServiceConfig>;
-  tunnels: TunnelConfig[];
-  /** Authorization plugins, asked in order (see docs/PLUGINS.md). */
-  plugins: PluginConfig[];
-  /** Reload on a change in the directories of the config file and the files it names (besides SIGHUP). */
-  reload: { watchFiles: boolean };
-  /**
-   * The directory of the config file (plugin paths and files resolve against it). Set by withConfigDir, never
-   * read from the file; not enumerable, so a config spread or serialized for a reload does not carry it.
-   */
-  configDir?: string;
-}
-
-const MiB = 1024 * 1024;
-const NAME_KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-const httpUrl: Schema = {
-  kind: 'string',
-  pattern: /^https?:\/\/[^/\s]+(\/\S*)?$/,
-  expected: 'a URL http://host:port/path',
-};
-
-const clientIdSchema: Schema = {
-  kind: 'string',
-  pattern: /^[1-9]\d{0,19}$/,
-  expected: 'a ClientID in decimal',
-};
-
-const tls = object({
-  enabled: bool(false),
-  caFile: str({ optional: true }),
-  certFile: str({ optional: true }),
-  keyFile: str({ optional: true }),
-  servername: str({ optional: true }),
-  rejectUnauthorized: bool(true),
-  requestCert: bool(false),
-});
 
 /** The whole schema. Defaults here are the documented defaults. */
-export const schema: Schema = object({
+export const schema = object({
   name: { kind: 'string', default: os.hostname(), pattern: /^\S{1,128}$/, expected: 'a name without spaces' },
   admin: object({ listen: address({ default: '127.0.0.1:9901' }) }),
   log: object({
@@ -198,12 +61,15 @@ export const schema: Schema = object({
     },
     format: { kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto' },
   }),
+  // The access log: one line per HTTP exchange and per request refused by the parser or the limits; `fields`
+  // empty means all; errors (>= 400) and refusals are always written, `sampleRatio` thins the rest.
   accessLog: object({
     enabled: bool(true),
     fields: { kind: 'array', items: { kind: 'enum', values: ACCESS_LOG_FIELDS } },
     redactQuery: bool(true),
     sampleRatio: { kind: 'number', default: 1, min: 0, max: 1 },
   }),
+  // OpenTelemetry tracing, off by default: spans over OTLP/HTTP to `endpoint` (docs/SIDECAR.md, "Tracing").
   tracing: object({
     enabled: bool(false),
     endpoint: { ...httpUrl, default: 'http://127.0.0.1:4318/v1/traces' },
@@ -336,3 +202,39 @@ export const schema: Schema = object({
     }),
   },
 });
+
+/** The whole configuration, as validate() returns it from `schema`. */
+export type SidecarConfig = Infer<typeof schema> & {
+  /**
+   * The directory of the config file (plugin paths and files resolve against it). Set by withConfigDir, never
+   * read from the file; not enumerable, so a config spread or serialized for a reload does not carry it.
+   */
+  configDir?: string;
+};
+/** TLS of an upstream (client side) or of the inbound listener (server side). */
+export type TlsConfig = Infer<typeof tls>;
+/** One upstream: a reconnecting client End. `serve` serves the streams the peer opens (a reverse tunnel). */
+export type UpstreamConfig = SidecarConfig['upstreams'][string];
+export type HttpOutboundConfig = SidecarConfig['outbound']['http'][number];
+export type TcpOutboundConfig = SidecarConfig['outbound']['tcp'][number];
+/** One service of the inbound side; `target` is `http://host:port` or `tcp://host:port`. */
+export type ServiceConfig = SidecarConfig['services'][string];
+/**
+ * The inbound listener. `names`: announced names reserved for some ClientIDs (an End announcing one with another
+ * ClientID is refused; the ClientIDs listed may hold it at the same time).
+ */
+export type InboundConfig = NonNullable<SidecarConfig['inbound']>;
+/** A reverse tunnel: `client` is the name the client announced (or use `clientId`). */
+export type TunnelConfig = SidecarConfig['tunnels'][number];
+/**
+ * Limits of every HTTP server the sidecar runs (outbound listeners, HTTP tunnels, the per-service servers of the
+ * inbound side): a client that breaks them gets 408 / 431 and `connection: close`.
+ */
+export type HttpServerConfig = SidecarConfig['httpServer'];
+/** The access log section. */
+export type AccessLogConfig = SidecarConfig['accessLog'];
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
+/** OpenTelemetry tracing (off by default). */
+export type TracingConfig = SidecarConfig['tracing'];
+/** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
+export type PluginConfig = SidecarConfig['plugins'][number];

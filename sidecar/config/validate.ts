@@ -164,38 +164,72 @@ function describe(schema: Schema): string {
   }
 }
 
-// ---- shorthands used by config.ts ----
+// ---- the type a schema describes ----
+
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+type Optional<S> = S extends { optional: true } ? true : false;
+
+/** The fields of an object schema as a type: optional schemas are optional keys. */
+type InferFields<F> = Simplify<
+  { -readonly [K in keyof F as Optional<F[K]> extends true ? never : K]: Infer<F[K]> } & {
+    -readonly [K in keyof F as Optional<F[K]> extends true ? K : never]?: Infer<F[K]>;
+  }
+>;
+
+/** The type of the value `validate()` returns for schema `S` (defaults filled in). */
+export type Infer<S> = S extends { kind: 'string' }
+  ? string
+  : S extends { kind: 'int' | 'number' }
+    ? number
+    : S extends { kind: 'bool' }
+      ? boolean
+      : S extends { kind: 'enum'; values: readonly (infer V)[] }
+        ? V
+        : S extends { kind: 'object'; fields: infer F }
+          ? InferFields<F>
+          : S extends { kind: 'array'; items: infer I }
+            ? Infer<I>[]
+            : S extends { kind: 'map'; values: infer V }
+              ? Record<string, Infer<V>>
+              : S extends { kind: 'mapping' }
+                ? Record<string, unknown>
+                : never;
+
+// ---- shorthands used by schema.ts ----
 
 const DAY_MS = 86_400_000;
 
 /** A duration in milliseconds with a default; 0 allowed only where `min` says so. */
-export const ms = (def: number, min = 1): Schema => ({ kind: 'int', default: def, min, max: DAY_MS });
-export const int = (def: number, min: number, max: number): Schema => ({
-  kind: 'int',
-  default: def,
-  min,
-  max,
-});
-export const bool = (def: boolean): Schema => ({ kind: 'bool', default: def });
-export const str = (opts: { default?: string; optional?: boolean } = {}): Schema => ({
-  kind: 'string',
-  ...opts,
-});
+export const ms = (def: number, min = 1) => ({ kind: 'int', default: def, min, max: DAY_MS }) as const;
+export const int = (def: number, min: number, max: number) =>
+  ({
+    kind: 'int',
+    default: def,
+    min,
+    max,
+  }) as const;
+export const bool = (def: boolean) => ({ kind: 'bool', default: def }) as const;
+export const str = <const O extends { default?: string; optional?: boolean } = {}>(opts: O = {} as O) =>
+  ({
+    kind: 'string',
+    ...opts,
+  }) as { kind: 'string' } & O;
 /** A TCP port, 0 to 65535, in decimal without leading zeros. */
 export const PORT = '(?:0|[1-9]\\d{0,3}|[1-5]\\d{4}|6[0-4]\\d{3}|65[0-4]\\d{2}|655[0-2]\\d|6553[0-5])';
-export const address = (opts: { default?: string; optional?: boolean } = {}): Schema => ({
-  kind: 'string',
-  pattern: new RegExp(`^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]*):${PORT}$`),
-  expected: 'an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
-  ...opts,
-});
-export const name = (): Schema => ({
-  kind: 'string',
-  pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/,
-  expected: 'a name of letters, digits, "_", "." or "-" (at most 63)',
-});
-export const object = (fields: Record<string, Schema>, optional = false): Schema => ({
-  kind: 'object',
-  fields,
-  optional,
-});
+export const address = <const O extends { default?: string; optional?: boolean } = {}>(opts: O = {} as O) =>
+  ({
+    kind: 'string',
+    pattern: new RegExp(`^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9_.-]*):${PORT}$`),
+    expected: 'an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
+    ...opts,
+  }) as { kind: 'string'; pattern: RegExp; expected: string } & O;
+export const name = () =>
+  ({
+    kind: 'string',
+    pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/,
+    expected: 'a name of letters, digits, "_", "." or "-" (at most 63)',
+  }) as const;
+export const object = <const F extends Record<string, Schema>, const O extends boolean = false>(
+  fields: F,
+  optional: O = false as O,
+) => ({ kind: 'object', fields, optional }) as { kind: 'object'; fields: F; optional: O };

@@ -7,10 +7,8 @@
  * ClientIDs are assigned here: a fresh one for every connection, unless an authorization plugin approves another
  * (a proposed one, or one it derives from a verified identity). The SDK's own resume of proposed ClientIDs is
  * never reached, since the connect hook always returns a ClientID. The ClientID and name decided at connect are
- * recorded (HookRunner.identities) and are what every later decision about the End sees.
+ * recorded (../policy/identities.ts, ./identity.ts) and are what every later decision about the End sees.
  */
-import { randomInt } from 'node:crypto';
-
 import { Agent, request } from 'undici';
 import { type End, type Listener, listen, type RpcRequest } from '../../sdk/index.js';
 import type { InboundConfig } from '../config/schema.js';
@@ -19,14 +17,18 @@ import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../ne
 import type { Logger } from '../observe/logger.js';
 import { handshakeReason, type Metrics } from '../observe/metrics.js';
 import { parseCarrier, type Tracing } from '../observe/tracing.js';
-import type { HookRunner, Identity } from '../policy/hooks.js';
+import type { HookRunner } from '../policy/hooks.js';
+import type { Identities, Identity } from '../policy/identities.js';
 import type { Inflight } from '../proxy/inflight.js';
-import type { ServiceRouter } from './services.js';
+import { announcedName, freshClientId, nameRefusal } from './identity.js';
+import type { ServiceRouter } from './router.js';
 
 export interface InboundDeps {
   metrics: Metrics;
   logger: Logger;
   hooks: HookRunner;
+  /** The identity records of inbound Ends, which the hook runner reads for every later decision. */
+  identities: Identities;
   inflight: Inflight;
   tracing: Tracing;
   /** The current service table (a reload may swap it). */
@@ -37,16 +39,6 @@ export interface ConnectedEnd {
   end: End;
   name: string | undefined;
   connectedAt: Date;
-}
-
-/** Reads the name a client announced in its meta ({"name": ...}); other metas have none. */
-export function announcedName(meta: Buffer): string | undefined {
-  try {
-    const v = JSON.parse(meta.toString('utf8')) as { name?: unknown };
-    return typeof v?.name === 'string' ? v.name : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export class InboundListener {
@@ -84,7 +76,7 @@ export class InboundListener {
       onConnect: async (info) => {
         // A reconnecting sidecar that proved the ClientID it proposes is its own (the SDK checked the resume
         // secret this listener gave it) keeps it; any other proposal is only a fact for the plugins to judge.
-        const fresh = info.resumeVerified ? info.proposedClientId : this.freshClientId();
+        const fresh = info.resumeVerified ? info.proposedClientId : freshClientId(this.deps.identities);
         const peer = announcedName(info.meta);
         const d = await this.deps.hooks.decide('connect', {
           clientId: String(fresh),
@@ -101,7 +93,15 @@ export class InboundListener {
         const clientId = d.clientId !== undefined ? BigInt(d.clientId) : fresh;
         const name = d.name ?? peer;
         const refusal =
-          name === undefined ? undefined : this.nameRefusal(name, String(clientId), d.name !== undefined);
+          name === undefined
+            ? undefined
+            : nameRefusal(
+                this.config.names,
+                this.deps.identities,
+                name,
+                String(clientId),
+                d.name !== undefined,
+              );
         if (refusal) {
           this.deps.metrics.inboundNameRefusals.inc();
           this.log.warn(
@@ -110,7 +110,7 @@ export class InboundListener {
           );
           throw new Error(refusal);
         }
-        this.remember({ clientId: String(clientId), name });
+        this.deps.identities.remember({ clientId: String(clientId), name });
         return clientId;
       },
     });
@@ -120,49 +120,6 @@ export class InboundListener {
     });
     this.log.info({ listen: this.config.listen, tls: this.config.tls.enabled }, 'geminio listener started');
     void this.acceptLoop(this.listener);
-  }
-
-  /**
-   * Why an End may not take the name it announced: names are what reverse tunnels route by, so a name held by a
-   * connected End is not given to a second one (it would receive the first one's traffic). A name under
-   * `inbound.names` is held only by the ClientIDs listed there (several of them at once); a name a plugin assigned
-   * with allow({ name }) is the plugin's decision and always taken.
-   */
-  private nameRefusal(name: string, clientId: string, byPlugin: boolean): string | undefined {
-    const reserved = this.config.names[name];
-    if (reserved) {
-      return reserved.clientIds.includes(clientId)
-        ? undefined
-        : `name "${name}" is reserved for other ClientIDs (inbound.names)`;
-    }
-    if (byPlugin) return undefined;
-    for (const other of this.deps.hooks.identities.values()) {
-      if (other.name !== name || other.clientId === clientId) continue;
-      const end = other.owner as End | undefined;
-      // A record still being set up (its End not accepted yet) holds the name too: two at once cannot both win.
-      if (end?.state !== 'closed') return `name "${name}" is held by a connected client`;
-    }
-    return undefined;
-  }
-
-  /** A ClientID shaped like Go's (seconds << 32 | 32 random bits) that no connected End holds. */
-  private freshClientId(): bigint {
-    for (;;) {
-      const id = (BigInt(Math.floor(Date.now() / 1000)) << 32n) | BigInt(randomInt(2, 0xffff_ffff));
-      if (!this.deps.hooks.identities.has(String(id))) return id;
-    }
-  }
-
-  /**
-   * Records the identity decided at connect. It is bound to the End once accepted; a record whose End never
-   * arrives (the handshake failed after the decision) is dropped after a while.
-   */
-  private remember(identity: Identity): void {
-    this.deps.hooks.identities.set(identity.clientId, identity);
-    setTimeout(() => {
-      if (!identity.owner && this.deps.hooks.identities.get(identity.clientId) === identity)
-        this.deps.hooks.identities.delete(identity.clientId);
-    }, 60_000).unref();
   }
 
   /**
@@ -201,14 +158,13 @@ export class InboundListener {
 
   private adopt(end: End): void {
     const clientId = String(end.clientId);
-    const identity = this.deps.hooks.identities.get(clientId);
+    const identity = this.deps.identities.bind(clientId, end);
     if (!identity) {
       // Cannot happen through onConnect; if it ever does, the End is refused rather than let through unchecked.
       this.log.error({ clientId }, 'end without a connect decision; closing it');
       end.destroy();
       return;
     }
-    identity.owner = end;
     const name = identity.name;
     const log = this.log.child({ clientId, peer: name });
     this.ends.set(end.clientId, { end, name, connectedAt: new Date() });
@@ -216,8 +172,7 @@ export class InboundListener {
     log.info({ remoteAddress: end.remoteAddress }, 'end connected');
     end.on('error', (err: Error) => log.debug({ err: err.message }, 'end error'));
     end.once('close', () => {
-      if (this.deps.hooks.identities.get(clientId)?.owner === end)
-        this.deps.hooks.identities.delete(clientId);
+      this.deps.identities.release(clientId, end);
       if (this.ends.get(end.clientId)?.end === end) this.ends.delete(end.clientId);
       this.deps.metrics.inboundEnds.set(this.ends.size);
       log.info({ err: end.closeError?.message }, 'end closed');

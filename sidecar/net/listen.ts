@@ -1,16 +1,10 @@
-/** Address helpers (the SDK's parser is internal, and the sidecar needs one for its own servers). */
+/** Binding the sidecar's own servers to a configured address (parsed by the SDK's parseAddress). */
 import type net from 'node:net';
-
-/** Splits `host:port` or `[v6]:port`; an empty host means 127.0.0.1. */
-export function parseHostPort(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address.trim());
-  if (!m) throw new Error(`invalid address "${address}": expected host:port`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port: Number(m[3]) };
-}
+import { parseAddress } from '../../sdk/index.js';
 
 /** Binds a server; rejects with the bind error (EADDRINUSE and the like) naming the address. */
 export function listenOn(server: net.Server, address: string): Promise<net.AddressInfo> {
-  const { host, port } = parseHostPort(address);
+  const { host, port } = parseAddress(address);
   return new Promise((resolve, reject) => {
     const onError = (err: Error) =>
       reject(new Error(`cannot listen on ${address}: ${err.message}`, { cause: err }));

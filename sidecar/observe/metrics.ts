@@ -4,8 +4,9 @@
  * fixed list or from what the peer registered, statuses are HTTP codes; nothing user-supplied (paths, topics) is
  * ever a label. docs/SIDECAR.md lists every metric with its labels.
  */
+import * as diagnostics from 'node:diagnostics_channel';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Stream } from '../../sdk/index.js';
+import { CHANNELS, type Stream, type StreamBytesMessage, type StreamCloseMessage } from '../../sdk/index.js';
 import { SIDECAR_VERSION } from './version.js';
 
 export type Direction = 'outbound' | 'inbound' | 'tunnel';
@@ -283,32 +284,17 @@ export class Metrics {
   }
 
   /**
-   * Counts a stream as open until it closes, and its bytes both ways. The SDK has no byte counters, so this wraps
-   * the stream's own push (bytes from the peer) and _write/_writev (bytes to the peer) on this one instance:
-   * whatever reads it (pipe, undici, http.Server) is counted the same way.
+   * Counts a stream as open until it closes, and its bytes both ways, under `direction` and `service`. The bytes
+   * come from the SDK's diagnostics channels (payload received from and framed to the peer); bytes that crossed
+   * before the stream was labelled (an accepted stream is routed after its first bytes) are added when it
+   * finalizes, from the totals its close event carries.
    */
   trackStream(stream: Stream, direction: Direction, service: string): void {
     const labels = { direction, service };
     this.streamsOpened.inc(labels);
     this.streamsOpen.inc(labels);
-    const tally = this.tally(direction, service);
-    const push = stream.push.bind(stream);
-    stream.push = (chunk: unknown, encoding?: BufferEncoding) => {
-      if (chunk && typeof (chunk as Buffer).length === 'number') tally.rx += (chunk as Buffer).length;
-      return push(chunk, encoding);
-    };
-    const write = stream._write.bind(stream);
-    stream._write = (chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void) => {
-      tally.tx += chunk.length;
-      write(chunk, enc, cb);
-    };
-    const writev = stream._writev?.bind(stream);
-    if (writev) {
-      stream._writev = (chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, cb) => {
-        for (const c of chunks) tally.tx += c.chunk.length;
-        writev(chunks, cb);
-      };
-    }
+    watchStreamBytes();
+    tracked.set(stream, { tally: this.tally(direction, service), rx: 0, tx: 0 });
     stream.once('close', () => {
       this.streamsClosed.inc(labels);
       this.streamsOpen.dec(labels);
@@ -399,4 +385,46 @@ export function handshakeReason(err: Error & { code?: string }): string {
   if (/econnreset|epipe|socket hang up|closed|ended|eof/.test(m)) return 'closed';
   if (/magic|version|frame|packet|malformed|invalid|unexpected|protocol/.test(m)) return 'protocol';
   return 'other';
+}
+
+/** A labelled stream: where its bytes go, and how many were counted so far. */
+interface Tracked {
+  tally: ByteTally;
+  rx: number;
+  tx: number;
+}
+
+/**
+ * Labelled streams of every Metrics in the process (diagnostics channels are process-wide): a stream no Metrics
+ * labelled is not counted, and a finished one is dropped (or collected with its stream).
+ */
+const tracked = new WeakMap<object, Tracked>();
+let watching = false;
+
+function watchStreamBytes(): void {
+  if (watching) return;
+  watching = true;
+  diagnostics.subscribe(CHANNELS.streamBytesIn, (message) => {
+    const m = message as StreamBytesMessage;
+    const t = tracked.get(m.stream);
+    if (!t) return;
+    t.rx += m.bytes;
+    t.tally.rx += m.bytes;
+  });
+  diagnostics.subscribe(CHANNELS.streamBytesOut, (message) => {
+    const m = message as StreamBytesMessage;
+    const t = tracked.get(m.stream);
+    if (!t) return;
+    t.tx += m.bytes;
+    t.tally.tx += m.bytes;
+  });
+  diagnostics.subscribe(CHANNELS.streamClose, (message) => {
+    const m = message as StreamCloseMessage;
+    const t = tracked.get(m.stream);
+    if (!t) return;
+    tracked.delete(m.stream);
+    // The totals reconcile what crossed before the labels were attached.
+    if (m.bytesIn > t.rx) t.tally.rx += m.bytesIn - t.rx;
+    if (m.bytesOut > t.tx) t.tally.tx += m.bytesOut - t.tx;
+  });
 }

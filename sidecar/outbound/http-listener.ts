@@ -10,14 +10,13 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
 import type { HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
-import { streamMeta } from '../inbound/services.js';
 import { listenOn } from '../net/listen.js';
-import type { AccessLog } from '../observe/access-log.js';
+import { type AccessLog, observe, refusalLogger } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
 import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { observe, proxyRequest, refusalLogger, relayUpgrade } from '../proxy/http.js';
+import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
   deniedCode,
@@ -28,6 +27,7 @@ import {
   UpstreamUnavailableError,
 } from '../proxy/http-util.js';
 import type { Inflight } from '../proxy/inflight.js';
+import { streamMeta } from '../proxy/stream-meta.js';
 import { type GatewayContext, handlePublish, handleRpc } from './gateway.js';
 import type { EndSource } from './upstreams.js';
 

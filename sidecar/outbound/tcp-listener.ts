@@ -4,11 +4,11 @@
  */
 import net from 'node:net';
 import type { TcpOutboundConfig } from '../config/schema.js';
-import { streamMeta } from '../inbound/services.js';
 import { listenOn } from '../net/listen.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction } from '../observe/metrics.js';
 import { splice } from '../proxy/splice.js';
+import { streamMeta } from '../proxy/stream-meta.js';
 import type { ListenerDeps } from './http-listener.js';
 import type { EndSource } from './upstreams.js';
 

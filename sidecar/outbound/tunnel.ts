@@ -6,17 +6,24 @@
  */
 import type { End } from '../../sdk/index.js';
 import type { TunnelConfig } from '../config/schema.js';
-import type { InboundListener } from '../inbound/listener.js';
 import { type HttpListenerConfig, HttpOutboundListener, type ListenerDeps } from './http-listener.js';
 import { TcpOutboundListener } from './tcp-listener.js';
 import type { EndSource } from './upstreams.js';
+
+/**
+ * Where connected client Ends are found (the inbound listener, handed in by the composition root: the outbound
+ * side never imports the inbound one).
+ */
+export interface ConnectedEnds {
+  find(by: { name?: string; clientId?: string }): End | undefined;
+}
 
 /** The client End a tunnel points at, looked up on each connection (it may reconnect with a new End). */
 export class ClientEndSource implements EndSource {
   readonly name: string;
 
   constructor(
-    private readonly inbound: () => InboundListener | undefined,
+    private readonly inbound: () => ConnectedEnds | undefined,
     private readonly by: { name?: string; clientId?: string },
   ) {
     this.name = by.name !== undefined ? `client "${by.name}"` : `client ${by.clientId}`;
@@ -46,7 +53,7 @@ function httpDefaults(t: TunnelConfig): HttpListenerConfig {
 /** Makes the listener of one tunnel. */
 export function createTunnel(
   t: TunnelConfig,
-  inbound: () => InboundListener | undefined,
+  inbound: () => ConnectedEnds | undefined,
   deps: ListenerDeps,
 ): HttpOutboundListener | TcpOutboundListener {
   const source = new ClientEndSource(inbound, { name: t.client, clientId: t.clientId });

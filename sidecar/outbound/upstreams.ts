@@ -6,7 +6,15 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { type DialOptions, dial, type End, type Stream } from '../../sdk/index.js';
+import {
+  backoffDelay,
+  type DialOptions,
+  defaultReconnectPolicy,
+  dial,
+  type End,
+  type ReconnectPolicy,
+  type Stream,
+} from '../../sdk/index.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { clientTls, materialKey, readTlsMaterial } from '../net/tls.js';
@@ -47,6 +55,7 @@ export class Upstream extends EventEmitter implements EndSource {
    * certificate or token replaces them here: the live connection keeps its session, the next one uses them.
    */
   private readonly dialOptions: DialOptions;
+  private readonly reconnect: ReconnectPolicy;
   private material = '';
 
   constructor(
@@ -59,15 +68,18 @@ export class Upstream extends EventEmitter implements EndSource {
     this.log = deps.logger.child({ upstream: name });
     deps.metrics.upstreamConnected.set({ upstream: name }, 0);
     const { reconnect } = config;
+    // One policy for the End's redials and for the retries of a failed first dial here.
+    this.reconnect = {
+      ...defaultReconnectPolicy,
+      minDelay: reconnect.minDelayMs,
+      maxDelay: reconnect.maxDelayMs,
+      jitter: reconnect.jitter,
+      // Work that meets the upstream down fails at once (the listeners answer 503) instead of waiting out a
+      // reconnect: the client, not the sidecar, decides whether to wait.
+      failFast: true,
+    };
     this.dialOptions = {
-      reconnect: {
-        minDelay: reconnect.minDelayMs,
-        maxDelay: reconnect.maxDelayMs,
-        jitter: reconnect.jitter,
-        // Work that meets the upstream down fails at once (the listeners answer 503) instead of waiting out a
-        // reconnect: the client, not the sidecar, decides whether to wait.
-        failFast: true,
-      },
+      reconnect: this.reconnect,
       handshakeTimeout: config.handshakeTimeoutMs,
       heartbeatInterval: config.heartbeatIntervalMs,
       streamOpenTimeout: config.streamOpenTimeoutMs,
@@ -136,7 +148,6 @@ export class Upstream extends EventEmitter implements EndSource {
   }
 
   private async connectLoop(): Promise<void> {
-    const { reconnect } = this.config;
     for (let attempt = 0; !this.closed; attempt++) {
       try {
         // Never dial without the TLS or token files (in plain text, or with no name): until they were read once,
@@ -161,8 +172,7 @@ export class Upstream extends EventEmitter implements EndSource {
           { err: (err as Error).message, address: this.config.address, attempt },
           'dial failed; retrying',
         );
-        const base = Math.min(reconnect.maxDelayMs, reconnect.minDelayMs * 2 ** Math.min(attempt, 20));
-        await this.sleep(base * (1 + reconnect.jitter * (Math.random() * 2 - 1)));
+        await this.sleep(backoffDelay(this.reconnect, attempt));
       }
     }
   }

@@ -1,6 +1,6 @@
 /**
  * Authorization plugins in the sidecar: loading them from the config, asking them in order (the first deny wins),
- * and failing closed. A hook that throws, rejects, returns something other than allow()/deny() or answers after
+ * and failing closed. Their allow()/deny() become the sidecar's one Decision (./decision.ts). A hook that throws, rejects, returns something other than allow()/deny() or answers after
  * its timeout denies. Every answer is counted in geminio_authz_decisions_total{hook, plugin, decision} and logged
  * on one line with clientId, streamId, hook, plugin, decision and reason.
  *
@@ -8,7 +8,6 @@
  * running set stays (a reload never falls back to allowing everything).
  */
 import { X509Certificate } from 'node:crypto';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   checkDecision,
@@ -18,31 +17,11 @@ import {
   type PluginDefinition,
   validatePlugin,
 } from '../../plugins/index.js';
+import type { PluginConfig } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BUILTIN_PLUGINS } from './builtin-plugins.js';
-
-/** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
-export interface PluginConfig {
-  path: string;
-  options: Record<string, unknown>;
-  timeoutMs: number;
-}
-
-export type AuthzPoint = 'connect' | 'stream' | 'request' | 'rpc' | 'message';
-
-const HOOK_OF: Record<AuthzPoint, HookName> = {
-  connect: 'onConnect',
-  stream: 'onStream',
-  request: 'onRequest',
-  rpc: 'onRpc',
-  message: 'onMessage',
-};
-
-/** What the plugins decided. A deny carries the HTTP status and the text the client sees. */
-export type AuthzOutcome =
-  | { allow: true; clientId?: string; name?: string; headers?: Record<string, string> }
-  | { allow: false; status: number; reason: string; plugin?: string };
+import { type Decision, deny, PLUGIN_HOOK, type Point } from './decision.js';
 
 interface LoadedPlugin {
   name: string;
@@ -83,8 +62,8 @@ export class Authz {
   }
 
   /** True when some running plugin has the hook of `point` (when none has, `decide` allows without asking). */
-  handles(point: AuthzPoint): boolean {
-    const hook = HOOK_OF[point];
+  handles(point: Point): boolean {
+    const hook = PLUGIN_HOOK[point];
     for (const p of this.plugins) if (p.definition.hooks[hook]) return true;
     return false;
   }
@@ -145,13 +124,13 @@ export class Authz {
    * Asks every plugin that has the hook, in order; the first deny wins. For connect, a ClientID or name one plugin
    * assigns is what the next one sees, and what the outcome carries.
    */
-  async decide<P extends AuthzPoint>(
+  async decide<P extends Point>(
     point: P,
-    facts: HookFactsByName[(typeof HOOK_OF)[P]],
-  ): Promise<AuthzOutcome> {
-    const hook = HOOK_OF[point];
+    facts: HookFactsByName[(typeof PLUGIN_HOOK)[P]],
+  ): Promise<Decision> {
+    const hook = PLUGIN_HOOK[point];
     let current = { ...facts } as Record<string, unknown>;
-    const outcome: AuthzOutcome & { allow: true } = { allow: true };
+    const outcome: Decision & { allow: true } = { allow: true };
     for (const p of this.plugins) {
       const fn = p.definition.hooks[hook] as ((f: unknown, s: unknown) => unknown) | undefined;
       if (!fn) continue;
@@ -164,17 +143,15 @@ export class Authz {
           { ...ids, decision: 'deny', reason: answer.detail, failure: answer.failure },
           'authz decision',
         );
-        return {
-          allow: false,
-          status: timedOut ? 503 : 403,
-          reason: timedOut ? 'authorization timed out' : 'authorization failed',
-          plugin: p.name,
-        };
+        return withPlugin(
+          timedOut ? deny('authorization timed out', 503) : deny('authorization failed', 403),
+          p.name,
+        );
       }
       const d = answer.decision;
       if (!d.allow) {
         this.log.warn({ ...ids, decision: 'deny', reason: d.reason }, 'authz decision');
-        return { allow: false, status: d.status ?? 403, reason: d.reason, plugin: p.name };
+        return withPlugin(deny(d.reason, d.status ?? 403), p.name);
       }
       this.log.info(
         { ...ids, decision: 'allow', clientIdAssigned: d.clientId, name: d.name },
@@ -255,7 +232,7 @@ export function parseMeta(meta: Buffer | undefined): Record<string, unknown> {
   }
 }
 
-/** Resolves a plugin path from the config against the config file's directory. */
-export function resolvePluginPath(p: string, configDir: string): string {
-  return p.startsWith('builtin:') ? p : path.resolve(configDir, p);
+/** A deny with the name of the plugin that made it (for geminio_authz_decisions_total). */
+function withPlugin(d: Decision, plugin: string): Decision {
+  return d.allow ? d : { ...d, plugin };
 }

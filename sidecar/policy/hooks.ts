@@ -4,9 +4,10 @@
  * in-process hooks (tests, embedders), then — for what remote Ends do on the inbound side — the authorization
  * plugins (see authz.ts).
  *
- * It also keeps the identity of every inbound End: the ClientID and name decided when it connected. Every later
- * decision about that End uses that record, and an inbound stream, request, call or message of an End without
- * one is denied.
+ * Every decision about an inbound End after its connect reads the End's identity record (./identities.ts, the
+ * ClientID and name decided when it connected; the inbound listener writes them), and an inbound stream, request,
+ * call or message of an End without one is denied. Hooks, plugins and the runner speak one Decision
+ * (./decision.ts).
  *
  * Hook points are a closed set, checked when a hook is added. A hook that throws, rejects or takes longer than
  * the timeout denies (fail closed).
@@ -15,9 +16,12 @@
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { type Authz, parseMeta, toX509 } from './authz.js';
+import { ALLOW, type Decision, deny, POINTS, type Point, plainDecision } from './decision.js';
+import type { Identities, Identity } from './identities.js';
 
-export const HOOK_POINTS = ['connect', 'stream', 'request', 'rpc', 'message'] as const;
-export type HookPoint = (typeof HOOK_POINTS)[number];
+/** The hook points: the policy's points. */
+export const HOOK_POINTS = POINTS;
+export type HookPoint = Point;
 
 /** What a hook sees. ClientID and StreamID are decimal strings (they are 64-bit). */
 export interface HookFacts {
@@ -50,40 +54,34 @@ export interface HookFacts {
   identity?: Identity;
 }
 
-/**
- * An allow may carry what the plugins decided: at connect the End's ClientID and name, for a request headers to
- * add; for inbound decisions `name` is the End's name from its identity record.
- */
-export type Decision =
-  | { allow: true; clientId?: string; name?: string; headers?: Record<string, string> }
-  | { allow: false; status?: number; reason: string; plugin?: string };
-
-/** The identity of an inbound End, decided at connect. */
-export interface Identity {
-  clientId: string;
-  name: string | undefined;
-  /** The End holding it, once accepted (until then it is being set up). */
-  owner?: object;
-}
 export type Hook = (
   point: HookPoint,
   facts: HookFacts,
 ) => Decision | undefined | Promise<Decision | undefined>;
 
-const ALLOW: Decision = { allow: true };
-
 export class HookRunner {
   private readonly hooks: Hook[] = [];
-  /** The authorization plugins, asked for inbound decisions (set by the composition root). */
-  authz: Authz | undefined;
-  /** Identity records of inbound Ends, by ClientID. */
-  readonly identities = new Map<string, Identity>();
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
+  /** The authorization plugins, asked for inbound decisions (none: inbound decisions need only an identity). */
+  private readonly authz: Authz | undefined;
+  /** Identity records of inbound Ends, written by the inbound listener. */
+  private readonly identities: Identities;
+  private readonly timeoutMs: number;
 
-  constructor(
-    private readonly metrics: Metrics,
-    private readonly logger: Logger,
-    private readonly timeoutMs = 1000,
-  ) {}
+  constructor(deps: {
+    metrics: Metrics;
+    logger: Logger;
+    identities: Identities;
+    authz?: Authz;
+    timeoutMs?: number;
+  }) {
+    this.metrics = deps.metrics;
+    this.logger = deps.logger;
+    this.identities = deps.identities;
+    this.authz = deps.authz;
+    this.timeoutMs = deps.timeoutMs ?? 1000;
+  }
 
   /** Adds a hook called for the given points (all by default). */
   add(hook: Hook, points: readonly HookPoint[] = HOOK_POINTS): void {
@@ -149,7 +147,7 @@ export class HookRunner {
       return out ?? ALLOW;
     }
     const identity = facts.identity ?? this.identities.get(clientId);
-    if (!identity) return { allow: false, status: 403, reason: 'no connect decision for this End' };
+    if (!identity) return deny('no connect decision for this End', 403);
     // No plugin has this hook: allowed, with the End's name, without building the plugins' facts.
     if (!this.authz?.handles(point)) return { allow: true, name: identity.name };
     const base = { clientId: identity.clientId, name: identity.name, streamId: facts.streamId ?? '' };
@@ -190,40 +188,16 @@ export class HookRunner {
         Promise.resolve().then(() => hook(point, facts)),
         new Promise<Decision>((resolve) => {
           timer = setTimeout(
-            () => resolve({ allow: false, status: 503, reason: `hook timed out after ${this.timeoutMs} ms` }),
+            () => resolve(deny(`hook timed out after ${this.timeoutMs} ms`, 503)),
             this.timeoutMs,
           );
         }),
       ]);
       return d === undefined ? ALLOW : plainDecision(d);
     } catch (err) {
-      return { allow: false, reason: `hook failed: ${(err as Error).message}` };
+      return deny(`hook failed: ${(err as Error).message}`);
     } finally {
       clearTimeout(timer);
     }
   }
-}
-
-/**
- * A hook's answer read once into a plain value (a getter cannot answer one way to the check and another to the
- * caller); anything but `allow === true` denies.
- */
-function plainDecision(d: Decision): Decision {
-  const raw = d as unknown as Record<string, unknown>;
-  if (raw.allow !== true) {
-    const status = raw.status;
-    const reason = raw.reason;
-    return {
-      allow: false,
-      ...(typeof status === 'number' ? { status } : {}),
-      reason: typeof reason === 'string' && reason !== '' ? reason : 'denied',
-    };
-  }
-  const out: Decision & { allow: true } = { allow: true };
-  const { clientId, name, headers } = raw;
-  if (typeof clientId === 'string') out.clientId = clientId;
-  if (typeof name === 'string') out.name = name;
-  if (typeof headers === 'object' && headers !== null)
-    out.headers = { ...(headers as Record<string, string>) };
-  return out;
 }

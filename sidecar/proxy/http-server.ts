@@ -8,6 +8,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HttpServerConfig } from '../config/schema.js';
+import type { RefusalSink } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import { hasBody } from './http-util.js';
 
@@ -81,17 +82,6 @@ function answerAndClose(socket: Duplex, text: string): void {
   setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
-/**
- * Told of every request refused here (for its access-log line and its count): the status, why, the request when
- * its head was parsed, and the connection.
- */
-export type RefusalSink = (
-  log: Logger,
-  status: number,
-  reason: string,
-  req: IncomingMessage | undefined,
-  socket: Duplex & { remoteAddress?: string },
-) => void;
 /** The sink of each server's logger (admit() and refuse() are given the logger the server was made with). */
 const SINKS = new WeakMap<Logger, RefusalSink>();
 

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type App, eventually, metricValue, type Pair, startApp, startPair } from '../sidecar/helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, metricValue, type Pair, startApp, startPair } from '../sidecar/helpers.js';
 import { findTool, inCI, repoRoot, run, whyMissing } from './tools.js';
 
 const missing = whyMissing(['promtool']);

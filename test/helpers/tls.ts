@@ -4,7 +4,7 @@
  * (tests skip with that reason, see `hasOpenssl`; CI installs openssl).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -57,4 +57,39 @@ let material: { key: Buffer; cert: Buffer } | undefined;
 export function selfSigned(): { key: Buffer; cert: Buffer } {
   material ??= makeCertificate();
   return material;
+}
+
+/** Runs openssl with `args` in `cwd` (its errors on stderr are kept in the thrown error). */
+export function openssl(cwd: string, ...args: string[]): void {
+  execFileSync('openssl', args, { cwd, stdio: 'pipe' });
+}
+
+/**
+ * Writes tls.crt (self-signed EC, CN=localhost, SAN IP:127.0.0.1, serial `serial` in hex) and tls.key into `dir`:
+ * certificate files that differ by serial, for tests that rotate them.
+ */
+export function makeCert(dir: string, serial: string): void {
+  mkdirSync(dir, { recursive: true });
+  openssl(
+    dir,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'tls.key',
+    '-out',
+    'tls.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-set_serial',
+    `0x${serial}`,
+  );
 }

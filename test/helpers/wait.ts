@@ -39,3 +39,25 @@ export async function waitUntil(
   }
   return Date.now() - started;
 }
+
+/**
+ * Polls `fn` (sync or async) every 50 ms until it returns a truthy value, and resolves with it; a throw counts as
+ * not yet. Rejects after `timeoutMs` naming `what` (with the last error, if it threw).
+ */
+export async function eventually<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(50);
+  }
+}

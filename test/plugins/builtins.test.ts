@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signToken } from '../../plugins/index.js';
 import { dial } from '../../sdk/index.js';
 import type { Sidecar } from '../../sidecar/main.js';
-import { type App, delay, metricValue, startApp } from '../sidecar/helpers.js';
+import { delay } from '../helpers/wait.js';
+import { type App, metricValue, startApp } from '../sidecar/helpers.js';
 import { geminioAddress, startInbound, startOutbound, tempDir, writePlugin } from './helpers.js';
 
 const KEY = 'test-key-0123456789abcdef';

@@ -2,13 +2,14 @@
  * Bypass attempts are refused: work sent before the connect decision, an RPC on a non-default stream, a second
  * request on a keep-alive stream after a deny, and a client proposing another client's ClientID.
  */
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePacket, PacketType as T } from '../../sdk/frame/index.js';
 import { dial, type End } from '../../sdk/index.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { exchange, get } from '../helpers/raw-http.js';
+import { RawPeer } from '../helpers/raw-peer.js';
 import { type App, startApp } from '../sidecar/helpers.js';
-import { exchange, geminioAddress, get, httpStream, startInbound, tempDir, writePlugin } from './helpers.js';
+import { geminioAddress, httpStream, startInbound, tempDir, writePlugin } from './helpers.js';
 
 const seen = globalThis as unknown as { __bypassSeen?: string[] };
 
@@ -61,38 +62,32 @@ describe('bypass attempts', () => {
   it('a stream or an RPC sent before the connect decision closes the connection; nothing reaches the app', async () => {
     seen.__bypassSeen = [];
     const hits = app.hits;
-    const socket = net.connect(inbound.inbound!.address()!.port, '127.0.0.1');
-    await new Promise((r) => socket.once('connect', r));
-    const received: Buffer[] = [];
-    socket.on('data', (c: Buffer) => received.push(c));
-    socket.on('error', () => {});
-    const closed = new Promise((r) => socket.once('close', r));
-    socket.write(
-      Buffer.concat([
-        encodePacket({
-          type: T.Conn,
-          id: 1n,
-          flags: 0x1,
-          clientId: 0n,
-          data: { meta: Buffer.from('{"name":"x"}') },
-        }),
-        encodePacket({
-          type: T.Session,
-          id: 2n,
-          priority: 0,
-          flags: 0,
-          negotiateId: 7n,
-          data: { meta: Buffer.from('app') },
-        }),
-        encodePacket({
-          type: T.Request,
-          id: 3n,
-          sessionId: 1n,
-          data: { key: Buffer.from('time'), value: Buffer.from('x') },
-        }),
-      ]),
+    const peer = await RawPeer.connect(inbound.inbound!.address()!.port);
+    peer.send(
+      encodePacket({
+        type: T.Conn,
+        id: 1n,
+        flags: 0x1,
+        clientId: 0n,
+        data: { meta: Buffer.from('{"name":"x"}') },
+      }),
+      encodePacket({
+        type: T.Session,
+        id: 2n,
+        priority: 0,
+        flags: 0,
+        negotiateId: 7n,
+        data: { meta: Buffer.from('app') },
+      }),
+      encodePacket({
+        type: T.Request,
+        id: 3n,
+        sessionId: 1n,
+        data: { key: Buffer.from('time'), value: Buffer.from('x') },
+      }),
     );
-    await closed;
+    await peer.waitClosedByPeer(10_000);
+    peer.destroy();
     expect(app.hits).toBe(hits);
     expect(seen.__bypassSeen.filter((s) => !s.startsWith('connect'))).toEqual([]);
   });

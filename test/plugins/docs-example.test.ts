@@ -2,6 +2,7 @@
  * The complete example of docs/PLUGINS.md is extracted into a temp file, loaded from a config file that names it
  * by a relative path, and checked to answer exactly as the doc says.
  */
+
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
@@ -10,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
 import { loadConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
+import { exchange, get } from '../helpers/raw-http.js';
 import { type App, quiet, startApp } from '../sidecar/helpers.js';
-import { exchange, geminioAddress, get, httpStream, PLUGIN_API, tempDir } from './helpers.js';
+import { geminioAddress, httpStream, PLUGIN_API, tempDir } from './helpers.js';
 
 let app: App;
 let inbound: Sidecar;

@@ -2,21 +2,14 @@
  * Fail closed: on every hook, a plugin that throws, rejects, hangs or returns garbage denies — with the answer the
  * issue specifies for that hook, one metric increment and one structured log line per decision.
  */
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
-import { streamMeta } from '../../sidecar/inbound/services.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { streamMeta } from '../../sidecar/proxy/stream-meta.js';
+import { exchange, get } from '../helpers/raw-http.js';
 import { type App, memoryLogger, metricValue, startApp } from '../sidecar/helpers.js';
-import {
-  closesEmpty,
-  exchange,
-  geminioAddress,
-  get,
-  httpStream,
-  startInbound,
-  tempDir,
-  writePlugin,
-} from './helpers.js';
+import { closesEmpty, geminioAddress, httpStream, startInbound, tempDir, writePlugin } from './helpers.js';
 
 type Mode = 'throw' | 'reject' | 'hang' | 'garbage';
 const control = globalThis as unknown as { __authzFail?: { hook: string; mode: Mode } };

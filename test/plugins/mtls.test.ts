@@ -2,18 +2,15 @@
  * mtls-identity over a TLS inbound listener with client certificates: a CA, a server certificate and client
  * certificates (one with a ClientID URI SAN) are made with openssl in a temp dir.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial } from '../../sdk/index.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { openssl } from '../helpers/tls.js';
 import { type App, startApp } from '../sidecar/helpers.js';
 import { geminioAddress, startInbound, startOutbound, tempDir } from './helpers.js';
-
-const openssl = (dir: string, ...args: string[]) =>
-  execFileSync('/usr/bin/openssl', args, { cwd: dir, stdio: 'pipe' });
 
 /** Makes ca.pem, a server cert for 127.0.0.1 and a client cert with the given SANs, signed by the CA. */
 function makeCerts(dir: string): void {

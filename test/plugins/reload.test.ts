@@ -2,22 +2,15 @@
  * Reload: plugins and their options reload with the config; a plugin that fails to load keeps the previous set
  * running (never a fallback to allowing everything), and the error is logged and counted.
  */
+
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
 import { parseConfig, withConfigDir } from '../../sidecar/config/load.js';
 import type { Sidecar } from '../../sidecar/main.js';
+import { exchange, get } from '../helpers/raw-http.js';
 import { type App, memoryLogger, metricValue, startApp } from '../sidecar/helpers.js';
-import {
-  exchange,
-  geminioAddress,
-  get,
-  httpStream,
-  PLUGIN_API,
-  startInbound,
-  tempDir,
-  writePlugin,
-} from './helpers.js';
+import { geminioAddress, httpStream, PLUGIN_API, startInbound, tempDir, writePlugin } from './helpers.js';
 
 const policy = (blocked: string) => `
 export default definePlugin({

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End, HandshakeRejectedError } from '../../sdk/index.js';
 import type { Sidecar } from '../../sidecar/main.js';
-import { type App, eventually, metricValue, startApp } from '../sidecar/helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, metricValue, startApp } from '../sidecar/helpers.js';
 import { geminioAddress, startInbound, tempDir, writePlugin } from './helpers.js';
 
 let app: App;

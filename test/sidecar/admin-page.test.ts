@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DebugEnds } from '../../sidecar/admin/page.js';
 import type { Sidecar } from '../../sidecar/main.js';
-import { type App, eventually, type Pair, startApp, startPair, startTcpEcho } from './helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, type Pair, startApp, startPair, startTcpEcho } from './helpers.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 

@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Sidecar } from '../../sidecar/main.js';
 import type { Hook } from '../../sidecar/policy/hooks.js';
+import { eventually } from '../helpers/wait.js';
 import {
   type App,
-  eventually,
   inboundConfig,
   MiB,
   memoryLogger,

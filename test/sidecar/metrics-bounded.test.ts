@@ -7,9 +7,9 @@ import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../sdk/index.js';
-import { streamMeta } from '../../sidecar/inbound/services.js';
 import type { Sidecar } from '../../sidecar/main.js';
-import { exchange, get } from '../plugins/helpers.js';
+import { streamMeta } from '../../sidecar/proxy/stream-meta.js';
+import { exchange, get } from '../helpers/raw-http.js';
 import { type App, type Pair, startApp, startPair } from './helpers.js';
 
 async function seriesCount(s: Sidecar): Promise<number> {

@@ -9,7 +9,8 @@ import type net from 'node:net';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type App, eventually, memoryLogger, metricValue, type Pair, startPair } from './helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, memoryLogger, metricValue, type Pair, startPair } from './helpers.js';
 
 /** An app that answers with the headers it got. */
 async function startHeaderApp(): Promise<{

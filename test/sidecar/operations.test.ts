@@ -13,8 +13,9 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { dial, type End } from '../../sdk/index.js';
-import { hasOpenssl, makeCert } from './certs.js';
-import { type App, eventually, startApp } from './helpers.js';
+import { hasOpenssl, makeCert } from '../helpers/tls.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, startApp } from './helpers.js';
 import { bundledSidecar, type Child, freePort, killAll, start, waitReady } from './processes.js';
 
 const run = promisify(execFile);

@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type App, eventually, startApp, startTcpEcho } from './helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, startApp, startTcpEcho } from './helpers.js';
 import { bundledSidecar, freePort, killAll, root, start as spawnNode, waitReady } from './processes.js';
 
 const run = promisify(execFile);

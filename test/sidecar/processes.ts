@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { bundle } from '../../scripts/bundle.js';
-import { eventually } from './helpers.js';
+import { eventually } from '../helpers/wait.js';
 
 export const root = new URL('../../', import.meta.url).pathname;
 

@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import type { HttpOutboundListener } from '../../sidecar/outbound/http-listener.js';
+import { eventually } from '../helpers/wait.js';
 import { GoPeer, goAvailable } from '../interop/go-peer.js';
-import { type App, eventually, metricValue, type Pair, quiet, startApp, startPair } from './helpers.js';
+import { type App, metricValue, type Pair, quiet, startApp, startPair } from './helpers.js';
 
 let app: App;
 let pair: Pair;

@@ -1,9 +1,8 @@
 /**
  * TCP through the sidecars (with half-close), and reverse tunnels to a sidecar that dialled out.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,16 +10,9 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
-import {
-  type App,
-  eventually,
-  metricValue,
-  type Pair,
-  quiet,
-  startApp,
-  startPair,
-  startTcpEcho,
-} from './helpers.js';
+import { hasOpenssl, selfSigned } from '../helpers/tls.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, metricValue, type Pair, quiet, startApp, startPair, startTcpEcho } from './helpers.js';
 
 /** A server that reads to EOF, then (after the client's FIN) answers with the SHA-256 of what it read. */
 async function startHashAfterEof(): Promise<{ port: number; close: () => void }> {
@@ -163,36 +155,13 @@ describe('reverse tunnel', () => {
   });
 });
 
-const hasOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
-
 describe.skipIf(!hasOpenssl)('TLS between the sidecars', () => {
   it('the inbound listener serves TLS; the upstream verifies it with a CA file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'geminio-sidecar-tls-'));
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-      ],
-      { stdio: 'ignore' },
-    );
+    writeFileSync(key, selfSigned().key);
+    writeFileSync(cert, selfSigned().cert);
     const tlsPair = await startPair(app, undefined, {
       inboundSection: { tls: { enabled: true, certFile: cert, keyFile: key } },
       upstreamTls: { enabled: true, caFile: cert, servername: 'localhost' },

@@ -9,8 +9,9 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, withConfigDir } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
-import { hasOpenssl, makeCert } from './certs.js';
-import { type App, eventually, metricValue, quiet, startApp } from './helpers.js';
+import { hasOpenssl, makeCert } from '../helpers/tls.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, metricValue, quiet, startApp } from './helpers.js';
 
 let app: App;
 let dir: string;

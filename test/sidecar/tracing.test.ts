@@ -14,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type App, eventually, metricValue, type Pair, startPair, startTcpEcho } from './helpers.js';
+import { eventually } from '../helpers/wait.js';
+import { type App, metricValue, type Pair, startPair, startTcpEcho } from './helpers.js';
 
 const JAEGER = path.join(process.env.GEMINIO_CI_CACHE ?? '/var/cache/geminio-ci', 'bin', 'jaeger');
 const haveJaeger = existsSync(JAEGER);

@@ -5,7 +5,7 @@
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../helpers.js';
+import { eventually } from '../../helpers/wait.js';
 import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 const TOTAL = Number(process.env.ABORTED_DOWNLOADS ?? 10_000);

@@ -6,8 +6,9 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dial, type End } from '../../../sdk/index.js';
-import { streamMeta } from '../../../sidecar/inbound/services.js';
-import { closesEmpty, exchange, get, tempDir, writePlugin } from '../../plugins/helpers.js';
+import { streamMeta } from '../../../sidecar/proxy/stream-meta.js';
+import { exchange, get } from '../../helpers/raw-http.js';
+import { closesEmpty, tempDir, writePlugin } from '../../plugins/helpers.js';
 import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 const GETTER = `

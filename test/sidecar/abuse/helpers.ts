@@ -1,11 +1,10 @@
 /**
  * Fixtures for the abuse suite: a plain app that records every request it gets (no WebSocket server, so an
  * Upgrade it does not accept is answered as an ordinary request), a real pair of sidecars in front of it (with
- * plugins and `httpServer` limits when asked), and raw-socket clients that see exactly what comes back.
+ * plugins and `httpServer` limits when asked). Raw-socket clients are in test/helpers/raw-http.ts.
  */
 import http from 'node:http';
 import type net from 'node:net';
-import { connect } from 'node:net';
 import { parseConfig, withConfigDir } from '../../../sidecar/config/load.js';
 import { Sidecar } from '../../../sidecar/main.js';
 import { quiet } from '../helpers.js';
@@ -182,67 +181,4 @@ export async function startAbusePair(app: { url: string }, o: AbusePairOptions =
       inbound.destroy();
     },
   };
-}
-
-export interface RawResult {
-  /** Everything the server sent. */
-  text: string;
-  /** The status of each response head found in `text`, in order. */
-  statuses: number[];
-  /** True when the server ended or closed the connection (within the wait). */
-  closed: boolean;
-  /** Milliseconds from the first write until the close (or the end of the wait). */
-  ms: number;
-}
-
-/**
- * Sends `chunks` on a raw TCP connection (a string is sent at once; an array with `gapMs` between chunks) and
- * collects what comes back until the server closes, or `waitMs` passes.
- */
-export function raw(
-  port: number,
-  chunks: string | Buffer | Array<string | Buffer>,
-  o: { waitMs?: number; gapMs?: number } = {},
-): Promise<RawResult> {
-  const list = Array.isArray(chunks) ? chunks : [chunks];
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    const started = Date.now();
-    let text = '';
-    let timer: NodeJS.Timeout | undefined;
-    let closed = false;
-    const finish = () => {
-      clearTimeout(timer);
-      clearTimeout(sender);
-      s.destroy();
-      const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
-      resolve({ text, statuses, closed, ms: Date.now() - started });
-    };
-    s.on('data', (d: Buffer) => {
-      text += d.toString('latin1');
-    });
-    s.on('error', () => {});
-    s.once('end', () => {
-      closed = true;
-      finish();
-    });
-    s.once('close', () => {
-      closed = true;
-      finish();
-    });
-    let i = 0;
-    let sender: NodeJS.Timeout | undefined;
-    const next = () => {
-      if (s.destroyed || i >= list.length) return;
-      s.write(list[i++]!);
-      if (i < list.length) sender = setTimeout(next, o.gapMs ?? 0);
-    };
-    next();
-    timer = setTimeout(finish, o.waitMs ?? 5_000);
-  });
-}
-
-/** A GET head to the outbound listener with `extra` header lines (each ending in \r\n). */
-export function head(path: string, extra = '', method = 'GET'): string {
-  return `${method} ${path} HTTP/1.1\r\nhost: app\r\n${extra}\r\n`;
 }

@@ -3,8 +3,10 @@
  * Each request is followed on the same connection by `GET /smuggled`: every case gets the status nginx or Node
  * would give, with `connection: close` where the request is refused, and /smuggled never reaches the app.
  */
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AbusePair, type PlainApp, raw, startAbusePair, startPlainApp } from './helpers.js';
+import { raw } from '../../helpers/raw-http.js';
+import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 let app: PlainApp;
 let pair: AbusePair;

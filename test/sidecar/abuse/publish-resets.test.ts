@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChaosProxy } from '../../../chaos/index.js';
-import { delay } from '../helpers.js';
+import { delay } from '../../helpers/wait.js';
 import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 const PUBLISHES = 2_000;

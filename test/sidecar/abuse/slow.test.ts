@@ -4,9 +4,11 @@
  * a body do not hold the pool, and well-behaved clients alongside see no failure. A listener takes at most
  * httpServer.maxConnections connections.
  */
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../helpers.js';
-import { type AbusePair, head, type PlainApp, raw, startAbusePair, startPlainApp } from './helpers.js';
+import { head, raw } from '../../helpers/raw-http.js';
+import { eventually } from '../../helpers/wait.js';
+import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 const TIMEOUT = 1_000;
 /** How long a slow client would go on if nothing stopped it (the test fails if it is not cut before). */

@@ -3,9 +3,11 @@
  * an Upgrade the target answers with 200 (not 101) is an ordinary response and the connection goes on as HTTP,
  * decided request by request; client identity headers never reach the app; 998 and 10,000 headers get 431.
  */
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { head, raw } from '../../helpers/raw-http.js';
 import { tempDir, writePlugin } from '../../plugins/helpers.js';
-import { type AbusePair, head, type PlainApp, raw, startAbusePair, startPlainApp } from './helpers.js';
+import { type AbusePair, type PlainApp, startAbusePair, startPlainApp } from './helpers.js';
 
 const ALLOW_LIST = `
 export default definePlugin({

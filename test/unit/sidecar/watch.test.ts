@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { watchDirectories } from '../../../sidecar/config/watch.js';
-import { delay, eventually } from '../../sidecar/helpers.js';
+import { delay, eventually } from '../../helpers/wait.js';
 
 const dirs: string[] = [];
 const watchers: Array<{ close(): void }> = [];

@@ -8,10 +8,10 @@ import {
   envOverrides,
   loadConfig,
   parseConfig,
-} from '../../sidecar/config/load.js';
-import { formatProblem } from '../../sidecar/config/validate.js';
-import { Metrics } from '../../sidecar/observe/metrics.js';
-import { ErrorCode } from '../../sidecar/proxy/http-util.js';
+} from '../../../sidecar/config/load.js';
+import { formatProblem } from '../../../sidecar/config/validate.js';
+import { Metrics } from '../../../sidecar/observe/metrics.js';
+import { ErrorCode } from '../../../sidecar/proxy/http-util.js';
 
 function problems(raw: unknown): string[] {
   try {
@@ -187,10 +187,10 @@ describe('sidecar config', () => {
 });
 
 describe('docs stay in step with the code', () => {
-  const docs = readFileSync(new URL('../../docs/SIDECAR.md', import.meta.url), 'utf8');
+  const docs = readFileSync(new URL('../../../docs/SIDECAR.md', import.meta.url), 'utf8');
 
   it('deploy/sidecar.example.yaml is a valid config', () => {
-    const c = loadConfig(fileURLToPath(new URL('../../deploy/sidecar.example.yaml', import.meta.url)));
+    const c = loadConfig(fileURLToPath(new URL('../../../deploy/sidecar.example.yaml', import.meta.url)));
     expect(c.outbound.http[0]!.name).toBe('web');
     expect(c.tunnels[0]!.protocol).toBe('http');
   });

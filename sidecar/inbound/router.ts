@@ -1,7 +1,7 @@
 /**
- * The service table: where a stream opened by a peer goes. The stream meta names the service (JSON
- * `{"service": "x", "proto": "http"}`, or just the name). `http://` services are parsed per request by an
- * HttpForwarder; `tcp://` services are piped to a new TCP connection. An unknown service gets an HTTP 404 JSON
+ * The service table: where a stream opened by a peer goes. The stream meta names the service (the contract is in
+ * ../proxy/stream-meta.ts). `http://` services are parsed per request by an HttpForwarder (./http-service.ts);
+ * `tcp://` services are piped to a new TCP connection (./tcp-service.ts). An unknown service gets an HTTP 404 JSON
  * answer when the opener said it speaks HTTP, and is closed otherwise.
  */
 import type http from 'node:http';
@@ -10,39 +10,14 @@ import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
 import type { AccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
-import { parseCarrier, type TraceCarrier, type Tracing } from '../observe/tracing.js';
+import { parseCarrier, type Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { HttpForwarder } from '../proxy/http.js';
 import { createHttpServer } from '../proxy/http-server.js';
 import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
 import type { Inflight } from '../proxy/inflight.js';
-import { forwardToTcp, targetHostPort } from '../proxy/splice.js';
-
-/** What an opener puts in the stream meta (a TCP stream's also its trace context, when traced). */
-export interface StreamMeta extends TraceCarrier {
-  service: string;
-  proto: 'http' | 'tcp';
-}
-
-/** The meta for a stream to `service` speaking `proto`. */
-export function streamMeta(service: string, proto: 'http' | 'tcp', trace?: TraceCarrier): string {
-  const meta: StreamMeta = { service, proto };
-  if (trace?.traceparent) meta.traceparent = trace.traceparent;
-  if (trace?.tracestate) meta.tracestate = trace.tracestate;
-  return JSON.stringify(meta);
-}
-
-/** Reads a stream meta; a plain string is taken as the service name (for non-sidecar openers, e.g. Go code). */
-export function parseStreamMeta(meta: Buffer): { service: string; proto: string | undefined } {
-  const text = meta.toString('utf8');
-  try {
-    const v = JSON.parse(text) as Partial<StreamMeta>;
-    if (v && typeof v.service === 'string') return { service: v.service, proto: v.proto };
-  } catch {
-    // not JSON: a bare service name
-  }
-  return { service: text, proto: undefined };
-}
+import { parseStreamMeta } from '../proxy/stream-meta.js';
+import { HttpForwarder } from './http-service.js';
+import { forwardToTcp, targetHostPort } from './tcp-service.js';
 
 export interface RouterDeps {
   metrics: Metrics;
