@@ -400,6 +400,16 @@ let httpTable: string | undefined;
     ],
   );
 
+  // Issue 15: the same two-sidecar path with the upstream balanced over three inbound sidecars (each its own
+  // process, on 127.0.0.1-3), against one endpoint in the same run. On a 2-core machine the three inbound processes
+  // compete for the same cores, so this shows the balancing's cost more than any gain.
+  addRow(
+    `HTTP GET 100 B req/s, ${HIGH} connections: outbound sidecar over three inbound sidecars (6 processes)`,
+    'req/s',
+    pick(at('sidecar3', HIGH), 'perSec', true),
+    [{ anchor: `${label('sidecar')}, one endpoint`, result: pick(at('sidecar', HIGH), 'perSec', true) }],
+  );
+
   // CPU µs per request of each sidecar at 64 connections, against one proxy of the minimal two-hop chain (the mean
   // of its two processes) and the minimal proxy as one hop.
   const perProxy = (p: PathName, c: number): Result => {

@@ -49,6 +49,7 @@ export const PATHS = [
   'fastify',
   'fastify2',
   'sidecar',
+  'sidecar3',
 ] as const;
 export type PathName = (typeof PATHS)[number];
 
@@ -64,6 +65,7 @@ export const PATH_LABELS: Record<PathName, string> = {
   fastify: '@fastify/http-proxy, one hop',
   fastify2: '@fastify/http-proxy, two hops',
   sidecar: 'two sidecars: outbound -> geminio -> inbound',
+  sidecar3: 'outbound sidecar balancing over three inbound sidecars (127.0.0.1-3)',
 };
 
 /** The proxy processes of each path, in the order a request crosses them (the CPU columns). */
@@ -78,6 +80,7 @@ export const PATH_PROXIES: Record<PathName, string[]> = {
   fastify: ['proxy'],
   fastify2: ['proxy1', 'proxy2'],
   sidecar: ['outbound', 'inbound'],
+  sidecar3: ['outbound', 'inbound1', 'inbound2', 'inbound3'],
 };
 
 const NODE_PROXY: Partial<Record<PathName, ProxyKind>> = {
@@ -304,8 +307,15 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-/** The sidecar command: a bundle of the current sidecar/ sources (production shape), else tsx. */
-async function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
+let sidecarCommandOnce: Promise<{ args: string[]; how: string }> | undefined;
+
+/** The sidecar command: a bundle of the current sidecar/ sources (production shape), else tsx. Built once a run. */
+function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
+  sidecarCommandOnce ??= buildSidecarCommand(log);
+  return sidecarCommandOnce;
+}
+
+async function buildSidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
   try {
     const { bundle } = (await import('../scripts/bundle.js')) as { bundle: (out: string) => Promise<string> };
     mkdirSync(join(benchDir, 'results', 'bin'), { recursive: true });
@@ -531,9 +541,64 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
       }
     }
 
+    // Three endpoints (issue 15): one outbound sidecar whose upstream lists three inbound sidecars, on 127.0.0.1,
+    // 127.0.0.2 and 127.0.0.3 at one port, each its own process, all in front of the same app.
+    if (paths.includes('sidecar3')) {
+      try {
+        const { args } = await sidecarCommand(log);
+        const [geminio, web, adminOut, ...adminsIn] = await Promise.all(
+          [1, 2, 3, 4, 5, 6].map(() => freePort()),
+        );
+        const hosts = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+        const log_ = { level: 'warn', format: 'json' };
+        const start = (side: string, config: unknown): Proc => {
+          const file = join(dir, `${side}.json`);
+          writeFileSync(file, JSON.stringify(config, null, 2));
+          const p = new Proc(side, process.execPath, [...args, 'run', '--config', file]);
+          procs.push(p);
+          return p;
+        };
+        const ins: Proc[] = [];
+        for (const [i, host] of hosts.entries()) {
+          const p = start(`inbound${i + 1}`, {
+            name: `bench-inbound${i + 1}`,
+            log: log_,
+            admin: { listen: `127.0.0.1:${adminsIn[i]}` },
+            inbound: { listen: `${host}:${geminio}` },
+            services: { app: { target: `http://127.0.0.1:${appPort}` } },
+          });
+          await waitHttp(`http://127.0.0.1:${adminsIn[i]}/readyz`, p);
+          ins.push(p);
+        }
+        const out = start('outbound3', {
+          name: 'bench-outbound3',
+          log: log_,
+          admin: { listen: `127.0.0.1:${adminOut}` },
+          upstreams: { in: { endpoints: hosts.map((h) => `${h}:${geminio}`), balancing: { minReady: 3 } } },
+          outbound: { http: [{ name: 'web', listen: `127.0.0.1:${web}`, upstream: 'in', service: 'app' }] },
+        });
+        await waitHttp(`http://127.0.0.1:${adminOut}/readyz`, out);
+        targets.sidecar3 = {
+          url: `http://127.0.0.1:${web}`,
+          pids: () => ({
+            outbound: out.pid,
+            inbound1: ins[0]!.pid,
+            inbound2: ins[1]!.pid,
+            inbound3: ins[2]!.pid,
+            app: appPid,
+          }),
+          metricsUrl: `http://127.0.0.1:${adminOut}/metrics`,
+        };
+      } catch (err) {
+        log(`    sidecar3 FAILED: ${firstLine(err)}`);
+        fillAll('sidecar3', `three-endpoint sidecars failed to start: ${firstLine(err)}`);
+      }
+    }
+
     // Measurements: per concurrency, the paths one after the other (the sidecar last, so its RSS settles after
     // the last load of the run).
-    const order = [...paths].sort((a, b) => Number(a === 'sidecar') - Number(b === 'sidecar'));
+    const rank = (p: PathName) => (p === 'sidecar' ? 2 : p === 'sidecar3' ? 1 : 0);
+    const order = [...paths].sort((a, b) => rank(a) - rank(b));
     for (const c of o.concurrencies) {
       for (const path of order) {
         const target = targets[path];

@@ -177,6 +177,8 @@ export class Sidecar {
 
     for (const [name, u] of this.upstreams) {
       const wanted = next.upstreams[name];
+      // Only the static endpoint list changed: the endpoints that stay keep their Ends, removed ones drain.
+      if (wanted && u.retarget(wanted)) continue;
       if (!wanted || JSON.stringify(wanted) !== u.key) {
         this.upstreams.delete(name);
         void u.close();
@@ -250,7 +252,11 @@ export class Sidecar {
 
   /** An EndSource that looks the upstream up on each use, so a reloaded upstream is picked up by its listeners. */
   private source(name: string): EndSource {
-    return { name, current: () => this.upstreams.get(name)?.current() };
+    return {
+      name,
+      current: () => this.upstreams.get(name)?.current(),
+      pick: (exclude) => this.upstreams.get(name)?.pick(exclude),
+    };
   }
 
   private deps() {
@@ -271,7 +277,8 @@ export class Sidecar {
     if (this.shuttingDown) reasons.push('shutting down');
     if (!this.started) reasons.push('starting');
     for (const u of this.upstreams.values()) {
-      if (u.state !== 'connected') reasons.push(`upstream ${u.name} is ${u.state}`);
+      const why = u.notReady();
+      if (why !== undefined) reasons.push(why);
     }
     return reasons;
   }
@@ -292,13 +299,20 @@ export class Sidecar {
       name: this.config.name,
       upstreams: [...this.upstreams.values()].map((u) => ({
         name: u.name,
-        address: u.config.address,
+        address: u.config.address ?? null,
         state: u.state,
+        connected: u.connectedCount(),
+        minReady: u.config.balancing.minReady,
         clientId: u.endNow ? String(u.endNow.clientId) : null,
-        reconnects: u.reconnects,
-        lastError: u.lastError ?? null,
+        reconnects: [...u.endpoints.values()].reduce((n, e) => n + e.reconnects, 0),
+        lastError:
+          [...u.endpoints.values()]
+            .map((e) => e.lastError)
+            .filter((e) => e !== undefined)
+            .sort((x, y) => (x.at < y.at ? 1 : -1))[0] ?? null,
         streamsByService: byService(u.endNow),
         streams: streams(u.endNow),
+        endpoints: u.describe(),
       })),
       listeners: [...this.listeners.entries()].map(([name, { listener }]) => ({
         name,

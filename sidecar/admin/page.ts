@@ -8,7 +8,7 @@ export interface DebugEnds {
   name: string;
   upstreams: Array<{
     name: string;
-    address: string;
+    address: string | null;
     state: string;
     clientId: string | null;
     reconnects: number;

@@ -114,6 +114,21 @@ function crossCheck(c: SidecarConfig, problems: ConfigProblem[]): void {
     if (!c.inbound) problems.push({ path: `tunnels[${i}]`, value: t.name, expected: 'an inbound section' });
   });
   for (const [n, u] of Object.entries(c.upstreams)) {
+    const forms = [u.address, u.endpoints, u.discovery].filter((f) => f !== undefined).length;
+    if (forms !== 1) {
+      problems.push({
+        path: `upstreams.${n}`,
+        value: n,
+        expected: 'exactly one of address, endpoints or discovery',
+      });
+    }
+    if (u.endpoints !== undefined && u.endpoints.length === 0) {
+      problems.push({
+        path: `upstreams.${n}.endpoints`,
+        value: u.endpoints,
+        expected: 'at least one host:port',
+      });
+    }
     if (u.token !== undefined && u.tokenFile !== undefined) {
       problems.push({ path: `upstreams.${n}`, value: n, expected: 'at most one of token or tokenFile' });
     }

@@ -97,7 +97,31 @@ export const schema = object({
     kind: 'map',
     keyPattern: NAME_KEY,
     values: object({
-      address: address(),
+      // Exactly one of address (one endpoint), endpoints (a static list) or discovery (DNS); see load.ts.
+      address: address({ optional: true }),
+      endpoints: { kind: 'array', items: address(), optional: true },
+      // DNS discovery: every A/AAAA record of `name`, looked up again every refreshMs or sooner when the shortest
+      // TTL ends first (never sooner than minRefreshMs); at most maxEndpoints (bounds Ends and metric labels).
+      discovery: object(
+        {
+          name: { kind: 'string', pattern: /^[A-Za-z0-9_.-]{1,253}$/, expected: 'a DNS name' },
+          port: { kind: 'int', min: 1, max: 65_535 },
+          resolver: address({ optional: true }),
+          refreshMs: ms(5_000, 100),
+          minRefreshMs: ms(1_000, 10),
+          maxEndpoints: int(64, 1, 1_000),
+        },
+        true,
+      ),
+      // Balancing across the endpoints and ejecting failing ones (docs/SIDECAR.md, "Endpoints and balancing").
+      balancing: object({
+        minReady: int(1, 0, 1_000),
+        ejectAfter: int(5, 1, 1_000),
+        ejectBaseMs: ms(1_000),
+        ejectMaxMs: ms(30_000),
+        ewmaDecayMs: ms(10_000),
+        drainMs: ms(10_000, 0),
+      }),
       tls,
       reconnect: object({
         minDelayMs: ms(100),
@@ -215,6 +239,10 @@ export type SidecarConfig = Infer<typeof schema> & {
 export type TlsConfig = Infer<typeof tls>;
 /** One upstream: a reconnecting client End. `serve` serves the streams the peer opens (a reverse tunnel). */
 export type UpstreamConfig = SidecarConfig['upstreams'][string];
+/** DNS discovery of an upstream's endpoints. */
+export type DiscoveryConfig = NonNullable<UpstreamConfig['discovery']>;
+/** Balancing across an upstream's endpoints, and ejecting the failing ones. */
+export type BalancingConfig = UpstreamConfig['balancing'];
 export type HttpOutboundConfig = SidecarConfig['outbound']['http'][number];
 export type TcpOutboundConfig = SidecarConfig['outbound']['tcp'][number];
 /** One service of the inbound side; `target` is `http://host:port` or `tcp://host:port`. */

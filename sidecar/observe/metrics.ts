@@ -63,6 +63,53 @@ export class Metrics {
     labelNames: ['upstream'],
     registers: [this.registry],
   });
+  // Per endpoint of an upstream (issue 15). The endpoint label is the endpoint's host:port; the series of an
+  // endpoint that goes away are removed (forgetEndpoint), and discovery keeps at most maxEndpoints, so the label
+  // set stays bounded by the live endpoints.
+  readonly endpointConnected = new Gauge({
+    name: 'geminio_upstream_endpoint_connected',
+    help: '1 while the End to this endpoint of the upstream is connected',
+    labelNames: ['upstream', 'endpoint'],
+    registers: [this.registry],
+  });
+  readonly endpointInflight = new Gauge({
+    name: 'geminio_upstream_endpoint_inflight',
+    help: 'Units of work (requests, calls, messages, TCP connections) in flight on this endpoint',
+    labelNames: ['upstream', 'endpoint'],
+    registers: [this.registry],
+  });
+  readonly endpointRequests = new Counter({
+    name: 'geminio_upstream_endpoint_requests_total',
+    help: 'Units of work the balancer sent to this endpoint, by outcome (ok, failed, other)',
+    labelNames: ['upstream', 'endpoint', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly endpointEjections = new Counter({
+    name: 'geminio_upstream_endpoint_ejections_total',
+    help: 'Times this endpoint was ejected after consecutive failures',
+    labelNames: ['upstream', 'endpoint'],
+    registers: [this.registry],
+  });
+  readonly endpointLatency = new Gauge({
+    name: 'geminio_upstream_endpoint_latency_ewma_seconds',
+    help: 'The balancer latency EWMA of this endpoint (peak-sensitive)',
+    labelNames: ['upstream', 'endpoint'],
+    registers: [this.registry],
+  });
+
+  /** Removes the series of an endpoint that went away. */
+  forgetEndpoint(labels: { upstream: string; endpoint: string }): void {
+    for (const g of [
+      this.endpointConnected,
+      this.endpointInflight,
+      this.endpointEjections,
+      this.endpointLatency,
+    ]) {
+      g.remove(labels);
+    }
+    for (const outcome of ['ok', 'failed', 'other']) this.endpointRequests.remove({ ...labels, outcome });
+  }
+
   readonly inboundEnds = new Gauge({
     name: 'geminio_inbound_ends',
     help: 'Ends connected to the inbound geminio listener',

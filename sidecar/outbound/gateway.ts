@@ -4,7 +4,7 @@
  * Go geminio service's registered methods can be called with curl.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type End, NoSuchMethodError, RemoteError } from '../../sdk/index.js';
+import { NoSuchMethodError, RemoteError } from '../../sdk/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { customCarrier, headerCarrier } from '../observe/tracing.js';
@@ -17,7 +17,7 @@ import {
   sendDenied,
   sendError,
 } from '../proxy/http-util.js';
-import type { EndSource } from './upstreams.js';
+import { type EndSource, type Lease, lease } from './upstreams.js';
 
 export interface GatewayContext {
   listener: string;
@@ -46,7 +46,7 @@ async function prepare(
   res: ServerResponse,
   ctx: GatewayContext,
   facts: { point: 'rpc' | 'message'; method?: string; topic?: string; path: string },
-): Promise<{ end: End; body: Buffer } | undefined> {
+): Promise<{ body: Buffer } | undefined> {
   const end = ctx.source.current();
   const decision = await ctx.hooks.decide(facts.point, {
     clientId: end ? String(end.clientId) : undefined,
@@ -70,12 +70,25 @@ async function prepare(
     return undefined;
   }
   // Checked after reading the body so the connection stays usable for the next request.
-  const now = ctx.source.current();
-  if (!now) {
+  if (!ctx.source.current()) {
     sendError(res, 503, ErrorCode.upstreamUnavailable, `upstream ${ctx.source.name} is not connected`);
     return undefined;
   }
-  return { end: now, body };
+  return { body };
+}
+
+/** An endpoint for one call or message (avoiding those tried); answers 503 itself when none can take it. */
+function pickOrAnswer(res: ServerResponse, ctx: GatewayContext, tried?: Set<string>): Lease | undefined {
+  const held = lease(ctx.source, tried);
+  if (!held) {
+    sendError(
+      res,
+      503,
+      ErrorCode.upstreamUnavailable,
+      `no endpoint of upstream ${ctx.source.name} can take it`,
+    );
+  }
+  return held;
 }
 
 /** `POST /rpc/<method>`: 200 with the result; 404 no such method; 502 remote error; 503 down; 504 timeout. */
@@ -89,12 +102,15 @@ export async function handleRpc(
     return sendError(res, 404, ErrorCode.noSuchMethod, 'no method named in the path /rpc/<method>');
   const ready = await prepare(req, res, ctx, { point: 'rpc', method, path: req.url ?? '' });
   if (!ready) return;
-  const label = ready.end.remoteMethods.has(method) ? method : 'unknown';
+  const held = pickOrAnswer(res, ctx);
+  if (!held) return;
+  const label = held.end.remoteMethods.has(method) ? method : 'unknown';
   const stop = ctx.metrics.rpcDuration.startTimer({ direction: ctx.direction, method: label });
   let outcome = 'ok';
+  const t0 = performance.now();
   try {
     const custom = customCarrier(headerCarrier(req.headers));
-    const result = await ready.end.call(method, ready.body, { timeout: ctx.timeoutMs, custom });
+    const result = await held.end.call(method, ready.body, { timeout: ctx.timeoutMs, custom });
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': result.data.length });
     res.end(result.data);
   } catch (err) {
@@ -110,6 +126,9 @@ export async function handleRpc(
       sendError(res, f.status, f.code, f.message);
     }
   } finally {
+    // The endpoint answered (a result, or the service's own error) or it failed (unavailable, timed out).
+    const ms = performance.now() - t0;
+    held.done(outcome === 'timeout' || outcome === 'unavailable' ? { ok: false, ms } : { ok: true, ms });
     stop();
     ctx.metrics.rpcCalls.inc({ direction: ctx.direction, method: label, outcome });
   }
@@ -125,25 +144,52 @@ export async function handlePublish(
   if (!topic) return sendError(res, 404, ErrorCode.notFound, 'no topic named in the path /publish/<topic>');
   const ready = await prepare(req, res, ctx, { point: 'message', topic, path: req.url ?? '' });
   if (!ready) return;
+  // At-least-once across endpoints: a message whose endpoint went before it was acknowledged (the connection
+  // closed, or the endpoint is no longer connected when its wait ends) is published again on another endpoint.
+  // The receiver's per-ClientID dedup covers one endpoint only, so a message may arrive twice in that case.
+  const tried = new Set<string>();
   let outcome = 'acked';
+  const custom = customCarrier(headerCarrier(req.headers));
   ctx.metrics.messagesInFlight.inc({ direction: 'outbound' });
-  try {
-    const custom = customCarrier(headerCarrier(req.headers));
-    await ready.end.publish(ready.body, { topic, timeout: ctx.timeoutMs, custom });
-    const body = JSON.stringify({ status: 'acked', topic });
-    res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  } catch (err) {
-    if (err instanceof RemoteError) {
-      outcome = 'rejected';
-      sendError(res, 502, ErrorCode.remoteError, err.message);
-    } else {
+  for (;;) {
+    const held = pickOrAnswer(res, ctx, tried); // none left: 503
+    if (!held) {
+      outcome = 'unavailable';
+      break;
+    }
+    tried.add(held.key);
+    const t0 = performance.now();
+    try {
+      await held.end.publish(ready.body, { topic, timeout: ctx.timeoutMs, custom });
+      held.done({ ok: true, ms: performance.now() - t0 });
+      const body = JSON.stringify({ status: 'acked', topic });
+      res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      outcome = 'acked';
+      break;
+    } catch (err) {
+      if (err instanceof RemoteError) {
+        held.done({ ok: true, ms: performance.now() - t0 });
+        outcome = 'rejected';
+        sendError(res, 502, ErrorCode.remoteError, err.message);
+        break;
+      }
+      held.done({ ok: false, ms: performance.now() - t0 });
       const f = classify(err);
+      const endpointGone = held.current() !== held.end;
+      if ((f.status === 503 || endpointGone) && !res.destroyed) {
+        ctx.logger.warn(
+          { endpoint: held.endpoint, topic, err: (err as Error).message },
+          'republishing on another endpoint',
+        );
+        ctx.metrics.messages.inc({ direction: 'outbound', listener: ctx.listener, outcome: 'republished' });
+        continue;
+      }
       outcome = f.status === 504 ? 'timeout' : 'unavailable';
       sendError(res, f.status, f.code, f.message);
+      break;
     }
-  } finally {
-    ctx.metrics.messagesInFlight.dec({ direction: 'outbound' });
-    ctx.metrics.messages.inc({ direction: 'outbound', listener: ctx.listener, outcome });
   }
+  ctx.metrics.messagesInFlight.dec({ direction: 'outbound' });
+  ctx.metrics.messages.inc({ direction: 'outbound', listener: ctx.listener, outcome });
 }

@@ -29,7 +29,7 @@ import {
 import type { Inflight } from '../proxy/inflight.js';
 import { streamMeta } from '../proxy/stream-meta.js';
 import { type GatewayContext, handlePublish, handleRpc } from './gateway.js';
-import type { EndSource } from './upstreams.js';
+import { type EndSource, type Lease, lease } from './upstreams.js';
 
 export interface ListenerDeps {
   metrics: Metrics;
@@ -46,7 +46,8 @@ export type HttpListenerConfig = Omit<HttpOutboundConfig, 'upstream'>;
 
 export class HttpOutboundListener {
   private readonly server: http.Server;
-  private readonly pool: Pool;
+  /** Keep-alive pooling per endpoint: one undici Pool per endpoint, whose connections are streams on its End. */
+  private readonly pools = new Map<string, Pool>();
   private readonly log: Logger;
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
@@ -60,30 +61,6 @@ export class HttpOutboundListener {
     private readonly deps: ListenerDeps,
   ) {
     this.log = deps.logger.child({ listener: config.name });
-    const { service } = config;
-    this.pool = new Pool(`http://${service}`, {
-      connections: config.maxStreams,
-      keepAliveTimeout: config.keepAliveTimeoutMs,
-      headersTimeout: config.headersTimeoutMs,
-      bodyTimeout: config.bodyTimeoutMs,
-      connect: (_options, callback) => {
-        const end = source.current();
-        if (!end) {
-          callback(new UpstreamUnavailableError(`upstream ${source.name} is not connected`), null);
-          return;
-        }
-        end.openStream({ meta: streamMeta(service, 'http') }).then(
-          (stream) => {
-            deps.metrics.trackStream(stream, direction, service);
-            callback(null, stream as unknown as net.Socket);
-          },
-          (err: Error) => {
-            deps.metrics.streamOpenFailures.inc({ direction, service });
-            callback(err, null);
-          },
-        );
-      },
-    });
     const gateway = { listener: config.name, direction, source, ...deps };
     this.rpc = { ...gateway, timeoutMs: config.rpc.timeoutMs, maxBodyBytes: config.rpc.maxBodyBytes };
     this.publish = {
@@ -91,7 +68,7 @@ export class HttpOutboundListener {
       timeoutMs: config.publish.timeoutMs,
       maxBodyBytes: config.publish.maxBodyBytes,
     };
-    this.series = deps.metrics.httpSeries(config.name, service, source.name);
+    this.series = deps.metrics.httpSeries(config.name, config.service, source.name);
     this.server = createHttpServer(
       deps.httpServer,
       {
@@ -117,6 +94,46 @@ export class HttpOutboundListener {
 
   get name(): string {
     return this.config.name;
+  }
+
+  /** The pool of the lease's endpoint (made on first use; closed when the endpoint goes for good). */
+  private poolFor(l: Lease): Pool {
+    let pool = this.pools.get(l.key);
+    if (pool) return pool;
+    const { config, deps, direction, source } = this;
+    const { service } = config;
+    const current = l.current;
+    pool = new Pool(`http://${service}`, {
+      connections: config.maxStreams,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.bodyTimeoutMs,
+      connect: (_options, callback) => {
+        const end = current();
+        if (!end) {
+          const why = `endpoint ${l.endpoint} of upstream ${source.name} is not connected`;
+          callback(new UpstreamUnavailableError(why), null);
+          return;
+        }
+        end.openStream({ meta: streamMeta(service, 'http') }).then(
+          (stream) => {
+            deps.metrics.trackStream(stream, direction, service);
+            callback(null, stream as unknown as net.Socket);
+          },
+          (err: Error) => {
+            deps.metrics.streamOpenFailures.inc({ direction, service });
+            callback(err, null);
+          },
+        );
+      },
+    });
+    this.pools.set(l.key, pool);
+    const made = pool;
+    l.onGone(() => {
+      if (this.pools.get(l.key) === made) this.pools.delete(l.key);
+      made.close().catch(() => {});
+    });
+    return pool;
   }
 
   /** Binds the listening address. */
@@ -170,8 +187,29 @@ export class HttpOutboundListener {
       );
     }
     if (expectContinue) res.writeContinue();
+    // Each attempt picks an endpoint; a retry (idempotent, no body) goes to another one when there is another.
+    const tried = new Set<string>();
+    let held: Lease | undefined;
+    let started = 0;
     await proxyRequest(req, res, {
-      dispatcher: this.pool,
+      attempt: () => {
+        held = lease(this.source, tried) ?? lease(this.source);
+        if (!held) return undefined;
+        tried.add(held.key);
+        started = performance.now();
+        return this.poolFor(held);
+      },
+      onAttemptEnd: (r) => {
+        const ms = performance.now() - started;
+        if (r.gone) held?.done({ neutral: true });
+        else if (r.err !== undefined || r.sidecarError) {
+          this.log.debug(
+            { endpoint: held?.endpoint, err: r.err?.message, status: r.status },
+            'attempt failed',
+          );
+          held?.done({ ok: false, ms });
+        } else held?.done({ ok: true, ms });
+      },
       headersTimeoutMs: this.config.headersTimeoutMs,
       bodyTimeoutMs: this.config.bodyTimeoutMs,
       retries: this.config.retries,
@@ -197,14 +235,20 @@ export class HttpOutboundListener {
       const status = decision.status ?? 403;
       return void socket.end(rawErrorResponse(status, deniedCode(status), decision.reason));
     }
-    if (!end) {
+    const held = lease(this.source);
+    if (!end || !held) {
       return void socket.end(
         rawErrorResponse(503, ErrorCode.upstreamUnavailable, `upstream ${this.source.name} is not connected`),
       );
     }
-    const done = this.deps.inflight.begin();
+    const began = this.deps.inflight.begin();
+    const t0 = performance.now();
+    const done = () => {
+      began();
+      held.done({ ok: true, ms: performance.now() - t0 });
+    };
     try {
-      const stream = await end.openStream({ meta: streamMeta(this.config.service, 'http') });
+      const stream = await held.end.openStream({ meta: streamMeta(this.config.service, 'http') });
       this.deps.metrics.trackStream(stream, this.direction, this.config.service);
       relayUpgrade(req, socket, head, {
         connection: stream,
@@ -216,7 +260,8 @@ export class HttpOutboundListener {
         onDone: done,
       });
     } catch (err) {
-      done();
+      began();
+      held.done({ ok: false });
       socket.end(rawErrorResponse(503, ErrorCode.upstreamUnavailable, (err as Error).message));
     }
   }
@@ -232,13 +277,13 @@ export class HttpOutboundListener {
   /** Stops accepting, then closes the pool (its idle streams end; requests in flight finish first). */
   async close(): Promise<void> {
     this.stopAccepting();
-    await this.pool.close();
+    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
   }
 
   /** Drops every connection and stream now. */
   destroy(): void {
     this.stopAccepting();
     this.server.closeAllConnections();
-    this.pool.destroy().catch(() => {});
+    for (const p of this.pools.values()) p.destroy().catch(() => {});
   }
 }

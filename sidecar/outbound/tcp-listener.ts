@@ -10,7 +10,7 @@ import type { Direction } from '../observe/metrics.js';
 import { splice } from '../proxy/splice.js';
 import { streamMeta } from '../proxy/stream-meta.js';
 import type { ListenerDeps } from './http-listener.js';
-import type { EndSource } from './upstreams.js';
+import { type EndSource, lease } from './upstreams.js';
 
 export type TcpListenerConfig = Omit<TcpOutboundConfig, 'upstream'>;
 
@@ -70,27 +70,38 @@ export class TcpOutboundListener {
       socket.destroy();
       return;
     }
+    // Each TCP connection picks an endpoint, and holds it (in flight) until the connection closes.
+    const held = lease(this.source);
+    if (!held) {
+      this.log.warn({ upstream: this.source.name }, 'no endpoint can take it; closing tcp connection');
+      socket.destroy();
+      return;
+    }
     socket.pause(); // hold the client's first bytes until the stream is open
     const span = this.deps.tracing.start(`stream ${service}`, 'client', undefined, {
       'geminio.listener': this.config.name,
       'geminio.service': service,
       'geminio.direction': this.direction,
       'geminio.upstream': this.source.name,
-      'geminio.client_id': String(end.clientId),
+      'geminio.client_id': String(held.end.clientId),
       'geminio.authz.decision': 'allow',
       'network.peer.address': socket.remoteAddress,
     });
-    let stream: Awaited<ReturnType<typeof end.openStream>>;
+    let stream: Awaited<ReturnType<typeof held.end.openStream>>;
+    const t0 = performance.now();
     try {
-      stream = await end.openStream({
+      stream = await held.end.openStream({
         meta: streamMeta(service, 'tcp', span?.carrier()),
         allowHalfOpen: true,
       });
     } catch (err) {
+      held.done({ ok: false, ms: performance.now() - t0 });
       this.deps.metrics.streamOpenFailures.inc({ direction: this.direction, service });
       span?.end((err as Error).message);
       throw err;
     }
+    const openMs = performance.now() - t0;
+    socket.once('close', () => held.done({ ok: true, ms: openMs }));
     span?.set({ 'geminio.stream_id': String(stream.streamId) });
     stream.once('close', () => span?.end());
     if (socket.destroyed) {

@@ -1,16 +1,14 @@
 /**
- * Upstreams: one reconnecting client End per configured upstream, shared by every listener that names it.
- *
- * The SDK's first dial must succeed (as in Go); only later outages are redialled by the End itself. So the first
- * dial is retried here, in the background, with the same backoff, and the upstream reports not-ready meanwhile.
+ * Upstreams: a set of endpoints per configured upstream (a single `address`, a static `endpoints` list, or DNS
+ * `discovery`), one reconnecting End per endpoint (./endpoints.ts), and a balancer (./balancer.ts) that picks an
+ * endpoint for each unit of work: an HTTP request, an RPC gateway call, a published message, a TCP connection.
+ * Shared by every listener that names the upstream.
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import {
-  backoffDelay,
   type DialOptions,
   defaultReconnectPolicy,
-  dial,
   type End,
   type ReconnectPolicy,
   type Stream,
@@ -19,13 +17,47 @@ import type { UpstreamConfig } from '../config/schema.js';
 import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { clientTls, materialKey, readTlsMaterial } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
-import { handshakeReason, type Metrics } from '../observe/metrics.js';
+import type { Metrics } from '../observe/metrics.js';
+import { Balancer, type Outcome } from './balancer.js';
+import { Discovery } from './discovery.js';
+import { Endpoint } from './endpoints.js';
+
+/** One unit of work's hold on an endpoint: the End to use, and `done` to report how it went (once). */
+export interface Lease {
+  readonly end: End;
+  /** The endpoint's host:port (logs, exclusion on retry). */
+  readonly endpoint: string;
+  /** Stable per endpoint: keys a listener's per-endpoint keep-alive pool. */
+  readonly key: string;
+  /** The endpoint's End now (a pool's later connects), undefined while it is down. */
+  current(): End | undefined;
+  /** Called once when the endpoint goes for good (a pool for it closes). */
+  onGone(fn: () => void): void;
+  done(outcome: Outcome): void;
+}
 
 /** Where a listener gets the End to open streams on: an upstream, or a client End for a reverse tunnel. */
 export interface EndSource {
   readonly name: string;
-  /** The End when it is connected now; undefined while down (requests then get 503 at once). */
+  /** A connected End now; undefined while down (requests then get 503 at once). */
   current(): End | undefined;
+  /** Balancing sources pick an endpoint per unit of work, avoiding `exclude` (endpoints already tried). */
+  pick?(exclude?: ReadonlySet<string>): Lease | undefined;
+}
+
+/** A lease on whatever the source gives: balanced when it balances, else its one current End. */
+export function lease(source: EndSource, exclude?: ReadonlySet<string>): Lease | undefined {
+  if (source.pick) return source.pick(exclude);
+  const end = source.current();
+  if (!end || exclude?.has('single')) return undefined;
+  return {
+    end,
+    endpoint: source.name,
+    key: 'single',
+    current: () => source.current(),
+    onGone: () => {},
+    done: () => {},
+  };
 }
 
 export type UpstreamState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -40,19 +72,19 @@ export interface UpstreamDeps {
 }
 
 export class Upstream extends EventEmitter implements EndSource {
-  state: UpstreamState = 'connecting';
-  /** For /debug/ends: reconnects so far, and the last failure (dial or lost connection) with its time. */
-  reconnects = 0;
-  lastError: { message: string; at: string } | undefined;
-  private end: End | undefined;
+  readonly endpoints = new Map<string, Endpoint>();
+  /** Endpoints removed (DNS, reload) that still finish their work in flight; listed by /debug/ends until closed. */
+  private readonly leaving = new Set<Endpoint>();
   private closed = false;
-  private wake: (() => void) | undefined;
   private readonly log: Logger;
+  private readonly balancer: Balancer;
+  private discovery: Discovery | undefined;
   /** The config this upstream was made from; a reload keeps the upstream when it is unchanged. */
-  readonly key: string;
+  key: string;
   /**
-   * The dial options. The SDK reads `tls` and `meta` on every (re)connect, so a reload that finds a new
-   * certificate or token replaces them here: the live connection keeps its session, the next one uses them.
+   * The dial options, shared by the endpoints. The SDK reads `tls` and `meta` on every (re)connect, so a reload
+   * that finds a new certificate or token replaces them here: live connections keep their sessions, the next ones
+   * use them.
    */
   private readonly dialOptions: DialOptions;
   private readonly reconnect: ReconnectPolicy;
@@ -60,12 +92,14 @@ export class Upstream extends EventEmitter implements EndSource {
 
   constructor(
     readonly name: string,
-    readonly config: UpstreamConfig,
+    /** Replaced in place only by retarget() (a reload that changes the static endpoints alone). */
+    public config: UpstreamConfig,
     private readonly deps: UpstreamDeps,
   ) {
     super();
     this.key = JSON.stringify(config);
     this.log = deps.logger.child({ upstream: name });
+    this.balancer = new Balancer(config.balancing);
     deps.metrics.upstreamConnected.set({ upstream: name }, 0);
     const { reconnect } = config;
     // One policy for the End's redials and for the retries of a failed first dial here.
@@ -74,7 +108,7 @@ export class Upstream extends EventEmitter implements EndSource {
       minDelay: reconnect.minDelayMs,
       maxDelay: reconnect.maxDelayMs,
       jitter: reconnect.jitter,
-      // Work that meets the upstream down fails at once (the listeners answer 503) instead of waiting out a
+      // Work that meets an endpoint down fails at once (or goes to another endpoint) instead of waiting out a
       // reconnect: the client, not the sidecar, decides whether to wait.
       failFast: true,
     };
@@ -85,6 +119,28 @@ export class Upstream extends EventEmitter implements EndSource {
       streamOpenTimeout: config.streamOpenTimeoutMs,
       maxStreams: config.maxStreams,
     };
+  }
+
+  /** Connected: at least one endpoint is; connecting: none ever was; reconnecting: some were, none is now. */
+  get state(): UpstreamState {
+    if (this.closed) return 'closed';
+    if (this.connectedCount() > 0) return 'connected';
+    const ever = [...this.endpoints.values()].some((e) => e.endNow !== undefined);
+    return ever ? 'reconnecting' : 'connecting';
+  }
+
+  connectedCount(): number {
+    let n = 0;
+    for (const e of this.endpoints.values()) if (e.state === 'connected') n++;
+    return n;
+  }
+
+  /** Why this upstream keeps the sidecar not ready (fewer than minReady endpoints connected); undefined: ready. */
+  notReady(): string | undefined {
+    const n = this.connectedCount();
+    const { minReady } = this.config.balancing;
+    if (n >= minReady) return undefined;
+    return `upstream ${this.name} has ${n} of ${this.endpoints.size} endpoints connected (minReady ${minReady})`;
   }
 
   /**
@@ -114,27 +170,134 @@ export class Upstream extends EventEmitter implements EndSource {
     return { problems, changed };
   }
 
-  /** Starts dialling in the background. */
+  /** Starts dialling the static endpoints, or discovery, in the background. */
   start(): void {
     if (this.material === '') {
       const { problems } = this.refresh();
       if (problems.length > 0) this.log.error({ problems }, 'upstream TLS or token files are invalid');
     }
-    this.connectLoop().catch((err: Error) => this.log.error({ err }, 'upstream loop failed'));
+    const { address, endpoints, discovery } = this.config;
+    if (discovery) {
+      this.discovery = new Discovery(discovery, this.log, (found) => this.setEndpoints(found));
+      this.discovery.start();
+    } else {
+      this.setEndpoints(endpoints ?? (address !== undefined ? [address] : []));
+    }
   }
 
+  /**
+   * A reload whose config for this upstream differs only in its static `endpoints`: applies the new list in place
+   * (kept endpoints keep their Ends, removed ones drain) and returns true; otherwise false (the upstream is
+   * replaced).
+   */
+  retarget(next: UpstreamConfig): boolean {
+    if (this.closed || this.config.endpoints === undefined || next.endpoints === undefined) return false;
+    const same = (c: UpstreamConfig) => JSON.stringify({ ...c, endpoints: undefined });
+    if (same(next) !== same(this.config)) return false;
+    if (JSON.stringify(next) === this.key) return true;
+    this.key = JSON.stringify(next);
+    this.config = next;
+    this.log.info({ endpoints: next.endpoints }, 'endpoints changed by reload');
+    this.setEndpoints(next.endpoints);
+    return true;
+  }
+
+  /** Makes the endpoint set this list: new ones are dialled, missing ones drain (bounded by drainMs). */
+  setEndpoints(addresses: readonly string[]): void {
+    if (this.closed) return;
+    const wanted = new Set(addresses);
+    for (const [address, e] of this.endpoints) {
+      if (wanted.has(address)) continue;
+      this.endpoints.delete(address);
+      this.leaving.add(e);
+      void e.drain(this.config.balancing.drainMs).finally(() => this.leaving.delete(e));
+    }
+    for (const address of wanted) {
+      if (this.endpoints.has(address)) continue;
+      const e = new Endpoint(this.name, address, this.config, this.dialOptions, {
+        metrics: this.deps.metrics,
+        logger: this.deps.logger,
+        onStream: this.deps.onStream,
+        ready: () => {
+          // Never dial without the TLS or token files (in plain text, or with no name): until they were read
+          // once, try them again, or fail this attempt.
+          if (this.material !== '') return;
+          const { problems } = this.refresh();
+          if (problems.length > 0) throw new Error(`TLS files: ${problems.map(formatProblem).join('; ')}`);
+        },
+      });
+      e.on('connected', (end: End) => {
+        this.balancer.reset(e.stats);
+        this.gauge();
+        this.emit('connected', end);
+      });
+      e.on('disconnected', () => this.gauge());
+      this.endpoints.set(address, e);
+      this.log.info({ endpoint: address }, 'endpoint added');
+      e.start();
+    }
+    this.gauge();
+  }
+
+  private gauge(): void {
+    this.deps.metrics.upstreamConnected.set({ upstream: this.name }, this.connectedCount() > 0 ? 1 : 0);
+  }
+
+  /** A connected End (the first connected endpoint's); for facts such as a ClientID before a pick. */
   current(): End | undefined {
-    return this.state === 'connected' ? this.end : undefined;
+    for (const e of this.endpoints.values()) {
+      const end = e.current();
+      if (end) return end;
+    }
+    return undefined;
   }
 
-  /** The End, connected or not (for /debug/ends). */
-  get endNow(): End | undefined {
-    return this.end;
+  /** Picks an endpoint for one unit of work (P2C over outstanding work x latency EWMA). */
+  pick(exclude?: ReadonlySet<string>): Lease | undefined {
+    const list = [...this.endpoints.values()];
+    const candidates = list.map((e) => ({ stats: e.stats, usable: e.state === 'connected' }));
+    const stats = this.balancer.pick(candidates, exclude);
+    if (!stats) return undefined;
+    const e = this.endpoints.get(stats.id)!;
+    const end = e.current()!;
+    const labels = { upstream: this.name, endpoint: e.address };
+    const { metrics } = this.deps;
+    metrics.endpointInflight.set(labels, stats.outstanding);
+    let finished = false;
+    return {
+      end,
+      endpoint: e.address,
+      key: e.address,
+      current: () => e.current(),
+      onGone: (fn) => {
+        if (e.state === 'closed') fn();
+        else e.once('closed', fn);
+      },
+      done: (outcome) => {
+        if (finished) return;
+        finished = true;
+        const ejected = this.balancer.done(stats, outcome);
+        if (e.state === 'closed') return; // its series are gone; do not bring them back
+        metrics.endpointInflight.set(labels, stats.outstanding);
+        const label = 'neutral' in outcome ? 'other' : outcome.ok ? 'ok' : 'failed';
+        metrics.endpointRequests.inc({ ...labels, outcome: label });
+        if (stats.ewma !== undefined) metrics.endpointLatency.set(labels, stats.ewma / 1000);
+        if (ejected) {
+          metrics.endpointEjections.inc(labels);
+          const backoffMs = Math.round(stats.ejectedUntil - performance.now());
+          this.log.warn(
+            { endpoint: e.address, failures: stats.consecutiveFailures, backoffMs },
+            'endpoint ejected after consecutive failures',
+          );
+        }
+      },
+    };
   }
 
-  /** Resolves when connected (tests, the demo). */
+  /** Resolves when at least one endpoint is connected (tests, the demo). */
   async waitConnected(timeoutMs = 10_000): Promise<End> {
-    if (this.state === 'connected' && this.end) return this.end;
+    const now = this.current();
+    if (now) return now;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`upstream ${this.name} not connected within ${timeoutMs} ms`)),
@@ -147,34 +310,30 @@ export class Upstream extends EventEmitter implements EndSource {
     });
   }
 
-  private async connectLoop(): Promise<void> {
-    for (let attempt = 0; !this.closed; attempt++) {
-      try {
-        // Never dial without the TLS or token files (in plain text, or with no name): until they were read once,
-        // try them again, or fail this attempt.
-        if (this.material === '') {
-          const { problems } = this.refresh();
-          if (problems.length > 0) throw new Error(`TLS files: ${problems.map(formatProblem).join('; ')}`);
-        }
-        const end = await dial(this.config.address, this.dialOptions);
-        if (this.closed) {
-          end.destroy();
-          return;
-        }
-        this.adopt(end);
-        return;
-      } catch (err) {
-        this.deps.metrics.upstreamDialFailures.inc({ upstream: this.name });
-        this.lastError = { message: (err as Error).message, at: new Date().toISOString() };
-        this.deps.metrics.handshakeFailures.inc({ side: 'upstream', reason: handshakeReason(err as Error) });
-        const level = attempt === 0 ? 'warn' : 'debug';
-        this.log[level](
-          { err: (err as Error).message, address: this.config.address, attempt },
-          'dial failed; retrying',
-        );
-        await this.sleep(backoffDelay(this.reconnect, attempt));
-      }
-    }
+  /** The first endpoint's End, connected or not (one-endpoint upstreams, tests). */
+  get endNow(): End | undefined {
+    return this.endpoints.values().next().value?.endNow;
+  }
+
+  /** Every endpoint and its state, for /debug/ends. */
+  describe(): Array<Record<string, unknown>> {
+    const t = performance.now();
+    return [...this.endpoints.values(), ...this.leaving].map((e) => ({
+      endpoint: e.address,
+      state: e.state,
+      health: e.stats.health,
+      ejectedForMs: e.stats.health === 'ejected' ? Math.max(0, Math.round(e.stats.ejectedUntil - t)) : 0,
+      clientId: e.endNow ? String(e.endNow.clientId) : null,
+      inflight: e.stats.outstanding,
+      requests: e.stats.requests,
+      failures: e.stats.failures,
+      ejections: e.stats.ejections,
+      ewmaMs: e.stats.ewma === undefined ? null : Math.round(e.stats.ewma * 1000) / 1000,
+      streams:
+        e.endNow
+          ?.listStreams()
+          .map((s) => ({ streamId: String(s.streamId), meta: s.meta.toString('utf8') })) ?? [],
+    }));
   }
 
   /** The token for the far side's `token` plugin (a file is read by refresh(), on start and on each reload). */
@@ -183,68 +342,12 @@ export class Upstream extends EventEmitter implements EndSource {
     return this.config.token;
   }
 
-  private adopt(end: End): void {
-    this.end = end;
-    const labels = { upstream: this.name };
-    const up = () => {
-      this.state = 'connected';
-      this.deps.metrics.upstreamConnected.set(labels, 1);
-      this.emit('connected', end);
-    };
-    end.on('error', (err: Error) => this.log.debug({ err: err.message }, 'upstream end error'));
-    end.on('disconnect', (err: Error) => {
-      this.state = 'reconnecting';
-      this.deps.metrics.upstreamConnected.set(labels, 0);
-      this.deps.metrics.upstreamDisconnects.inc(labels);
-      this.lastError = { message: err?.message ?? 'connection lost', at: new Date().toISOString() };
-      this.log.warn(
-        { err: err?.message, clientId: String(end.clientId) },
-        'upstream disconnected; reconnecting',
-      );
-    });
-    end.on('reconnect', (info: { clientId: bigint; attempts: number }) => {
-      this.deps.metrics.upstreamReconnects.inc(labels);
-      this.reconnects++;
-      this.log.info({ clientId: String(info.clientId), attempts: info.attempts }, 'upstream reconnected');
-      up();
-    });
-    end.once('close', () => {
-      this.deps.metrics.upstreamConnected.set(labels, 0);
-      if (this.closed) return;
-      // The End gave up (maxAttempts) or the peer closed it for good: start over with a fresh End.
-      this.log.warn('upstream end closed; dialling again');
-      this.state = 'connecting';
-      this.end = undefined;
-      this.start();
-    });
-    this.log.info({ clientId: String(end.clientId), address: this.config.address }, 'upstream connected');
-    up();
-    if (this.config.serve && this.deps.onStream) this.serve(end);
-  }
-
-  private serve(end: End): void {
-    (async () => {
-      for await (const stream of end.streams()) this.deps.onStream!(stream, end);
-    })().catch((err: Error) => this.log.debug({ err: err.message }, 'accept loop ended'));
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** Closes the End gracefully (streams flush and are dismissed); stops any dial loop. Idempotent. */
+  /** Closes every endpoint's End gracefully; stops discovery and any dial loop. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.state = 'closed';
-    this.wake?.();
+    this.discovery?.stop();
     this.deps.metrics.upstreamConnected.set({ upstream: this.name }, 0);
-    await this.end?.close().catch(() => {});
+    await Promise.all([...this.endpoints.values(), ...this.leaving].map((e) => e.close()));
   }
 }

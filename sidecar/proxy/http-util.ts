@@ -63,7 +63,12 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
     return;
   }
   const body = JSON.stringify({ error: message, code });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  // x-geminio-error marks the sidecar's own errors, so a balancer on the near side tells them from the service's.
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-geminio-error': code,
+  });
   res.end(body);
 }
 

@@ -10,17 +10,31 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { countResponse } from '../observe/access-log.js';
 import { bodyStarted } from './http-server.js';
-import { classify, forwardHeaders, hasBody, IDEMPOTENT, responseHeaders, sendError } from './http-util.js';
+import {
+  classify,
+  forwardHeaders,
+  hasBody,
+  IDEMPOTENT,
+  responseHeaders,
+  sendError,
+  UpstreamUnavailableError,
+} from './http-util.js';
 import { splice } from './splice.js';
 
 export interface ProxyOptions {
-  dispatcher: Dispatcher;
+  dispatcher?: Dispatcher;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
   /** Extra attempts for idempotent requests without a body whose stream failed before an answer. */
   retries: number;
   side: 'upstream' | 'target';
   onRetry?: () => void;
+  /**
+   * Balancing across endpoints: the dispatcher of each attempt (a retry may go elsewhere; undefined: none left,
+   * the last failure is answered), and how each attempt ended (for the balancer's latency and failure counts).
+   */
+  attempt?: (n: number) => Dispatcher | undefined;
+  onAttemptEnd?: (r: { err?: Error; status?: number; sidecarError: boolean; gone: boolean }) => void;
   extraHeaders?: Record<string, string>;
   /** Request headers with this prefix are not forwarded (the sidecar sets its own `x-geminio-` ones). */
   dropPrefix?: string;
@@ -37,6 +51,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   gone = false;
   /** Set once the answer is complete. */
   done = false;
+  status: number | undefined;
+  /** The answer is an error of the far sidecar itself (it carries x-geminio-error), not of the service. */
+  sidecarError = false;
   private settle!: (err?: Error) => void;
   readonly settled = new Promise<Error | undefined>((resolve) => {
     this.settle = resolve;
@@ -63,6 +80,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    this.status = statusCode;
+    this.sidecarError = statusCode >= 500 && headers['x-geminio-error'] !== undefined;
     // Answered already by the sidecar (a 408 for a stalled body) or gone: this answer has nowhere to go.
     if (this.res.headersSent || this.res.destroyed)
       return controller.abort(new Error('request already answered'));
@@ -142,11 +161,19 @@ export async function proxyRequest(
   };
   res.once('finish', unwatch);
   res.once('close', unwatch);
+  let lastFailure: ReturnType<typeof classify> | undefined;
   for (let attempt = 0; ; attempt++) {
+    const dispatcher = o.attempt ? o.attempt(attempt) : o.dispatcher;
+    if (!dispatcher) {
+      const f =
+        lastFailure ??
+        classify(new UpstreamUnavailableError('no endpoint of the upstream can take it'), o.side);
+      return sendError(res, f.status, f.code, f.message);
+    }
     const exchange = new Exchange(res, withBody ? req : undefined);
     current = exchange;
     try {
-      o.dispatcher.dispatch(
+      dispatcher.dispatch(
         {
           path: req.url ?? '/',
           method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
@@ -161,12 +188,19 @@ export async function proxyRequest(
       exchange.onResponseError(undefined as unknown as Dispatcher.DispatchController, err as Error);
     }
     const err = await exchange.settled;
+    o.onAttemptEnd?.({
+      err,
+      status: exchange.status,
+      sidecarError: exchange.sidecarError,
+      gone: exchange.gone,
+    });
     if (err === undefined || res.writableEnded) return;
     if (exchange.gone || res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
     const failure = classify(err, o.side);
+    lastFailure = failure;
     if (replayable && attempt < o.retries && failure.status !== 504) {
       o.onRetry?.();
       continue;

@@ -107,6 +107,26 @@ describe('sidecar config', () => {
     ]);
   });
 
+  it('an upstream is exactly one of address, endpoints or discovery; discovery needs a port', () => {
+    expect(
+      problems({
+        upstreams: {
+          both: { address: 'h:1', endpoints: ['h:2'] },
+          none: {},
+          empty: { endpoints: [] },
+          dns: { discovery: { name: 'svc.local', resolver: 'nope' } },
+          ok: { endpoints: ['a:1', 'b:1'], balancing: { minReady: 2 } },
+        },
+      }),
+    ).toEqual([
+      'upstreams.dns.discovery.port: got nothing, expected a value (an integer from 1 to 65535)',
+      'upstreams.dns.discovery.resolver: got "nope", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
+      'upstreams.both: got "both", expected exactly one of address, endpoints or discovery',
+      'upstreams.none: got "none", expected exactly one of address, endpoints or discovery',
+      'upstreams.empty.endpoints: got [], expected at least one host:port',
+    ]);
+  });
+
   it('schema and cross-key problems come in one round; ports in range; strict integers; no configDir', () => {
     expect(
       problems({
