@@ -3,27 +3,17 @@
  * The `geminio-sidecar` command: `run --config FILE`, `demo`, `check-config FILE`, `--help`, `--version`.
  * Exit codes: 0 ok, 1 runtime failure (a port in use...), 2 invalid config or usage.
  */
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, type Override } from './config/load.js';
 import { loadRunnable } from './config/preflight.js';
 import { DEMO_PORTS, demoGuide, startDemo } from './demo.js';
+import { SIDECAR_VERSION } from './observe/version.js';
 import { runProcess } from './process.js';
 
-declare const __GEMINIO_SIDECAR_VERSION__: string | undefined;
-
-/** The package version: baked in by the bundle, read from package.json otherwise. */
+/** The package version (baked in by the bundle, read from package.json otherwise). */
 function version(): string {
-  if (typeof __GEMINIO_SIDECAR_VERSION__ === 'string') return __GEMINIO_SIDECAR_VERSION__;
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
-    } catch {
-      // try the next place (sources run from sidecar/, compiled ones from dist/sidecar/)
-    }
-  }
-  return 'unknown';
+  return SIDECAR_VERSION;
 }
 
 function fail(err: unknown): never {

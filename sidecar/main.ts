@@ -5,13 +5,16 @@
  * in flight finish within the grace period, then close the Ends.
  */
 import type { End, Stream } from '../sdk/index.js';
+import type { DebugEnds } from './admin/page.js';
 import { AdminServer } from './admin/server.js';
 import type { SidecarConfig } from './config/schema.js';
 import { type ConfigProblem, formatProblem } from './config/validate.js';
 import { InboundListener } from './inbound/listener.js';
 import { ServiceRouter } from './inbound/router.js';
+import { AccessLog, DEFAULT_ACCESS_LOG } from './observe/access-log.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { Metrics } from './observe/metrics.js';
+import { DEFAULT_TRACING, Tracing } from './observe/tracing.js';
 import { HttpOutboundListener } from './outbound/http-listener.js';
 import { TcpOutboundListener } from './outbound/tcp-listener.js';
 import { createTunnel } from './outbound/tunnel.js';
@@ -20,6 +23,7 @@ import { Authz } from './policy/authz.js';
 import { type Hook, HookRunner } from './policy/hooks.js';
 import { Identities } from './policy/identities.js';
 import { Inflight } from './proxy/inflight.js';
+import { parseStreamMeta } from './proxy/stream-meta.js';
 
 type LocalListener = HttpOutboundListener | TcpOutboundListener;
 
@@ -40,6 +44,8 @@ export class Sidecar {
   /** The identity records of inbound Ends: the inbound listener writes them, the hook runner reads them. */
   readonly identities = new Identities();
   readonly inflight = new Inflight();
+  readonly accessLog: AccessLog;
+  readonly tracing = new Tracing();
   readonly upstreams = new Map<string, Upstream>();
   readonly listeners = new Map<string, { key: string; listener: LocalListener }>();
   inbound: InboundListener | undefined;
@@ -62,6 +68,7 @@ export class Sidecar {
       timeoutMs: config.hooks.timeoutMs,
     });
     for (const h of options.hooks ?? []) this.hooks.add(h);
+    this.accessLog = new AccessLog(config.accessLog ?? DEFAULT_ACCESS_LOG);
   }
 
   /** Starts everything; rejects (after undoing what started) when a listener cannot bind. */
@@ -69,6 +76,12 @@ export class Sidecar {
     try {
       // Plugins first: a sidecar whose plugins do not load must not take traffic at all.
       await this.authz.load(this.config.plugins, this.config.configDir ?? process.cwd());
+      await this.tracing.load(
+        this.config.tracing ?? DEFAULT_TRACING,
+        this.config.tracing?.serviceName ?? this.config.name,
+        this.metrics,
+        this.logger,
+      );
       await this.apply(this.config, true);
       this.started = true;
       this.logger.info({ name: this.config.name, admin: this.config.admin.listen }, 'sidecar started');
@@ -140,6 +153,7 @@ export class Sidecar {
     const prev = this.config;
     this.config = next;
     this.logger.level = next.log.level;
+    this.accessLog.update(next.accessLog ?? DEFAULT_ACCESS_LOG);
     const errors: string[] = [];
     const attempt = async (what: string, fn: () => Promise<void>) => {
       try {
@@ -253,6 +267,8 @@ export class Sidecar {
       inflight: this.inflight,
       httpServer: this.config.httpServer,
       http2: this.config.http2,
+      accessLog: this.accessLog,
+      tracing: this.tracing,
     };
   }
 
@@ -269,10 +285,19 @@ export class Sidecar {
   }
 
   /** The Ends, their ClientIDs (as strings) and their open streams, for /debug/ends. */
-  debugEnds(): unknown {
+  debugEnds(): DebugEnds {
     const streams = (end: End | undefined) =>
       end?.listStreams().map((s) => ({ streamId: String(s.streamId), meta: s.meta.toString('utf8') })) ?? [];
+    const byService = (end: End | undefined) => {
+      const counts: Record<string, number> = {};
+      for (const s of end?.listStreams() ?? []) {
+        const { service } = parseStreamMeta(s.meta);
+        counts[service] = (counts[service] ?? 0) + 1;
+      }
+      return counts;
+    };
     return {
+      name: this.config.name,
       upstreams: [...this.upstreams.values()].map((u) => ({
         name: u.name,
         address: u.config.address ?? null,
@@ -280,9 +305,22 @@ export class Sidecar {
         connected: u.connectedCount(),
         minReady: u.config.balancing.minReady,
         clientId: u.endNow ? String(u.endNow.clientId) : null,
+        reconnects: [...u.endpoints.values()].reduce((n, e) => n + e.reconnects, 0),
+        lastError:
+          [...u.endpoints.values()]
+            .map((e) => e.lastError)
+            .filter((e) => e !== undefined)
+            .sort((x, y) => (x.at < y.at ? 1 : -1))[0] ?? null,
+        streamsByService: byService(u.endNow),
         streams: streams(u.endNow),
         endpoints: u.describe(),
       })),
+      listeners: [...this.listeners.entries()].map(([name, { listener }]) => ({
+        name,
+        kind: listener instanceof HttpOutboundListener ? 'http' : 'tcp',
+        ...listenerInfo(this.config, name),
+      })),
+      services: Object.entries(this.config.services).map(([name, svc]) => ({ name, target: svc.target })),
       inbound: [...(this.inbound?.ends.values() ?? [])].map((c) => ({
         clientId: String(c.end.clientId),
         name: c.name ?? null,
@@ -290,6 +328,7 @@ export class Sidecar {
         remoteAddress: c.end.remoteAddress ?? null,
         state: c.end.state,
         connectedAt: c.connectedAt.toISOString(),
+        streamsByService: byService(c.end),
         streams: streams(c.end),
       })),
       inflight: this.inflight.size,
@@ -332,6 +371,7 @@ export class Sidecar {
       ['router', clean ? this.router && (() => this.router!.close()) : undefined],
       ['admin', this.admin && (() => this.admin!.close())],
       ['plugins', () => this.authz.close()],
+      ['tracing', () => this.tracing.shutdown()],
     ];
     for (const [what, step] of steps) {
       try {
@@ -352,6 +392,7 @@ export class Sidecar {
     this.router?.destroy();
     void this.admin?.close();
     void this.authz.close();
+    void this.tracing.shutdown().catch(() => {});
   }
 }
 
@@ -365,4 +406,16 @@ async function startWithRetry(listener: LocalListener): Promise<void> {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+/** Where a listener listens and what it reaches, from the config (tunnels reach a client, not an upstream). */
+function listenerInfo(
+  config: SidecarConfig,
+  name: string,
+): { listen?: string; service?: string; upstream?: string } {
+  const l = [...config.outbound.http, ...config.outbound.tcp].find((x) => x.name === name);
+  if (l) return { listen: l.listen, service: l.service, upstream: l.upstream };
+  const t = config.tunnels.find((x) => x.name === name);
+  if (t) return { listen: t.listen, service: t.service, upstream: t.client ?? t.clientId };
+  return {};
 }

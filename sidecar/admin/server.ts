@@ -1,18 +1,20 @@
 /**
  * The admin listener (127.0.0.1 by default): /metrics (Prometheus), /healthz (the process runs), /readyz (the
- * upstreams are connected and the sidecar is not shutting down), /debug/ends (JSON view of the Ends).
+ * upstreams are connected and the sidecar is not shutting down), /debug/ends (JSON view of the Ends), and at `/` a
+ * page of the same (sidecar/admin/page.ts).
  */
 import http from 'node:http';
 import type net from 'node:net';
 import { listenOn } from '../net/listen.js';
 import type { Metrics } from '../observe/metrics.js';
 import { sendJson } from '../proxy/http-util.js';
+import { type DebugEnds, renderPage } from './page.js';
 
 export interface AdminSource {
   metrics: Metrics;
   /** Why the sidecar is not ready; empty when ready. */
   notReady(): string[];
-  debugEnds(): unknown;
+  debugEnds(): DebugEnds;
 }
 
 export class AdminServer {
@@ -56,10 +58,20 @@ export class AdminServer {
       }
       case '/debug/ends':
         return sendJson(res, 200, this.source.debugEnds());
+      case '/': {
+        const page = renderPage(this.source.debugEnds());
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'content-length': Buffer.byteLength(page),
+          'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+        });
+        res.end(page);
+        return;
+      }
       default:
         return sendJson(res, 404, {
           error: 'not found',
-          endpoints: ['/metrics', '/healthz', '/readyz', '/debug/ends'],
+          endpoints: ['/', '/metrics', '/healthz', '/readyz', '/debug/ends'],
         });
     }
   }

@@ -30,6 +30,27 @@ const tls = object({
   requestCert: bool(false),
 });
 
+/** The optional fields of an access line (method, path, status and durationMs are always written). */
+export const ACCESS_LOG_FIELDS = [
+  'listener',
+  'direction',
+  'protocol',
+  'grpcStatus',
+  'service',
+  'upstream',
+  'clientId',
+  'streamId',
+  'requestId',
+  'traceId',
+  'spanId',
+  'peer',
+  'host',
+  'userAgent',
+  'bytesIn',
+  'bytesOut',
+  'completed',
+] as const;
+
 /** The whole schema. Defaults here are the documented defaults. */
 export const schema = object({
   name: { kind: 'string', default: os.hostname(), pattern: /^\S{1,128}$/, expected: 'a name without spaces' },
@@ -41,6 +62,26 @@ export const schema = object({
       default: 'info',
     },
     format: { kind: 'enum', values: ['auto', 'json', 'pretty'], default: 'auto' },
+  }),
+  // The access log: one line per HTTP exchange and per request refused by the parser or the limits; `fields`
+  // empty means all; errors (>= 400) and refusals are always written, `sampleRatio` thins the rest.
+  accessLog: object({
+    enabled: bool(true),
+    fields: { kind: 'array', items: { kind: 'enum', values: ACCESS_LOG_FIELDS } },
+    redactQuery: bool(true),
+    sampleRatio: { kind: 'number', default: 1, min: 0, max: 1 },
+  }),
+  // OpenTelemetry tracing, off by default: spans over OTLP/HTTP to `endpoint` (docs/SIDECAR.md, "Tracing").
+  tracing: object({
+    enabled: bool(false),
+    endpoint: { ...httpUrl, default: 'http://127.0.0.1:4318/v1/traces' },
+    serviceName: str({ optional: true }),
+    sampleRatio: { kind: 'number', default: 1, min: 0, max: 1 },
+    parentBased: bool(true),
+    maxQueueSize: int(2048, 1, 1_000_000),
+    maxExportBatchSize: int(512, 1, 100_000),
+    scheduledDelayMs: ms(5_000),
+    exportTimeoutMs: ms(10_000),
   }),
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),
@@ -232,5 +273,10 @@ export type TunnelConfig = SidecarConfig['tunnels'][number];
 export type HttpServerConfig = SidecarConfig['httpServer'];
 /** HTTP/2 limits (see `http2` in the schema). */
 export type Http2Config = SidecarConfig['http2'];
+/** The access log section. */
+export type AccessLogConfig = SidecarConfig['accessLog'];
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
+/** OpenTelemetry tracing (off by default). */
+export type TracingConfig = SidecarConfig['tracing'];
 /** One `plugins` entry of the config; `path` is absolute (or `builtin:<name>`) once the config is loaded. */
 export type PluginConfig = SidecarConfig['plugins'][number];

@@ -10,9 +10,10 @@ import type { Duplex } from 'node:stream';
 import type { Stream } from '../../sdk/index.js';
 import type { HttpServerConfig, ServiceConfig } from '../config/schema.js';
 import { Pool } from '../net/undici.js';
-import { type ObserveInfo, observe } from '../observe/access-log.js';
+import { type AccessLog, type ObserveInfo, observe, refusalLogger } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
-import type { Direction, Metrics } from '../observe/metrics.js';
+import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
+import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admitUpgrade, createHttpServer } from '../proxy/http-server.js';
@@ -27,6 +28,8 @@ export interface ForwarderDeps {
   inflight: Inflight;
   keepAliveTimeoutMs: number;
   httpServer: HttpServerConfig;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
 /** Serves HTTP exchanges arriving on streams for one `http://` service. */
@@ -44,6 +47,7 @@ export class HttpForwarder {
   private retired = false;
   private drained: (() => void) | undefined;
   private readonly log: Logger;
+  private readonly series: HttpSeries;
 
   constructor(
     readonly service: string,
@@ -56,10 +60,15 @@ export class HttpForwarder {
       connectTimeout: config.connectTimeoutMs,
       keepAliveTimeout: 4_000,
     });
-    this.log = deps.logger.child({ listener: `inbound:${service}` });
+    this.log = deps.logger.child({ listener: 'inbound', service });
+    this.series = deps.metrics.httpSeries('inbound', service, `${this.target.host}:${this.target.port}`);
     this.server = createHttpServer(
       deps.httpServer,
-      { keepAliveTimeoutMs: deps.keepAliveTimeoutMs, logger: this.log },
+      {
+        keepAliveTimeoutMs: deps.keepAliveTimeoutMs,
+        logger: this.log,
+        onRefused: refusalLogger(this.series, 'inbound', deps.accessLog),
+      },
       (req, res) => void this.handle(req, res),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -71,7 +80,9 @@ export class HttpForwarder {
   serve(stream: Stream, direction: Direction = 'inbound'): void {
     this.infos.set(stream, this.makeInfo(stream, direction));
     this.active.set(stream, 0);
+    this.series.connections.inc();
     stream.once('close', () => {
+      this.series.connections.dec();
       this.active.delete(stream);
       if (this.active.size === 0) this.drained?.();
     });
@@ -89,16 +100,26 @@ export class HttpForwarder {
   }
 
   private makeInfo(stream: Stream, direction: Direction): ObserveInfo & { clientId: string } {
-    const { metrics, logger, inflight } = this.deps;
+    const { metrics, logger, inflight, accessLog, tracing } = this.deps;
     const clientId = String(stream.clientId);
-    const listener = `inbound:${this.service}`;
-    return { listener, direction, clientId, streamId: String(stream.streamId), metrics, logger, inflight };
+    return {
+      listener: 'inbound',
+      series: this.series,
+      direction,
+      clientId,
+      streamId: String(stream.streamId),
+      metrics,
+      logger,
+      inflight,
+      accessLog,
+      tracing,
+    };
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const stream = req.socket as unknown as Stream;
     const info = this.infoOf(stream);
-    observe(req, res, info);
+    const seen = observe(req, res, info);
     this.active.set(stream, (this.active.get(stream) ?? 0) + 1);
     res.once('close', () => {
       const left = (this.active.get(stream) ?? 1) - 1;
@@ -115,6 +136,7 @@ export class HttpForwarder {
       service: this.service,
       direction: info.direction,
     });
+    seen.decided(decision.allow);
     if (!decision.allow) {
       // A denied body is not worth reading: close the stream after the answer instead of draining it.
       if (hasBody(req)) res.setHeader('connection', 'close');

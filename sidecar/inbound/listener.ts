@@ -15,7 +15,8 @@ import type { ConfigProblem } from '../config/validate.js';
 import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
 import { Agent, request } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
-import type { Metrics } from '../observe/metrics.js';
+import { handshakeReason, type Metrics } from '../observe/metrics.js';
+import { parseCarrier, type Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import type { Identities, Identity } from '../policy/identities.js';
 import type { Inflight } from '../proxy/inflight.js';
@@ -29,6 +30,7 @@ export interface InboundDeps {
   /** The identity records of inbound Ends, which the hook runner reads for every later decision. */
   identities: Identities;
   inflight: Inflight;
+  tracing: Tracing;
   /** The current service table (a reload may swap it). */
   router: () => ServiceRouter;
 }
@@ -112,9 +114,10 @@ export class InboundListener {
         return clientId;
       },
     });
-    this.listener.on('handshakeError', (err: Error, addr: string | undefined) =>
-      this.log.debug({ err: err.message, remoteAddress: addr }, 'handshake failed'),
-    );
+    this.listener.on('handshakeError', (err: Error, addr: string | undefined) => {
+      this.deps.metrics.handshakeFailures.inc({ side: 'inbound', reason: handshakeReason(err) });
+      this.log.debug({ err: err.message, remoteAddress: addr }, 'handshake failed');
+    });
     this.log.info({ listen: this.config.listen, tls: this.config.tls.enabled }, 'geminio listener started');
     void this.acceptLoop(this.listener);
   }
@@ -196,8 +199,16 @@ export class InboundListener {
     const done = this.deps.inflight.begin();
     const stop = this.deps.metrics.rpcDuration.startTimer({ direction: 'inbound', method });
     let outcome = 'ok';
+    const span = this.deps.tracing.start(`rpc ${method}`, 'server', parseCarrier(r.custom), {
+      'rpc.method': method,
+      'geminio.direction': 'inbound',
+      'geminio.client_id': ids.clientId,
+      'geminio.stream_id': ids.streamId,
+      'geminio.upstream': target.url,
+    });
     try {
       const d = await this.deps.hooks.decide('rpc', { ...ids, method, direction: 'inbound' });
+      span?.set({ 'geminio.authz.decision': d.allow ? 'allow' : 'deny' });
       if (!d.allow) {
         outcome = 'denied';
         throw new Error(`denied: ${d.reason}`);
@@ -213,6 +224,7 @@ export class InboundListener {
           'content-type': 'application/octet-stream',
           'x-geminio-client-id': ids.clientId,
           'x-geminio-method': method,
+          ...span?.carrier(),
         },
       });
       const body = Buffer.from(await res.body.arrayBuffer());
@@ -229,6 +241,8 @@ export class InboundListener {
     } finally {
       stop();
       done();
+      span?.set({ 'geminio.outcome': outcome });
+      span?.end(outcome === 'ok' ? undefined : outcome);
       this.deps.metrics.rpcCalls.inc({ direction: 'inbound', method, outcome });
     }
   }
@@ -251,18 +265,28 @@ export class InboundListener {
         });
         if (!d.allow) {
           m.error(`denied: ${d.reason}`);
-          this.deps.metrics.messagesFailed.inc();
+          this.deps.metrics.messages.inc({ direction: 'inbound', listener: 'inbound', outcome: 'denied' });
           continue;
         }
         if (running >= hook.concurrency) await new Promise<void>((r) => slots.push(r));
         running++;
         const done = this.deps.inflight.begin();
+        this.deps.metrics.messagesInFlight.inc({ direction: 'inbound' });
         const headers: Record<string, string> = {
           'content-type': 'application/octet-stream',
           'x-geminio-client-id': String(m.clientId),
           'x-geminio-message-id': String(m.id),
         };
         if (m.topic !== undefined) headers['x-geminio-topic'] = m.topic;
+        const span = this.deps.tracing.start('message', 'consumer', parseCarrier(m.custom), {
+          'messaging.destination.name': m.topic,
+          'geminio.direction': 'inbound',
+          'geminio.client_id': String(m.clientId),
+          'geminio.stream_id': String(m.streamId),
+          'geminio.upstream': hook.webhook,
+          'geminio.authz.decision': 'allow',
+        });
+        Object.assign(headers, span?.carrier());
         request(hook.webhook, {
           method: 'POST',
           body: m.data,
@@ -275,17 +299,27 @@ export class InboundListener {
             const text = await res.body.text();
             if (res.statusCode >= 200 && res.statusCode <= 299) {
               m.done();
-              this.deps.metrics.messagesDelivered.inc();
+              this.deps.metrics.messages.inc({
+                direction: 'inbound',
+                listener: 'inbound',
+                outcome: 'delivered',
+              });
             } else {
               m.error(`webhook answered ${res.statusCode}${text ? `: ${text.slice(0, 512)}` : ''}`);
-              this.deps.metrics.messagesFailed.inc();
+              this.deps.metrics.messages.inc({
+                direction: 'inbound',
+                listener: 'inbound',
+                outcome: 'failed',
+              });
             }
           })
           .catch((err: Error) => {
             m.error(`webhook failed: ${err.message}`);
-            this.deps.metrics.messagesFailed.inc();
+            this.deps.metrics.messages.inc({ direction: 'inbound', listener: 'inbound', outcome: 'failed' });
           })
           .finally(() => {
+            this.deps.metrics.messagesInFlight.dec({ direction: 'inbound' });
+            span?.end();
             running--;
             slots.shift()?.();
             done();
@@ -301,7 +335,7 @@ export class InboundListener {
     try {
       for await (const m of end.messages()) {
         m.error('no message webhook is configured on this sidecar');
-        this.deps.metrics.messagesFailed.inc();
+        this.deps.metrics.messages.inc({ direction: 'inbound', listener: 'inbound', outcome: 'refused' });
       }
     } catch {
       // the End closed

@@ -7,8 +7,10 @@
 import type http from 'node:http';
 import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, HttpServerConfig, ServiceConfig } from '../config/schema.js';
+import type { AccessLog } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
+import { parseCarrier, type Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import { H2Inbound } from '../proxy/h2.js';
 import { createHttpServer } from '../proxy/http-server.js';
@@ -26,6 +28,8 @@ export interface RouterDeps {
   keepAliveTimeoutMs: number;
   httpServer: HttpServerConfig;
   http2: Http2Config;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
 export class ServiceRouter {
@@ -161,7 +165,17 @@ export class ServiceRouter {
       return;
     }
     const done = this.deps.inflight.begin();
+    // A TCP stream is one span: from its open (its parent the opener's span, in the meta) to its end.
+    const span = this.deps.tracing.start(`stream ${service}`, 'server', parseCarrier(stream.meta), {
+      'geminio.service': service,
+      'geminio.direction': direction,
+      'geminio.client_id': ids.clientId,
+      'geminio.stream_id': ids.streamId,
+      'geminio.upstream': svc.target,
+      'geminio.authz.decision': 'allow',
+    });
     forwardToTcp(stream, targetHostPort(svc.target), svc.connectTimeoutMs, (err) => {
+      span?.end(err?.message);
       done();
       if (err) log.debug({ err: err.message }, 'tcp forward ended with an error');
     });

@@ -19,7 +19,13 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   const usePretty =
     options.format === 'pretty' || (options.format === 'auto' && process.stdout.isTTY === true);
-  const base = { level: options.level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  const base = {
+    level: options.level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // "level":"warn" rather than 40: what log pipelines and people filter on.
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
   if (usePretty && !options.destination) {
     return pino(base, pretty({ colorize: process.stdout.isTTY === true, sync: true }));
   }

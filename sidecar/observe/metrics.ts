@@ -2,11 +2,12 @@
  * Every Prometheus metric of the sidecar, in its own Registry (so tests and several sidecars in one process never
  * collide). Label values are bounded: listener, upstream and service names come from the config, methods from a
  * fixed list or from what the peer registered, statuses are HTTP codes; nothing user-supplied (paths, topics) is
- * ever a label.
+ * ever a label. docs/SIDECAR.md lists every metric with its labels.
  */
 import * as diagnostics from 'node:diagnostics_channel';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CHANNELS, type Stream, type StreamBytesMessage, type StreamCloseMessage } from '../../sdk/index.js';
+import { SIDECAR_VERSION } from './version.js';
 
 export type Direction = 'outbound' | 'inbound' | 'tunnel';
 
@@ -18,6 +19,7 @@ interface ByteTally {
 }
 
 const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216];
 const HTTP_METHODS = new Set([
   'GET',
   'HEAD',
@@ -152,15 +154,41 @@ export class Metrics {
   });
   readonly httpRequests = new Counter({
     name: 'geminio_http_requests_total',
-    help: 'HTTP requests handled, by listener (or inbound service), method and status',
-    labelNames: ['listener', 'method', 'status'],
+    help: 'HTTP requests handled, by listener ("inbound" for the inbound services), service, upstream, method, status and status class',
+    labelNames: ['listener', 'service', 'upstream', 'method', 'status', 'status_class'],
     registers: [this.registry],
   });
   readonly httpDuration = new Histogram({
     name: 'geminio_http_request_duration_seconds',
-    help: 'Time from request to response end',
-    labelNames: ['listener', 'method'],
+    help: 'Time from request to response end, by listener, service, upstream, method and status class',
+    labelNames: ['listener', 'service', 'upstream', 'method', 'status_class'],
     buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly httpRequestSize = new Histogram({
+    name: 'geminio_http_request_size_bytes',
+    help: 'Request body bytes received from the client, by listener and service',
+    labelNames: ['listener', 'service'],
+    buckets: SIZE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly httpResponseSize = new Histogram({
+    name: 'geminio_http_response_size_bytes',
+    help: 'Response body bytes sent to the client, by listener and service',
+    labelNames: ['listener', 'service'],
+    buckets: SIZE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly httpInFlight = new Gauge({
+    name: 'geminio_http_requests_in_flight',
+    help: 'HTTP requests being handled now, by listener and service',
+    labelNames: ['listener', 'service'],
+    registers: [this.registry],
+  });
+  readonly httpConnections = new Gauge({
+    name: 'geminio_http_connections_open',
+    help: 'HTTP connections (client sockets, or streams for the inbound services) open now, by listener and service',
+    labelNames: ['listener', 'service'],
     registers: [this.registry],
   });
   readonly httpRetries = new Counter({
@@ -182,32 +210,45 @@ export class Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly messagesPublished = new Counter({
-    name: 'geminio_messages_published_total',
-    help: 'Messages published through POST /publish, by outcome (acked, rejected, timeout, unavailable)',
-    labelNames: ['listener', 'outcome'],
+  readonly messages = new Counter({
+    name: 'geminio_messages_total',
+    help: 'Messages by direction: outbound (POST /publish: acked, rejected, timeout, unavailable) and inbound (to the webhook: delivered, failed)',
+    labelNames: ['direction', 'listener', 'outcome'],
     registers: [this.registry],
   });
-  readonly messagesDelivered = new Counter({
-    name: 'geminio_messages_delivered_total',
-    help: 'Received messages delivered to the webhook and acked',
-    registers: [this.registry],
-  });
-  readonly messagesFailed = new Counter({
-    name: 'geminio_messages_failed_total',
-    help: 'Received messages the webhook refused or did not answer (acked with an error)',
-    registers: [this.registry],
-  });
-  readonly hookDecisions = new Counter({
-    name: 'geminio_hook_decisions_total',
-    help: 'Hook decisions, by hook point and decision (allow, deny)',
-    labelNames: ['hook', 'decision'],
+  readonly messagesInFlight = new Gauge({
+    name: 'geminio_messages_in_flight',
+    help: 'Messages published and not yet acked (outbound), or at the webhook and not yet answered (inbound)',
+    labelNames: ['direction'],
     registers: [this.registry],
   });
   readonly authzDecisions = new Counter({
     name: 'geminio_authz_decisions_total',
-    help: 'Authorization plugin decisions, by hook, plugin and decision (allow, deny; failures count as deny)',
-    labelNames: ['hook', 'plugin', 'decision'],
+    help: 'Decisions of the hooks and authorization plugins, one per decision: by direction, hook, deciding plugin ("all" when every one allowed, "hook" for a programmatic hook) and decision (allow, deny; a failure is a deny)',
+    labelNames: ['direction', 'hook', 'plugin', 'decision'],
+    registers: [this.registry],
+  });
+  readonly handshakeFailures = new Counter({
+    name: 'geminio_handshake_failures_total',
+    help: 'geminio connections that never became an End, by side (inbound: accepted; upstream: dialled) and reason',
+    labelNames: ['side', 'reason'],
+    registers: [this.registry],
+  });
+  readonly buildInfo = new Gauge({
+    name: 'geminio_sidecar_build_info',
+    help: 'Always 1; the labels tell the sidecar version and the Node.js version running it',
+    labelNames: ['version', 'node'],
+    registers: [this.registry],
+  });
+  readonly spansDropped = new Counter({
+    name: 'geminio_trace_spans_dropped_total',
+    help: 'Spans not exported, by reason (queue_full: the batch queue was full; export_failed: the backend did not take them)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly spansExported = new Counter({
+    name: 'geminio_trace_spans_exported_total',
+    help: 'Spans the OTLP backend accepted',
     registers: [this.registry],
   });
   readonly authzFailures = new Counter({
@@ -258,8 +299,7 @@ export class Metrics {
   }
 
   /** Labelled children by their label values: hashing the label object on every request is not free. */
-  private readonly requestChildren = new Map<string, Counter.Internal>();
-  private readonly durationChildren = new Map<string, Histogram.Internal<string>>();
+  private readonly seriesByListener = new Map<string, HttpSeries>();
   private readonly decisionChildren = new Map<string, Counter.Internal>();
 
   /** Bytes counted on streams and not yet added to `bytes`, by direction and service. */
@@ -286,30 +326,23 @@ export class Metrics {
     }
   }
 
-  /** Counts one finished HTTP exchange and its duration. */
-  httpExchange(listener: string, method: string, status: number, seconds: number): void {
-    const key = `${listener}\0${method}`;
-    const rkey = `${key}\0${status}`;
-    let requests = this.requestChildren.get(rkey);
-    if (!requests) {
-      requests = this.httpRequests.labels(listener, method, String(status));
-      this.requestChildren.set(rkey, requests);
+  /** The series of one listener (and service): label values fixed by the config. */
+  httpSeries(listener: string, service: string, upstream: string): HttpSeries {
+    const key = `${listener}\0${service}\0${upstream}`;
+    let series = this.seriesByListener.get(key);
+    if (!series) {
+      series = new HttpSeries(this, listener, service, upstream);
+      this.seriesByListener.set(key, series);
     }
-    requests.inc();
-    let duration = this.durationChildren.get(key);
-    if (!duration) {
-      duration = this.httpDuration.labels(listener, method);
-      this.durationChildren.set(key, duration);
-    }
-    duration.observe(seconds);
+    return series;
   }
 
-  /** Counts one hook decision. */
-  hookDecision(hook: string, allow: boolean): void {
-    const key = allow ? `${hook}\0allow` : `${hook}\0deny`;
+  /** Counts one decision of the hooks (or plugins) and who made it. */
+  authzDecision(direction: Direction, hook: string, plugin: string, allow: boolean): void {
+    const key = `${direction}\0${hook}\0${plugin}\0${allow}`;
     let child = this.decisionChildren.get(key);
     if (!child) {
-      child = this.hookDecisions.labels(hook, allow ? 'allow' : 'deny');
+      child = this.authzDecisions.labels(direction, hook, plugin, allow ? 'allow' : 'deny');
       this.decisionChildren.set(key, child);
     }
     child.inc();
@@ -317,6 +350,7 @@ export class Metrics {
 
   constructor(options: { defaults?: boolean } = {}) {
     if (options.defaults !== false) collectDefaultMetrics({ register: this.registry });
+    this.buildInfo.set({ version: SIDECAR_VERSION, node: process.versions.node }, 1);
   }
 
   /**
@@ -336,6 +370,91 @@ export class Metrics {
       this.streamsOpen.dec(labels);
     });
   }
+}
+
+/** The status class of an HTTP status: 2xx, 4xx, ... (499, the client left first, is a 4xx). */
+export function statusClass(status: number): string {
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+}
+
+/**
+ * The HTTP series of one listener and service, with their labelled children kept by label values (hashing a label
+ * object on every request is not free). Methods are bounded (methodLabel), statuses are codes the sidecar or the
+ * target sent (a target inventing codes could add at most 500 of them).
+ */
+export class HttpSeries {
+  private readonly requests = new Map<string, Counter.Internal>();
+  private readonly durations = new Map<string, Histogram.Internal<string>>();
+  readonly requestSize: Histogram.Internal<string>;
+  readonly responseSize: Histogram.Internal<string>;
+  readonly inFlight: Gauge.Internal<string>;
+  readonly connections: Gauge.Internal<string>;
+
+  constructor(
+    private readonly metrics: Metrics,
+    readonly listener: string,
+    readonly service: string,
+    readonly upstream: string,
+  ) {
+    this.requestSize = metrics.httpRequestSize.labels(listener, service);
+    this.responseSize = metrics.httpResponseSize.labels(listener, service);
+    this.inFlight = metrics.httpInFlight.labels(listener, service);
+    this.connections = metrics.httpConnections.labels(listener, service);
+  }
+
+  /** Counts a request refused before any handler saw it (its status only: it had no duration or body). */
+  refused(method: string, status: number): void {
+    this.count(method, status, statusClass(status));
+  }
+
+  /** Counts one finished exchange: its status, duration and body sizes. */
+  exchange(
+    method: string,
+    status: number,
+    seconds: number,
+    requestBytes: number,
+    responseBytes: number,
+  ): void {
+    const cls = statusClass(status);
+    this.count(method, status, cls);
+    const dkey = `${method}\0${cls}`;
+    let duration = this.durations.get(dkey);
+    if (!duration) {
+      duration = this.metrics.httpDuration.labels(this.listener, this.service, this.upstream, method, cls);
+      this.durations.set(dkey, duration);
+    }
+    duration.observe(seconds);
+    this.requestSize.observe(requestBytes);
+    this.responseSize.observe(responseBytes);
+  }
+
+  private count(method: string, status: number, cls: string): void {
+    const rkey = `${method}\0${status}`;
+    let requests = this.requests.get(rkey);
+    if (!requests) {
+      requests = this.metrics.httpRequests.labels(
+        this.listener,
+        this.service,
+        this.upstream,
+        method,
+        String(status),
+        cls,
+      );
+      this.requests.set(rkey, requests);
+    }
+    requests.inc();
+  }
+}
+
+/** A bounded reason for a failed handshake, from its error. */
+export function handshakeReason(err: Error & { code?: string }): string {
+  const m = `${err.code ?? ''} ${err.message}`.toLowerCase();
+  if (/timed? ?out|etimedout/.test(m)) return 'timeout';
+  if (/ssl|tls|certificate|cert_|err_ssl|self.signed|handshake failure/.test(m)) return 'tls';
+  if (/refused|denied|not allowed|no token|reserved|held by|forbidden|unauthori/.test(m)) return 'refused';
+  if (/econnreset|epipe|socket hang up|closed|ended|eof/.test(m)) return 'closed';
+  if (/magic|version|frame|packet|malformed|invalid|unexpected|protocol/.test(m)) return 'protocol';
+  return 'other';
 }
 
 /** A labelled stream: where its bytes go, and how many were counted so far. */

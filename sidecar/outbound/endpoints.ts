@@ -14,7 +14,7 @@ import {
 } from '../../sdk/index.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
-import type { Metrics } from '../observe/metrics.js';
+import { handshakeReason, type Metrics } from '../observe/metrics.js';
 import { EndpointStats } from './balancer.js';
 
 export type EndpointState = 'connecting' | 'connected' | 'reconnecting' | 'draining' | 'closed';
@@ -30,6 +30,9 @@ export interface EndpointDeps {
 
 export class Endpoint extends EventEmitter {
   state: EndpointState = 'connecting';
+  /** For /debug/ends: reconnects so far, and the last failure (dial or lost connection) with its time. */
+  reconnects = 0;
+  lastError: { message: string; at: string } | undefined;
   readonly stats: EndpointStats;
   private end: End | undefined;
   private closed = false;
@@ -78,6 +81,8 @@ export class Endpoint extends EventEmitter {
         this.adopt(end);
         return;
       } catch (err) {
+        this.lastError = { message: (err as Error).message, at: new Date().toISOString() };
+        this.deps.metrics.handshakeFailures.inc({ side: 'upstream', reason: handshakeReason(err as Error) });
         this.deps.metrics.upstreamDialFailures.inc({ upstream: this.upstream });
         const level = attempt === 0 ? 'warn' : 'debug';
         this.log[level]({ err: (err as Error).message, attempt }, 'dial failed; retrying');
@@ -100,6 +105,7 @@ export class Endpoint extends EventEmitter {
       if (this.state === 'connected') this.state = 'reconnecting';
       this.deps.metrics.endpointConnected.set(this.labels, 0);
       this.deps.metrics.upstreamDisconnects.inc({ upstream: this.upstream });
+      this.lastError = { message: err?.message ?? 'connection lost', at: new Date().toISOString() };
       this.log.warn(
         { err: err?.message, clientId: String(end.clientId) },
         'endpoint disconnected; reconnecting',
@@ -108,6 +114,7 @@ export class Endpoint extends EventEmitter {
     });
     end.on('reconnect', (info: { clientId: bigint; attempts: number }) => {
       this.deps.metrics.upstreamReconnects.inc({ upstream: this.upstream });
+      this.reconnects++;
       this.log.info({ clientId: String(info.clientId), attempts: info.attempts }, 'endpoint reconnected');
       up();
     });

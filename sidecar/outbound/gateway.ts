@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NoSuchMethodError, RemoteError } from '../../sdk/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
+import { customCarrier, headerCarrier } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import {
   BodyTooLargeError,
@@ -108,7 +109,8 @@ export async function handleRpc(
   let outcome = 'ok';
   const t0 = performance.now();
   try {
-    const result = await held.end.call(method, ready.body, { timeout: ctx.timeoutMs });
+    const custom = customCarrier(headerCarrier(req.headers));
+    const result = await held.end.call(method, ready.body, { timeout: ctx.timeoutMs, custom });
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': result.data.length });
     res.end(result.data);
   } catch (err) {
@@ -147,6 +149,8 @@ export async function handlePublish(
   // The receiver's per-ClientID dedup covers one endpoint only, so a message may arrive twice in that case.
   const tried = new Set<string>();
   let outcome = 'acked';
+  const custom = customCarrier(headerCarrier(req.headers));
+  ctx.metrics.messagesInFlight.inc({ direction: 'outbound' });
   for (;;) {
     const held = pickOrAnswer(res, ctx, tried); // none left: 503
     if (!held) {
@@ -156,7 +160,7 @@ export async function handlePublish(
     tried.add(held.key);
     const t0 = performance.now();
     try {
-      await held.end.publish(ready.body, { topic, timeout: ctx.timeoutMs });
+      await held.end.publish(ready.body, { topic, timeout: ctx.timeoutMs, custom });
       held.done({ ok: true, ms: performance.now() - t0 });
       const body = JSON.stringify({ status: 'acked', topic });
       res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
@@ -178,7 +182,7 @@ export async function handlePublish(
           { endpoint: held.endpoint, topic, err: (err as Error).message },
           'republishing on another endpoint',
         );
-        ctx.metrics.messagesPublished.inc({ listener: ctx.listener, outcome: 'republished' });
+        ctx.metrics.messages.inc({ direction: 'outbound', listener: ctx.listener, outcome: 'republished' });
         continue;
       }
       outcome = f.status === 504 ? 'timeout' : 'unavailable';
@@ -186,5 +190,6 @@ export async function handlePublish(
       break;
     }
   }
-  ctx.metrics.messagesPublished.inc({ listener: ctx.listener, outcome });
+  ctx.metrics.messagesInFlight.dec({ direction: 'outbound' });
+  ctx.metrics.messages.inc({ direction: 'outbound', listener: ctx.listener, outcome });
 }

@@ -13,9 +13,10 @@ import type { End } from '../../sdk/index.js';
 import type { Http2Config, HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
 import { listenOn } from '../net/listen.js';
 import { Pool } from '../net/undici.js';
-import { type ObserveInfo, observe } from '../observe/access-log.js';
+import { type AccessLog, type ObserveInfo, observe, refusalLogger } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
-import type { Direction, Metrics } from '../observe/metrics.js';
+import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
+import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import { h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
@@ -40,6 +41,8 @@ export interface ListenerDeps {
   inflight: Inflight;
   httpServer: HttpServerConfig;
   http2: Http2Config;
+  accessLog: AccessLog;
+  tracing: Tracing;
 }
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge sends it first. */
@@ -60,6 +63,7 @@ export class HttpOutboundListener {
   private readonly log: Logger;
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
+  private readonly series: HttpSeries;
   private closing = false;
   private info: ObserveInfo | undefined;
   private infoEnd: End | undefined;
@@ -78,11 +82,20 @@ export class HttpOutboundListener {
       timeoutMs: config.publish.timeoutMs,
       maxBodyBytes: config.publish.maxBodyBytes,
     };
+    this.series = deps.metrics.httpSeries(config.name, config.service, source.name);
     this.server = createHttpServer(
       deps.httpServer,
-      { keepAliveTimeoutMs: 5_000, logger: this.log },
+      {
+        keepAliveTimeoutMs: 5_000,
+        logger: this.log,
+        onRefused: refusalLogger(this.series, direction, deps.accessLog),
+      },
       (req, res) => void this.handle(req, res, false),
     );
+    this.server.on('connection', (socket: net.Socket) => {
+      this.series.connections.inc();
+      socket.once('close', () => this.series.connections.dec());
+    });
     // Expect: 100-continue ends here (undici cannot send it): the hook decides first, then 100 Continue is sent
     // and the body streams to the far side as it arrives.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -234,7 +247,7 @@ export class HttpOutboundListener {
   private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
     const end = this.source.current();
     const info = this.infoFor(end);
-    observe(req, res, info);
+    const seen = observe(req, res, info);
     if (this.closing) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     if (req.method === 'POST' && this.config.rpc.enabled && url.startsWith('/rpc/')) {
@@ -254,6 +267,7 @@ export class HttpOutboundListener {
       direction: this.direction,
       listener: this.config.name,
     });
+    seen.decided(decision.allow);
     if (!decision.allow) return sendDenied(res, decision);
     if (!end) {
       res.setHeader('connection', 'close'); // an unread body must not be parsed as the next request
@@ -299,16 +313,19 @@ export class HttpOutboundListener {
   /** What the exchanges are observed with: built once per End (a reconnect gives another ClientID), not per request. */
   private infoFor(end: End | undefined): ObserveInfo {
     if (this.info && this.infoEnd === end) return this.info;
-    const { metrics, logger, inflight } = this.deps;
+    const { metrics, logger, inflight, accessLog, tracing } = this.deps;
     const clientId = end ? String(end.clientId) : undefined;
     this.infoEnd = end;
     this.info = {
       listener: this.config.name,
+      series: this.series,
       direction: this.direction,
       clientId,
       metrics,
       logger,
       inflight,
+      accessLog,
+      tracing,
     };
     return this.info;
   }

@@ -78,17 +78,32 @@ export class TcpOutboundListener {
       return;
     }
     socket.pause(); // hold the client's first bytes until the stream is open
-    let stream: Awaited<ReturnType<typeof end.openStream>>;
+    const span = this.deps.tracing.start(`stream ${service}`, 'client', undefined, {
+      'geminio.listener': this.config.name,
+      'geminio.service': service,
+      'geminio.direction': this.direction,
+      'geminio.upstream': this.source.name,
+      'geminio.client_id': String(held.end.clientId),
+      'geminio.authz.decision': 'allow',
+      'network.peer.address': socket.remoteAddress,
+    });
+    let stream: Awaited<ReturnType<typeof held.end.openStream>>;
     const t0 = performance.now();
     try {
-      stream = await held.end.openStream({ meta: streamMeta(service, 'tcp'), allowHalfOpen: true });
+      stream = await held.end.openStream({
+        meta: streamMeta(service, 'tcp', span?.carrier()),
+        allowHalfOpen: true,
+      });
     } catch (err) {
       held.done({ ok: false, ms: performance.now() - t0 });
       this.deps.metrics.streamOpenFailures.inc({ direction: this.direction, service });
+      span?.end((err as Error).message);
       throw err;
     }
     const openMs = performance.now() - t0;
     socket.once('close', () => held.done({ ok: true, ms: openMs }));
+    span?.set({ 'geminio.stream_id': String(stream.streamId) });
+    stream.once('close', () => span?.end());
     if (socket.destroyed) {
       stream.destroy();
       return;

@@ -138,21 +138,21 @@ export class Authz {
       const ids = { clientId: current.clientId, streamId: current.streamId, hook: point, plugin: p.name };
       if ('failure' in answer) {
         const timedOut = answer.failure === 'timeout';
-        this.metrics.authzDecisions.inc({ hook: point, plugin: p.name, decision: 'deny' });
         this.metrics.authzFailures.inc({ hook: point, plugin: p.name, kind: answer.failure });
         this.log.error(
           { ...ids, decision: 'deny', reason: answer.detail, failure: answer.failure },
           'authz decision',
         );
-        return timedOut ? deny('authorization timed out', 503) : deny('authorization failed', 403);
+        return withPlugin(
+          timedOut ? deny('authorization timed out', 503) : deny('authorization failed', 403),
+          p.name,
+        );
       }
       const d = answer.decision;
       if (!d.allow) {
-        this.metrics.authzDecisions.inc({ hook: point, plugin: p.name, decision: 'deny' });
         this.log.warn({ ...ids, decision: 'deny', reason: d.reason }, 'authz decision');
-        return deny(d.reason, d.status ?? 403);
+        return withPlugin(deny(d.reason, d.status ?? 403), p.name);
       }
-      this.metrics.authzDecisions.inc({ hook: point, plugin: p.name, decision: 'allow' });
       this.log.info(
         { ...ids, decision: 'allow', clientIdAssigned: d.clientId, name: d.name },
         'authz decision',
@@ -230,4 +230,9 @@ export function parseMeta(meta: Buffer | undefined): Record<string, unknown> {
   } catch {
     return {};
   }
+}
+
+/** A deny with the name of the plugin that made it (for geminio_authz_decisions_total). */
+function withPlugin(d: Decision, plugin: string): Decision {
+  return d.allow ? d : { ...d, plugin };
 }

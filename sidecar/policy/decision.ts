@@ -25,7 +25,12 @@ export const PLUGIN_HOOK = {
  */
 export type Decision =
   | { allow: true; clientId?: string; name?: string; headers?: Record<string, string> }
-  | { allow: false; status?: number; reason: string };
+  | {
+      allow: false;
+      status?: number;
+      reason: string /** The plugin that denied (for the decision metric). */;
+      plugin?: string;
+    };
 
 export const ALLOW: Decision = { allow: true };
 

@@ -92,22 +92,34 @@ export class HookRunner {
     this.hooks.push((point, facts) => (points.includes(point) ? hook(point, facts) : undefined));
   }
 
-  /** Runs every hook in order; the first deny wins. Counted in geminio_hook_decisions_total. */
+  /**
+   * Runs every hook in order; the first deny wins. Counted once in geminio_authz_decisions_total, with the
+   * direction and who decided: the plugin that denied, "hook" for a programmatic hook, "sidecar" for the
+   * sidecar's own refusal, "all" for an allow.
+   */
   async decide(point: HookPoint, facts: HookFacts): Promise<Decision> {
     let decision = ALLOW;
+    let by = 'all';
     for (const hook of this.hooks) {
       const d = await this.runOne(hook, point, facts);
       if (!d.allow) {
         decision = d;
+        by = 'hook';
         break;
       }
     }
-    if (decision.allow && facts.direction === 'inbound') decision = await this.authorize(point, facts);
-    this.metrics.hookDecision(point, decision.allow);
+    if (decision.allow && facts.direction === 'inbound') {
+      decision = await this.authorize(point, facts);
+      if (!decision.allow) by = decision.plugin ?? 'sidecar';
+    }
+    this.metrics.authzDecision(facts.direction, point, by, decision.allow);
     if (!decision.allow) {
+      const rid = facts.headers?.['x-request-id'];
       this.logger.warn(
         {
           hook: point,
+          plugin: by,
+          requestId: typeof rid === 'string' ? rid : undefined,
           clientId: facts.clientId,
           streamId: facts.streamId,
           service: facts.service,

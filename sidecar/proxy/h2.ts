@@ -299,6 +299,9 @@ export class H2Observation {
     private readonly deps: H2Deps,
     private readonly info: {
       listener: string;
+      /** The HTTP series labels: the service and the upstream (outbound) or target (inbound). */
+      service: string;
+      upstream: string;
       direction: Direction;
       protocol: string;
       clientId?: string;
@@ -330,7 +333,10 @@ export class H2Observation {
     const status = this.status || 499;
     if (i.grpc && this.grpcStatus === undefined && outcome === 'reset')
       this.grpcStatus = String(GrpcStatus.cancelled);
-    metrics.httpExchange(i.listener, methodLabel(i.method), status, seconds);
+    // Body sizes are not counted on HTTP/2 (its frames are relayed as they come): 0 in the size histograms.
+    metrics
+      .httpSeries(i.listener, i.service, i.upstream)
+      .exchange(methodLabel(i.method), status, seconds, 0, 0);
     metrics.protocolRequest(i.listener, i.protocol);
     if (i.grpc) metrics.grpcRequest(i.listener, this.grpcStatus ?? 'other');
     if (!logger.isLevelEnabled('info')) return;
@@ -408,6 +414,8 @@ export async function serveOutboundH2(
   const clientId = end ? String(end.clientId) : undefined;
   const obs = new H2Observation(deps, {
     listener: ctx.listener,
+    service: ctx.service,
+    upstream: ctx.upstreamName,
     direction: ctx.direction,
     protocol: ctx.protocol,
     clientId,
@@ -787,7 +795,9 @@ export class H2Inbound {
     const target = ctx.config.target;
     const protocol = target.startsWith('h2c://') ? 'h2c' : 'http/1.1';
     const obs = new H2Observation(this.deps, {
-      listener: `inbound:${ctx.service}`,
+      listener: 'inbound',
+      service: ctx.service,
+      upstream: target.replace(/^[a-z0-9+]+:\/\//, ''),
       direction: ctx.direction,
       protocol,
       clientId: ctx.clientId,

@@ -8,6 +8,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HttpServerConfig } from '../config/schema.js';
+import type { RefusalSink } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import { hasBody } from './http-util.js';
 
@@ -81,6 +82,23 @@ function answerAndClose(socket: Duplex, text: string): void {
   setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
 
+/** The sink of each server's logger (admit() and refuse() are given the logger the server was made with). */
+const SINKS = new WeakMap<Logger, RefusalSink>();
+
+function refused(
+  log: Logger,
+  status: number,
+  reason: string,
+  req: IncomingMessage | undefined,
+  socket: Duplex,
+): void {
+  try {
+    SINKS.get(log)?.(log, status, reason, req, socket);
+  } catch {
+    // an access line never breaks the refusal
+  }
+}
+
 /** Connections on which a request was refused: nothing after it on them is served (pipelined or not). */
 const REFUSED = new WeakSet<object>();
 
@@ -93,6 +111,7 @@ export function refuse(
   log: Logger,
 ): void {
   log.warn({ status, method: req.method, path: req.url, reason: message }, 'bad request refused');
+  refused(log, status, message, req, req.socket);
   REFUSED.add(req.socket);
   if (res.headersSent) {
     res.destroy();
@@ -177,6 +196,8 @@ export function bodyStarted(req: IncomingMessage): Promise<boolean> | true {
 export interface HttpServerOptions {
   keepAliveTimeoutMs: number;
   logger: Logger;
+  /** Told of each refused request (access log, metrics). */
+  onRefused?: RefusalSink;
 }
 
 /** Checks a request against the limits; false when it was refused (the handler must not run). */
@@ -210,6 +231,7 @@ export function createHttpServer(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): http.Server {
   const log = o.logger;
+  if (o.onRefused) SINKS.set(log, o.onRefused);
   const server = http.createServer(
     {
       keepAliveTimeout: o.keepAliveTimeoutMs,
@@ -234,6 +256,7 @@ export function createHttpServer(
       return;
     }
     log.warn({ status, err: err.message, code: err.code }, 'bad request refused');
+    refused(log, status, err.message, undefined, socket);
     REFUSED.add(socket);
     answerAndClose(socket, rawStatus(status, CODES[status] ?? 'BAD_REQUEST', err.message));
   });
@@ -260,6 +283,7 @@ export function admitUpgrade(
     { status: problem[0], method: req.method, path: req.url, reason: problem[1] },
     'bad request refused',
   );
+  refused(log, problem[0], problem[1], req, socket);
   answerAndClose(socket, rawStatus(problem[0], CODES[problem[0]] ?? 'BAD_REQUEST', problem[1]));
   return false;
 }

@@ -8,6 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { countResponse } from '../observe/access-log.js';
 import { bodyStarted } from './http-server.js';
 import {
   classify,
@@ -89,6 +90,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.res.destroyed || this.res.writableEnded) return controller.abort(new Error('client went away'));
+    countResponse(this.res, chunk.length);
     if (!this.res.write(chunk) && !this.waitingDrain) {
       this.waitingDrain = true;
       controller.pause();

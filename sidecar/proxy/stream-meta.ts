@@ -3,17 +3,21 @@
  * a stream it opens, and how the inbound side reads it to pick a service. JSON `{"service": "x", "proto": "http"}`;
  * a bare string is a service name (for openers that are not sidecars, e.g. Go code).
  */
+import type { TraceCarrier } from '../observe/tracing.js';
 
-/** What an opener puts in the stream meta. */
-export interface StreamMeta {
+/** What an opener puts in the stream meta (a traced TCP stream's also its W3C trace context, docs/PROTOCOL.md §9). */
+export interface StreamMeta extends TraceCarrier {
   service: string;
   /** "h2": one HTTP/2 request per stream, framed as in proxy/h2.ts. */
   proto: 'http' | 'tcp' | 'h2';
 }
 
 /** The meta for a stream to `service` speaking `proto`. */
-export function streamMeta(service: string, proto: 'http' | 'tcp' | 'h2'): string {
-  return JSON.stringify({ service, proto } satisfies StreamMeta);
+export function streamMeta(service: string, proto: 'http' | 'tcp' | 'h2', trace?: TraceCarrier): string {
+  const meta: StreamMeta = { service, proto };
+  if (trace?.traceparent) meta.traceparent = trace.traceparent;
+  if (trace?.tracestate) meta.tracestate = trace.tracestate;
+  return JSON.stringify(meta);
 }
 
 /** Reads a stream meta; a plain string is taken as the service name (for non-sidecar openers, e.g. Go code). */

@@ -231,7 +231,7 @@ describe('gRPC through two sidecars (grpc-js client and server)', () => {
     });
     expect(h2).toBeGreaterThan(0);
     const inbound = await metricValue(pair.inbound, 'geminio_grpc_requests_total', {
-      listener: 'inbound:grpc',
+      listener: 'inbound',
       grpc_status: '0',
     });
     expect(inbound).toBeGreaterThan(0);

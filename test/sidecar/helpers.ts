@@ -179,6 +179,7 @@ export function memoryLogger(level = 'info'): { logger: Logger; lines: Array<Rec
 export const quiet = (): Logger => createLogger({ level: 'silent', format: 'json' });
 
 export interface PairOptions {
+  /** Extra top-level keys for the inbound sidecar's config. */
   inbound?: Record<string, unknown>;
   outbound?: Record<string, unknown>;
   /** Extra keys for the inbound config's `inbound` section. */
@@ -209,6 +210,7 @@ export function inboundConfig(
   services: Record<string, unknown>,
   extra: Record<string, unknown> = {},
   port = 0,
+  top: Record<string, unknown> = {},
 ): SidecarConfig {
   return parseConfig({
     name: 'inbound',
@@ -216,6 +218,7 @@ export function inboundConfig(
     admin: { listen: '127.0.0.1:0' },
     inbound: { listen: `127.0.0.1:${port}`, ...extra },
     services,
+    ...top,
   });
 }
 
@@ -229,7 +232,7 @@ export async function startPair(
     app: { target: app.url, headersTimeoutMs: 5_000 },
     ...(tcpEchoPort ? { echo: { target: `tcp://127.0.0.1:${tcpEchoPort}` } } : {}),
   };
-  const inbound = new Sidecar(inboundConfig(services, o.inboundSection), {
+  const inbound = new Sidecar(inboundConfig(services, o.inboundSection, 0, o.inbound), {
     logger: o.inboundLogger ?? quiet(),
   });
   await inbound.start();

@@ -160,7 +160,12 @@ describe('outbound HTTP through geminio', () => {
     expect(res.statusCode).toBe(403);
     expect(await res.body.json()).toEqual({ error: 'test hook says no', code: 'FORBIDDEN' });
     expect(
-      await metricValue(pair.outbound, 'geminio_hook_decisions_total', { hook: 'request', decision: 'deny' }),
+      await metricValue(pair.outbound, 'geminio_authz_decisions_total', {
+        direction: 'outbound',
+        hook: 'request',
+        plugin: 'hook',
+        decision: 'deny',
+      }),
     ).toBe(1);
     expect(outLines.some((l) => l.msg === 'hook denied' && l.reason === 'test hook says no')).toBe(true);
     expect(outLines.some((l) => l.msg === 'access' && l.path === '/forbidden' && l.status === 403)).toBe(
@@ -246,7 +251,7 @@ describe('outbound HTTP through geminio', () => {
     const metrics = await (await fetch(`${admin}/metrics`)).text();
     for (const name of [
       'geminio_upstream_connected{upstream="up"} 1',
-      'geminio_http_requests_total{listener="web",method="GET",status="200"}',
+      'geminio_http_requests_total{listener="web",service="app",upstream="up",method="GET",status="200",status_class="2xx"}',
       'geminio_http_request_duration_seconds_bucket',
       'geminio_stream_bytes_total{direction="outbound",service="app",flow="rx"}',
       'process_cpu_user_seconds_total',

@@ -200,7 +200,12 @@ describe.skipIf(!hasOpenssl)('certificate rotation under a running sidecar (need
       expect(
         metricLine(await metrics(s.ports.admin), 'geminio_tls_reloads_total{what="inbound",outcome="ok"}'),
       ).toBe(1);
-      expect(s.child.out()).toContain('TLS or token files reloaded');
+      // The child writes its log asynchronously: the line may follow the metric by a moment on a loaded machine.
+      await eventually(
+        () => s.child.out().includes('TLS or token files reloaded'),
+        10_000,
+        'the reload line',
+      );
     } finally {
       await stop(s.child, s.end);
     }

@@ -78,14 +78,23 @@ describe('messaging bridge', () => {
       { topic: 'orders', body: 'order #1' },
       { topic: 'orders', body: 'order #1' },
     ]);
-    expect(await metricValue(pair.inbound, 'geminio_messages_failed_total')).toBe(1);
-    expect(await metricValue(pair.inbound, 'geminio_messages_delivered_total')).toBe(1);
-    expect(await metricValue(pair.outbound, 'geminio_messages_published_total', { outcome: 'acked' })).toBe(
+    const inbound = { direction: 'inbound', listener: 'inbound' };
+    expect(await metricValue(pair.inbound, 'geminio_messages_total', { ...inbound, outcome: 'failed' })).toBe(
       1,
     );
     expect(
-      await metricValue(pair.outbound, 'geminio_messages_published_total', { outcome: 'rejected' }),
+      await metricValue(pair.inbound, 'geminio_messages_total', { ...inbound, outcome: 'delivered' }),
     ).toBe(1);
+    const outbound = { direction: 'outbound', listener: 'web' };
+    expect(
+      await metricValue(pair.outbound, 'geminio_messages_total', { ...outbound, outcome: 'acked' }),
+    ).toBe(1);
+    expect(
+      await metricValue(pair.outbound, 'geminio_messages_total', { ...outbound, outcome: 'rejected' }),
+    ).toBe(1);
+    // Nothing is left in flight once every publish was answered.
+    expect(await metricValue(pair.outbound, 'geminio_messages_in_flight', { direction: 'outbound' })).toBe(0);
+    expect(await metricValue(pair.inbound, 'geminio_messages_in_flight', { direction: 'inbound' })).toBe(0);
   });
 
   it('no webhook configured: the publisher gets 502 at once; upstream down: publish and RPC answer 503', async () => {

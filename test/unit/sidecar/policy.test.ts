@@ -23,7 +23,7 @@ function runner(o: { authz?: Authz; timeoutMs?: number } = {}) {
 
 async function decisions(metrics: Metrics): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const v of (await metrics.hookDecisions.get()).values)
+  for (const v of (await metrics.authzDecisions.get()).values)
     out[`${v.labels.hook}:${v.labels.decision}`] = v.value;
   return out;
 }
