@@ -21,14 +21,6 @@ export const DEFAULT_HTTP_SERVER: HttpServerConfig = {
   maxConnections: 1024,
 };
 
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  413: 'Payload Too Large',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-};
-
 /** The status a parser error from Node's HTTP server gets (undefined: the socket itself failed, no answer). */
 export function clientErrorStatus(err: Error & { code?: string }): number | undefined {
   switch (err.code) {
@@ -52,7 +44,7 @@ export function clientErrorStatus(err: Error & { code?: string }): number | unde
 export function rawStatus(status: number, code: string, message: string): string {
   const body = JSON.stringify({ error: message, code });
   return (
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
     `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
   );
 }
