@@ -41,7 +41,7 @@ import {
   type OpenStreamOptions,
   Session,
 } from './session/session.js';
-import { failStream, toStreamError } from './stream/core.js';
+import { discardWrite, failStream, toStreamError } from './stream/core.js';
 
 export type { AcceptHalfOpen, AcceptStreamOptions, OpenStreamOptions } from './session/session.js';
 
@@ -365,12 +365,7 @@ export class End extends Duplex {
     encoding?: BufferEncoding | ((error: Error | null | undefined) => void),
     cb?: (error: Error | null | undefined) => void,
   ): boolean {
-    if (this.#endedByPeer && !this.destroyed) {
-      const callback = typeof encoding === 'function' ? encoding : cb;
-      const err = new StreamClosedError('write after the peer dismissed the stream');
-      if (callback) process.nextTick(callback, err);
-      return false;
-    }
+    if (this.#endedByPeer && !this.destroyed) return discardWrite(encoding, cb);
     return typeof encoding === 'function'
       ? super.write(chunk, encoding)
       : super.write(chunk, encoding as BufferEncoding, cb);

@@ -250,12 +250,7 @@ export class StreamCore extends Duplex {
     encoding?: BufferEncoding | ((error: Error | null | undefined) => void),
     cb?: (error: Error | null | undefined) => void,
   ): boolean {
-    if (this.endedByPeer && !this.destroyed) {
-      const callback = typeof encoding === 'function' ? encoding : cb;
-      const err = new StreamClosedError('write after the peer dismissed the stream');
-      if (callback) process.nextTick(callback, err);
-      return false;
-    }
+    if (this.endedByPeer && !this.destroyed) return discardWrite(encoding, cb);
     return typeof encoding === 'function'
       ? super.write(chunk, encoding)
       : super.write(chunk, encoding as BufferEncoding, cb);
@@ -549,6 +544,20 @@ export class StreamCore extends Duplex {
  * iterator, an 'error' handler): losing a connection must not crash a process that only watches 'close'.
  * The error stays readable as `stream.errored` either way.
  */
+/**
+ * @internal Discards a write the peer can no longer take (it dismissed the stream): the callback, if any, gets
+ * StreamClosedError on the next tick; no 'error' event. Shared by StreamCore and the End's relay.
+ */
+export function discardWrite(
+  encoding: BufferEncoding | ((error: Error | null | undefined) => void) | undefined,
+  cb: ((error: Error | null | undefined) => void) | undefined,
+): false {
+  const callback = typeof encoding === 'function' ? encoding : cb;
+  if (callback)
+    process.nextTick(callback, new StreamClosedError('write after the peer dismissed the stream'));
+  return false;
+}
+
 export function failStream(stream: Duplex, err: GeminioError): void {
   if (stream.listenerCount('error') > 0) {
     stream.destroy(err);
