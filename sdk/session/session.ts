@@ -214,30 +214,14 @@ export class Session {
       const collides = this.streams.has(streamId) || streamId <= DEFAULT_STREAM_ID;
       // A Go opener ignores the error and believes the stream open, so, like Go, follow with a Dismiss (unless
       // the ID names a live stream of ours, which a Dismiss would close).
-      this.conn.send(
-        encodePacket({
-          type: T.SessionAck,
-          id: p.id,
-          negotiateId: p.negotiateId,
-          sessionId: streamId,
-          data: { error: refusal },
-        }),
-      );
+      this.sendSessionAck(p, streamId, { error: refusal });
       if (!collides) this.track(this.create(streamId, meta, p.data.peer, false)).destroy();
       return;
     }
     const halfOpen =
       typeof this.acceptHalfOpen === 'function' ? this.acceptHalfOpen(meta) : this.acceptHalfOpen;
     const stream = this.track(this.create(streamId, meta, p.data.peer, halfOpen, this.owner));
-    this.conn.send(
-      encodePacket({
-        type: T.SessionAck,
-        id: p.id,
-        negotiateId: p.negotiateId,
-        sessionId: streamId,
-        data: {},
-      }),
-    );
+    this.sendSessionAck(p, streamId, {});
     stream.opened();
     this.reportOpen(stream, 'remote');
     const waiter = this.acceptWaiters.shift();
@@ -289,6 +273,13 @@ export class Session {
   }
 
   /** `owner` set: the stream is reported on the diagnostics channels (refused and stray ones are not). */
+  /** Answers a peer's Session: `{}` accepts the stream, `{ error }` refuses it. */
+  private sendSessionAck(p: SessionPacket, streamId: bigint, data: { error?: string }): void {
+    this.conn.send(
+      encodePacket({ type: T.SessionAck, id: p.id, negotiateId: p.negotiateId, sessionId: streamId, data }),
+    );
+  }
+
   private create(
     streamId: bigint,
     meta: Buffer,
