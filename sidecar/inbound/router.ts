@@ -6,30 +6,18 @@
  */
 import type http from 'node:http';
 import type { End, Stream } from '../../sdk/index.js';
-import type { Http2Config, HttpServerConfig, ServiceConfig } from '../config/schema.js';
-import type { AccessLog } from '../observe/access-log.js';
-import type { Logger } from '../observe/logger.js';
-import type { Direction, Metrics } from '../observe/metrics.js';
-import { parseCarrier, type Tracing } from '../observe/tracing.js';
-import type { HookRunner } from '../policy/hooks.js';
+import type { Http2Config, ServiceConfig } from '../config/schema.js';
+import type { Direction } from '../observe/metrics.js';
+import { parseCarrier } from '../observe/tracing.js';
 import { H2Inbound } from '../proxy/h2.js';
 import { createHttpServer } from '../proxy/http-server.js';
 import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
-import type { Inflight } from '../proxy/inflight.js';
 import { parseStreamMeta } from '../proxy/stream-meta.js';
-import { HttpForwarder } from './http-service.js';
+import { type ForwarderDeps, HttpForwarder } from './http-service.js';
 import { forwardToTcp, targetHostPort } from './tcp-service.js';
 
-export interface RouterDeps {
-  metrics: Metrics;
-  logger: Logger;
-  hooks: HookRunner;
-  inflight: Inflight;
-  keepAliveTimeoutMs: number;
-  httpServer: HttpServerConfig;
+export interface RouterDeps extends ForwarderDeps {
   http2: Http2Config;
-  accessLog: AccessLog;
-  tracing: Tracing;
 }
 
 export class ServiceRouter {
