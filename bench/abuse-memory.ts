@@ -14,16 +14,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundle } from '../scripts/bundle.js';
+import { freePort } from './lib.js';
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

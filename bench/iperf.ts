@@ -6,24 +6,12 @@
  * from the Debian package when absent (bench/debian.ts), or the anchor is reported missing.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
 import { ensureDebianBinary, firstLine, run } from './debian.js';
-import type { Timing } from './lib.js';
+import { freePort, type Timing } from './lib.js';
 
 export interface IperfResult {
   value: number | null;
   note?: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function waitListening(server: ChildProcess, timeoutMs: number): Promise<void> {

@@ -4,6 +4,7 @@
  * result types.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -248,4 +249,16 @@ export async function runGo(args: string[], timeoutMs = 120_000): Promise<any> {
   } finally {
     await child.stop();
   }
+}
+
+/** A free loopback port (bound, read, released: the child binds it right after). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }

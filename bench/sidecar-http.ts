@@ -29,14 +29,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { profilesIn, summarize } from './cpuprofile.js';
 import { ensureDebianBinary, firstLine, run } from './debian.js';
 import type { ProxyKind } from './http-proxy.js';
-import { benchDir, JsonChild, repoDir, sleep, type Timing, tsxArgs } from './lib.js';
+import { benchDir, freePort, JsonChild, repoDir, sleep, type Timing, tsxArgs } from './lib.js';
 
 export const PATHS = [
   'direct',
@@ -162,18 +161,6 @@ function failed(note: string): HttpResult {
     cpuUsPerReq: {},
     note,
   };
-}
-
-/** A free loopback port (bound, read, released: the child binds it right after). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** nginx, installed from Debian packages when absent (nginx-light, then nginx). Only the bench does this. */
