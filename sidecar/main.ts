@@ -164,10 +164,11 @@ export class Sidecar {
       }
     };
 
-    if (first || prev.admin.listen !== next.admin.listen) {
+    const adminLimits = JSON.stringify(prev.httpServer) !== JSON.stringify(next.httpServer);
+    if (first || prev.admin.listen !== next.admin.listen || adminLimits) {
       const old = this.admin;
       await old?.close();
-      this.admin = new AdminServer(next.admin.listen, this);
+      this.admin = new AdminServer(next.admin.listen, this, next.httpServer, this.logger);
       await attempt('admin', async () => void (await this.admin!.start()));
     }
 

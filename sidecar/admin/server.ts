@@ -3,10 +3,13 @@
  * upstreams are connected and the sidecar is not shutting down), /debug/ends (JSON view of the Ends), and at `/` a
  * page of the same (sidecar/admin/page.ts).
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type net from 'node:net';
+import type { HttpServerConfig } from '../config/schema.js';
 import { listenOn } from '../net/listen.js';
+import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { createHttpServer } from '../proxy/http-server.js';
 import { sendJson } from '../proxy/http-util.js';
 import { type DebugEnds, renderPage } from './page.js';
 
@@ -20,11 +23,19 @@ export interface AdminSource {
 export class AdminServer {
   private readonly server: http.Server;
 
+  /**
+   * `limits` are the `httpServer` limits every HTTP path of the sidecar has (head and body-idle timeouts: 408;
+   * head bytes and header count: 431; connections): a scraper or prober that misbehaves, or a client that holds
+   * connections open, cannot tie up the admin port any more than a listener.
+   */
   constructor(
     readonly listen: string,
     private readonly source: AdminSource,
+    limits: HttpServerConfig,
+    logger: Logger,
   ) {
-    this.server = http.createServer((req, res) => {
+    const log = logger.child({ listener: 'admin' });
+    this.server = createHttpServer(limits, { keepAliveTimeoutMs: 5_000, logger: log }, (req, res) => {
       this.handle(req, res).catch((err: Error) => {
         if (!res.headersSent) sendJson(res, 500, { error: err.message });
       });
