@@ -9,16 +9,24 @@ import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, ServiceConfig } from '../config/schema.js';
 import type { Direction } from '../observe/metrics.js';
 import { parseCarrier } from '../observe/tracing.js';
+import { EXCHANGE_PROTO } from '../proxy/exchange.js';
 import { H2Inbound } from '../proxy/h2.js';
 import { createHttpServer } from '../proxy/http-server.js';
 import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
 import { parseStreamMeta } from '../proxy/stream-meta.js';
+import { ExchangeService, type ExchangeStreamContext } from './exchange-service.js';
 import { type ForwarderDeps, HttpForwarder } from './http-service.js';
 import { forwardToTcp, targetHostPort } from './tcp-service.js';
 
 export interface RouterDeps extends ForwarderDeps {
   http2: Http2Config;
 }
+
+/**
+ * Test seam: with `exchange` false this router handles the exchange proto as a sidecar from before it did (as an
+ * unknown proto, which is an "http" stream to an http:// service), so the opener's fallback can be tested.
+ */
+export const routerSeams = { exchange: true };
 
 export class ServiceRouter {
   private readonly http = new Map<string, { key: string; forwarder: HttpForwarder }>();
@@ -28,6 +36,8 @@ export class ServiceRouter {
   private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
   /** HTTP/2 requests (streams with proto "h2"), to h2c:// targets or, for plain HTTP, to http:// ones. */
   private readonly h2: H2Inbound;
+  /** Streams with proto "exchange": HTTP exchanges one after another, to any HTTP service. */
+  private readonly exchanges: ExchangeService;
 
   constructor(
     services: Record<string, ServiceConfig>,
@@ -35,6 +45,7 @@ export class ServiceRouter {
   ) {
     this.update(services, deps.keepAliveTimeoutMs);
     this.h2 = new H2Inbound(deps);
+    this.exchanges = new ExchangeService(deps, this.h2);
     // Streams that go nowhere but whose opener speaks HTTP get an HTTP answer, then the stream closes.
     this.notFound = createHttpServer(
       deps.httpServer,
@@ -78,6 +89,7 @@ export class ServiceRouter {
    */
   halfOpen(meta: Buffer): boolean {
     const { service, proto } = parseStreamMeta(meta);
+    if (proto === EXCHANGE_PROTO && routerSeams.exchange) return false;
     return proto !== 'h2' && Object.hasOwn(this.services, service) && !this.http.has(service);
   }
 
@@ -102,6 +114,13 @@ export class ServiceRouter {
       streamMeta: stream.meta.toString('utf8'),
       direction,
     });
+    const exchange = proto === EXCHANGE_PROTO && routerSeams.exchange;
+    const ctx: ExchangeStreamContext = { service, direction, ...ids };
+    if (!decision.allow && exchange) {
+      const status = decision.status ?? 403;
+      const refusal = { status, code: deniedCode(status), message: decision.reason };
+      return this.exchanges.serve(stream, { ...ctx, refusal });
+    }
     if (!decision.allow && proto === 'h2') {
       // An HTTP/2 request is answered too: gRPC PERMISSION_DENIED / UNAVAILABLE, or the HTTP status.
       this.h2.refuse(stream, decision.status ?? 403, decision.reason);
@@ -119,6 +138,11 @@ export class ServiceRouter {
     }
     // Own keys only: a service named "constructor" or "__proto__" is an unknown service, not a prototype member.
     const svc = Object.hasOwn(this.services, service) ? this.services[service] : undefined;
+    if (!svc && exchange) {
+      log.warn({ proto }, 'stream for an unknown service');
+      const refusal = { status: 404, code: ErrorCode.notFound, message: `no such service "${service}"` };
+      return this.exchanges.serve(stream, { ...ctx, refusal });
+    }
     if (!svc && proto === 'h2') {
       log.warn({ proto }, 'stream for an unknown service');
       this.h2.refuse(stream, 404, `no such service "${service}"`);
@@ -137,6 +161,17 @@ export class ServiceRouter {
       return;
     }
     this.deps.metrics.trackStream(stream, direction, service);
+    if (exchange) {
+      const forwarder = this.http.get(service)?.forwarder;
+      if (forwarder)
+        return this.exchanges.serve(stream, { ...ctx, config: svc, ...forwarder.adopt(stream, direction) });
+      if (svc.target.startsWith('h2c://')) return this.exchanges.serve(stream, { ...ctx, config: svc });
+      const message = `service "${service}" is not an HTTP service`;
+      return this.exchanges.serve(stream, {
+        ...ctx,
+        refusal: { status: 502, code: ErrorCode.badGateway, message },
+      });
+    }
     if (proto === 'h2') {
       this.h2.serve(stream, { service, config: svc, direction, ...ids });
       return;

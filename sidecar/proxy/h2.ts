@@ -21,6 +21,8 @@ import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { methodLabel } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
+import type { AnswerHandler, ExchangePool } from './exchange.js';
+import { classify } from './http-util.js';
 import type { Inflight } from './inflight.js';
 
 export enum FrameType {
@@ -29,6 +31,8 @@ export enum FrameType {
   Trailers = 3,
   End = 4,
   Reset = 5,
+  /** The exchange proto's probe (proxy/exchange.ts): sent by the opener on its first stream, echoed by the inbound. */
+  Hello = 6,
 }
 
 /** Body bytes per DATA frame at most (a larger chunk is split). */
@@ -79,11 +83,15 @@ export interface FrameSink {
   trailers(value: Record<string, string | string[]>): void;
   end(): void;
   reset(code: number): void;
+  /** A HELLO frame (persistent readers only). */
+  hello?(): void;
 }
 
 /**
  * Reads frames from a geminio stream into a sink. DATA payloads are delivered as they arrive (a frame is never
- * waited for whole); a head or trailers frame longer than `maxHeadBytes` is an H2FrameError.
+ * waited for whole); a head or trailers frame longer than `maxHeadBytes` is an H2FrameError. A persistent reader
+ * (the exchange proto, proxy/exchange.ts) carries exchange after exchange: END and TRAILERS end one exchange, not
+ * the stream, and HELLO is known; its owner checks which frame may come when.
  */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
@@ -98,6 +106,7 @@ export class FrameReader {
     private readonly sink: FrameSink,
     private readonly maxHeadBytes: number,
     private readonly onError: (err: Error) => void,
+    private readonly persistent = false,
   ) {
     src.on('data', (chunk: Buffer) => this.push(chunk));
   }
@@ -165,13 +174,19 @@ export class FrameReader {
           this.sink.head(JSON.parse(payload.toString('utf8')));
           break;
         case FrameType.Trailers:
-          this.finished = true;
+          this.finished = !this.persistent;
           this.sink.trailers(JSON.parse(payload.toString('utf8')) as Record<string, string | string[]>);
+          if (this.persistent) break;
           return this.afterEnd();
         case FrameType.End:
-          this.finished = true;
+          this.finished = !this.persistent;
           this.sink.end();
+          if (this.persistent) break;
           return this.afterEnd();
+        case FrameType.Hello:
+          if (!this.persistent || !this.sink.hello) throw new H2FrameError(`unknown frame type ${type}`);
+          this.sink.hello();
+          break;
         case FrameType.Reset: {
           this.finished = true;
           const v = len > 0 ? (JSON.parse(payload.toString('utf8')) as { code?: number }) : {};
@@ -185,12 +200,18 @@ export class FrameReader {
   }
 }
 
+/** Body bytes as DATA frames of at most MAX_DATA each, in one buffer. */
+export function dataFrames(chunk: Buffer): Buffer {
+  if (chunk.length <= MAX_DATA) return encodeFrame(FrameType.Data, chunk);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < chunk.length; i += MAX_DATA)
+    parts.push(encodeFrame(FrameType.Data, chunk.subarray(i, i + MAX_DATA)));
+  return Buffer.concat(parts);
+}
+
 /** Writes body chunks as DATA frames; false when the stream is full (wait for its 'drain'). */
 export function writeData(dst: Stream, chunk: Buffer): boolean {
-  let ok = true;
-  for (let i = 0; i < chunk.length; i += MAX_DATA)
-    ok = dst.write(encodeFrame(FrameType.Data, chunk.subarray(i, i + MAX_DATA))) && ok;
-  return ok;
+  return dst.write(dataFrames(chunk));
 }
 
 /** HTTP/2 headers without pseudo-headers and connection-specific ones (RFC 9113 §8.2.2). */
@@ -392,11 +413,21 @@ export interface OutboundH2Context {
   service: string;
   direction: Direction;
   protocol: 'h2c' | 'h2';
-  /** The End to the far side, when connected. */
+  /** The End to the far side, when connected (the ClientID the hooks see). */
   current: () => End | undefined;
-  /** Opens the stream for one request (the caller counts it in its metrics). */
+  /** An endpoint for this request (balanced per request); undefined when none is connected. */
+  lease: () => H2Lease | undefined;
+  /** The exchange streams to the lease's endpoint. */
+  pool: (l: H2Lease) => ExchangePool;
+  /** Opens an "h2" stream for one request, for an inbound that does not know the exchange proto. */
   open: (end: End) => Promise<Stream>;
   upstreamName: string;
+}
+
+/** The part of an upstream lease (outbound/upstreams.ts) a request uses. */
+export interface H2Lease {
+  readonly end: End;
+  done(outcome: { ok: true; ms: number } | { ok: false } | { neutral: true }): void;
 }
 
 /** Serves one HTTP/2 request of an outbound listener: decided, then carried on its own geminio stream. */
@@ -437,7 +468,8 @@ export async function serveOutboundH2(
     const status = decision.status ?? 403;
     return answerH2(s, grpc, status, deniedGrpcStatus(status), 'FORBIDDEN', decision.reason, obs);
   }
-  if (!end) {
+  const held = ctx.lease();
+  if (!held) {
     return answerH2(
       s,
       grpc,
@@ -448,21 +480,59 @@ export async function serveOutboundH2(
       obs,
     );
   }
-  if (s.destroyed) return obs.finish('reset');
+  if (s.destroyed) {
+    held.done({ neutral: true });
+    return obs.finish('reset');
+  }
+  const t0 = performance.now();
+  let reported = false;
+  const report = (ok: boolean | 'neutral') => {
+    if (reported) return;
+    reported = true;
+    held.done(
+      ok === 'neutral' ? { neutral: true } : ok ? { ok: true, ms: performance.now() - t0 } : { ok: false },
+    );
+  };
+  const unavailable = (err: Error) => {
+    report(false);
+    answerH2(s, grpc, 503, GrpcStatus.unavailable, 'UPSTREAM_UNAVAILABLE', err.message, obs);
+  };
+  const pool = ctx.pool(held);
+  let exchange: boolean;
+  try {
+    exchange = await pool.negotiate();
+  } catch (err) {
+    return unavailable(err as Error);
+  }
+  if (s.destroyed || s.closed) {
+    // The client reset the request while it was decided (a rapid-reset flood does that): nothing is sent.
+    report('neutral');
+    return obs.finish('reset');
+  }
+  if (exchange) {
+    const handler = new H2Answer(s, grpc, obs, report);
+    s.once('close', () => handler.closed());
+    pool.dispatch(
+      {
+        method: method as Dispatcher.HttpMethod,
+        path,
+        headers: plain,
+        body: s,
+        authority: headers[':authority'],
+        scheme: headers[':scheme'],
+        h2: true,
+      } as Dispatcher.DispatchOptions,
+      handler,
+    );
+    return;
+  }
   let stream: Stream;
   try {
-    stream = await ctx.open(end);
+    stream = await ctx.open(held.end);
   } catch (err) {
-    return answerH2(
-      s,
-      grpc,
-      503,
-      GrpcStatus.unavailable,
-      'UPSTREAM_UNAVAILABLE',
-      (err as Error).message,
-      obs,
-    );
+    return unavailable(err as Error);
   }
+  stream.once('close', () => report(true));
   carry(
     s,
     stream,
@@ -473,7 +543,96 @@ export async function serveOutboundH2(
   );
 }
 
-/** Relays one decided request between the client's HTTP/2 stream and a geminio stream. */
+/**
+ * The answer of a request carried on an exchange stream, to the client's HTTP/2 stream: head, data (paused while
+ * the client's stream is full), trailers. The client's reset or disconnect aborts the exchange (a RESET to the far
+ * side, which resets the call at the app).
+ */
+class H2Answer implements AnswerHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private done = false;
+  private headEnded = false;
+  private trailers: Record<string, string | string[]> = {};
+
+  constructor(
+    private readonly s: ServerHttp2Stream,
+    private readonly grpc: boolean,
+    private readonly obs: H2Observation,
+    private readonly report: (ok: boolean | 'neutral') => void,
+  ) {}
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.s.destroyed || this.s.closed) c.abort(new Error('client went away'));
+  }
+
+  onResponseStart(
+    c: Dispatcher.DispatchController,
+    status: number,
+    headers: Record<string, string | string[]>,
+    _message?: string,
+    endStream?: boolean,
+  ): void {
+    const s = this.s;
+    if (s.destroyed) return c.abort(new Error('client went away'));
+    this.obs.noteHead({ status, headers });
+    if (endStream) {
+      this.headEnded = true;
+      s.respond({ ':status': status, ...headers }, { endStream: true });
+      return;
+    }
+    s.respond({ ':status': status, ...headers }, { waitForTrailers: true });
+    s.once('wantTrailers', () => {
+      if (!s.destroyed) s.sendTrailers(this.trailers);
+    });
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    const s = this.s;
+    if (s.destroyed) return c.abort(new Error('client went away'));
+    if (!s.write(chunk)) {
+      c.pause();
+      s.once('drain', () => c.resume());
+    }
+  }
+
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: Record<string, string | string[]>): void {
+    this.done = true;
+    this.report(true);
+    this.trailers = trailers;
+    this.obs.noteTrailers(trailers);
+    if (!this.s.destroyed && !this.headEnded) this.s.end();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    const s = this.s;
+    if (s.destroyed || s.closed) {
+      this.report('neutral');
+      return this.obs.finish('reset');
+    }
+    this.report(false);
+    const code = (err as { resetCode?: number }).resetCode;
+    if (s.headersSent) return s.close(code ?? http2.constants.NGHTTP2_INTERNAL_ERROR);
+    const failure = classify(err);
+    const grpcCode = failure.status === 504 ? GrpcStatus.deadlineExceeded : GrpcStatus.unavailable;
+    answerH2(s, this.grpc, failure.status, grpcCode, failure.code, failure.message, this.obs);
+  }
+
+  /** The client's stream closed: a request not answered yet is aborted at the far side. */
+  closed(): void {
+    const s = this.s;
+    if (!this.done) {
+      this.controller?.abort(new Error('client went away'));
+      this.obs.finish('reset');
+      return;
+    }
+    this.obs.finish(s.rstCode === http2.constants.NGHTTP2_NO_ERROR ? 'completed' : 'reset');
+  }
+}
+
+/** Relays one decided request between the client's HTTP/2 stream and a geminio stream ("h2": one per request). */
 function carry(
   s: ServerHttp2Stream,
   stream: Stream,
@@ -623,7 +782,8 @@ export class H2Inbound {
 
   constructor(private readonly deps: H2Deps) {}
 
-  private session(target: string): http2.ClientHttp2Session {
+  /** The HTTP/2 session to an h2c:// target (one per target, made on first use). */
+  session(target: string): http2.ClientHttp2Session {
     const url = target.replace(/^h2c:/, 'http:');
     let s = this.sessions.get(target);
     if (s && !s.closed && !s.destroyed) return s;
