@@ -143,13 +143,30 @@ class Lane implements FrameSink {
   /** The request body being written, and its listeners (removed when the exchange ends). */
   private body: Readable | undefined;
   private readonly onBodyData = (chunk: Buffer) => {
+    if (this.small && (this.smallBytes += chunk.length) <= INLINE_BODY) {
+      this.small.push(dataFrames(chunk));
+      return;
+    }
+    if (this.small) {
+      // More than the declared length: sent as it comes.
+      const pending = this.small;
+      this.small = undefined;
+      if (this.job) this.job.sentAt = performance.now();
+      this.write(Buffer.concat(pending));
+    }
     if (!this.write(dataFrames(chunk))) this.body?.pause();
   };
   private readonly onBodyEnd = () => {
     this.detachBody();
     const job = this.job;
     if (!job) return;
-    this.write(encodeFrame(FrameType.End));
+    const end = encodeFrame(FrameType.End);
+    if (this.small) {
+      job.sentAt = performance.now();
+      this.write(Buffer.concat([...this.small, end]));
+      this.small = undefined;
+    } else this.write(end);
+    this.uncork();
     this.requestWritten(job);
   };
   private readonly onBodyGone = () => {
@@ -171,72 +188,53 @@ class Lane implements FrameSink {
     stream.once('close', () => {
       const err = stream.errored;
       if (err) return this.broken(err, false);
-      this.broken(new ExchangeError('the far side closed the stream', 'GEMINIO_SIDECAR_ERR_STREAM_CLOSED'), true);
+      this.broken(
+        new ExchangeError('the far side closed the stream', 'GEMINIO_SIDECAR_ERR_STREAM_CLOSED'),
+        true,
+      );
     });
   }
 
-  /**
-   * Queues frames: what is written in one turn (a head, the first body bytes, END) goes out as one stream write,
-   * so one geminio frame; 16 KiB or more is written at once.
-   */
   write(buf: Buffer): boolean {
-    this.pending.push(buf);
-    this.pendingBytes += buf.length;
-    if (this.pendingBytes >= INLINE_BODY) return this.flush();
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(this.flush);
-    }
-    return true;
-  }
-
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private flushQueued = false;
-  readonly flush = (): boolean => {
-    this.flushQueued = false;
-    if (this.pending.length === 0) return true;
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
     if (this.dead || this.stream.destroyed || !this.stream.writable) return true;
     return this.stream.write(buf);
-  };
+  }
 
-  /** Writes the job's request: head, and when the body is already here whole (or there is none), body and END. */
+  /**
+   * Writes the job's request. Without a body, or with a small one of known length (collected first, at most
+   * INLINE_BODY bytes), the head, the body and END are one stream write, so one geminio frame. A streamed body
+   * follows its head as DATA frames; what comes in the same turn (the head, a first chunk, END: a gRPC unary call)
+   * is corked into one write too.
+   */
   start(job: Job): void {
     this.job = job;
     job.lane = this;
     const o = job.options;
     const body = (o.body ?? undefined) as Readable | undefined;
     const extra = o as { authority?: string; scheme?: string; h2?: boolean };
-    const head: ExchangeRequestHead = {
-      method: o.method,
-      path: o.path,
-      headers: o.headers as Record<string, string | string[]>,
-    };
+    const headers = o.headers as Record<string, string | string[]>;
+    const head: ExchangeRequestHead = { method: o.method, path: o.path, headers };
     if (extra.authority !== undefined) head.authority = extra.authority;
     if (extra.scheme !== undefined) head.scheme = extra.scheme;
     if (extra.h2) head.v = 'h2';
     if (!body) head.body = false;
-    job.sentAt = performance.now();
-    this.pool.watch();
     const headFrame = encodeFrame(FrameType.Head, JSON.stringify(head));
+    this.pool.watch();
     if (!body) {
+      job.sentAt = performance.now();
       this.write(Buffer.concat([headFrame, encodeFrame(FrameType.End)]));
       return this.requestWritten(job);
     }
-    // A small body already read whole (the parser has it all): one write for head, body and END.
-    const whole = (body as { complete?: boolean }).complete === true && body.readableFlowing !== true;
-    if (whole && body.readableLength <= INLINE_BODY) {
-      const parts: Buffer[] = [headFrame];
-      let c: Buffer | null;
-      while ((c = body.read() as Buffer | null) !== null) parts.push(dataFrames(c));
-      parts.push(encodeFrame(FrameType.End));
-      this.write(Buffer.concat(parts));
-      return this.requestWritten(job);
+    const declared = Number(headers['content-length']);
+    if (Number.isFinite(declared) && declared <= INLINE_BODY) {
+      this.small = [headFrame];
+      this.smallBytes = 0;
+    } else {
+      job.sentAt = performance.now();
+      this.stream.cork();
+      this.write(headFrame);
+      setImmediate(this.uncork);
     }
-    this.write(headFrame);
     this.body = body;
     body.on('data', this.onBodyData);
     body.once('end', this.onBodyEnd);
@@ -244,6 +242,13 @@ class Lane implements FrameSink {
     body.once('error', this.onBodyGone);
     body.resume();
   }
+
+  /** A small body's frames, collected until its end (then written with the head in one write). */
+  private small: Buffer[] | undefined;
+  private smallBytes = 0;
+  private readonly uncork = () => {
+    if (this.stream.writableCorked > 0) this.stream.uncork();
+  };
 
   private detachBody(): void {
     const b = this.body;
@@ -348,9 +353,9 @@ class Lane implements FrameSink {
   /** Stops using the stream: a RESET for the exchange in flight when `reset`, then the stream ends. */
   kill(reset: boolean): void {
     if (this.dead) return;
-    // What was queued for the exchange goes first (a RESET after its head), or not at all.
+    this.small = undefined;
     if (reset) this.write(encodeFrame(FrameType.Reset, JSON.stringify({ code: 8 })));
-    this.flush();
+    this.uncork();
     this.dead = true;
     this.detachBody();
     this.stream.end();
@@ -542,7 +547,7 @@ export class ExchangePool implements Dispatch {
         continue;
       }
       const o = job.options;
-      if (!job.headSeen && o.headersTimeout && now - job.sentAt >= o.headersTimeout) {
+      if (!job.headSeen && o.headersTimeout && job.sentAt > 0 && now - job.sentAt >= o.headersTimeout) {
         lane.kill(true);
         job.fail(new ExchangeError('headers timeout', 'UND_ERR_HEADERS_TIMEOUT'));
       } else if (job.headSeen && !job.paused && o.bodyTimeout && now - job.lastData >= o.bodyTimeout) {
