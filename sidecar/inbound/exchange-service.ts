@@ -58,6 +58,10 @@ export interface ExchangeStreamContext {
   refusal?: { status: number; code: string; message: string };
   /** Told when each exchange begins and ends (a retiring forwarder ends the stream when it is idle). */
   onExchange?: (busy: boolean) => void;
+  /**
+   * An "h2" stream (an outbound sidecar from before the exchange proto): one HTTP/2 request, then the stream ends.
+   */
+  single?: boolean;
 }
 
 /**
@@ -106,6 +110,8 @@ class ExchangeConn implements FrameSink {
   current: InboundExchange | undefined;
   /** The answer was sent before the request ended: its remaining frames are dropped until its END. */
   draining = false;
+  /** A single-request stream had its request. */
+  private served = false;
   dead = false;
 
   constructor(
@@ -156,7 +162,8 @@ class ExchangeConn implements FrameSink {
 
   head(v: unknown): void {
     const h = v as Partial<ExchangeRequestHead>;
-    if (this.current || this.draining) return this.bad(new Error('a request head during an exchange'));
+    if (this.current || this.draining || this.served)
+      return this.bad(new Error('a request head during an exchange'));
     if (
       typeof h.method !== 'string' ||
       typeof h.path !== 'string' ||
@@ -164,6 +171,10 @@ class ExchangeConn implements FrameSink {
       !h.headers
     )
       return this.bad(new Error('a malformed request head'));
+    if (this.ctx.single) {
+      this.served = true;
+      h.v = 'h2';
+    }
     this.current = new InboundExchange(this, h as ExchangeRequestHead);
     this.ctx.onExchange?.(true);
     this.current.start();
@@ -201,7 +212,9 @@ class ExchangeConn implements FrameSink {
     this.current = undefined;
     this.draining = !requestEnded;
     this.ctx.onExchange?.(false);
-    if (!this.dead) this.stream.resume();
+    if (this.dead) return;
+    if (this.ctx.single) this.stream.end();
+    else this.stream.resume();
   }
 }
 

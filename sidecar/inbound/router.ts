@@ -34,9 +34,9 @@ export class ServiceRouter {
   private readonly notFound: http.Server;
   /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
   private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
-  /** HTTP/2 requests (streams with proto "h2"), to h2c:// targets or, for plain HTTP, to http:// ones. */
+  /** The HTTP/2 sessions to h2c:// targets. */
   private readonly h2: H2Inbound;
-  /** Streams with proto "exchange": HTTP exchanges one after another, to any HTTP service. */
+  /** Streams with proto "exchange" (HTTP exchanges one after another) and "h2" (one HTTP/2 request each). */
   private readonly exchanges: ExchangeService;
 
   constructor(
@@ -114,17 +114,15 @@ export class ServiceRouter {
       streamMeta: stream.meta.toString('utf8'),
       direction,
     });
-    const exchange = proto === EXCHANGE_PROTO && routerSeams.exchange;
-    const ctx: ExchangeStreamContext = { service, direction, ...ids };
-    if (!decision.allow && exchange) {
+    // Framed streams: "exchange" (exchanges one after another) and "h2" (one HTTP/2 request, from an outbound
+    // sidecar that predates the exchange proto). Their requests are answered even when refused: a gRPC status
+    // (PERMISSION_DENIED, UNAVAILABLE, UNIMPLEMENTED) or the HTTP status.
+    const framed = (proto === EXCHANGE_PROTO && routerSeams.exchange) || proto === 'h2';
+    const ctx: ExchangeStreamContext = { service, direction, ...ids, single: proto === 'h2' };
+    if (!decision.allow && framed) {
       const status = decision.status ?? 403;
       const refusal = { status, code: deniedCode(status), message: decision.reason };
       return this.exchanges.serve(stream, { ...ctx, refusal });
-    }
-    if (!decision.allow && proto === 'h2') {
-      // An HTTP/2 request is answered too: gRPC PERMISSION_DENIED / UNAVAILABLE, or the HTTP status.
-      this.h2.refuse(stream, decision.status ?? 403, decision.reason);
-      return;
     }
     if (!decision.allow) {
       // An HTTP opener gets the denial as an answer (403, or 503 when authorization is unavailable); any other
@@ -138,15 +136,10 @@ export class ServiceRouter {
     }
     // Own keys only: a service named "constructor" or "__proto__" is an unknown service, not a prototype member.
     const svc = Object.hasOwn(this.services, service) ? this.services[service] : undefined;
-    if (!svc && exchange) {
+    if (!svc && framed) {
       log.warn({ proto }, 'stream for an unknown service');
       const refusal = { status: 404, code: ErrorCode.notFound, message: `no such service "${service}"` };
       return this.exchanges.serve(stream, { ...ctx, refusal });
-    }
-    if (!svc && proto === 'h2') {
-      log.warn({ proto }, 'stream for an unknown service');
-      this.h2.refuse(stream, 404, `no such service "${service}"`);
-      return;
     }
     if (!svc) {
       log.warn({ proto }, 'stream for an unknown service');
@@ -161,7 +154,7 @@ export class ServiceRouter {
       return;
     }
     this.deps.metrics.trackStream(stream, direction, service);
-    if (exchange) {
+    if (framed) {
       const forwarder = this.http.get(service)?.forwarder;
       if (forwarder)
         return this.exchanges.serve(stream, { ...ctx, config: svc, ...forwarder.adopt(stream, direction) });
@@ -171,10 +164,6 @@ export class ServiceRouter {
         ...ctx,
         refusal: { status: 502, code: ErrorCode.badGateway, message },
       });
-    }
-    if (proto === 'h2') {
-      this.h2.serve(stream, { service, config: svc, direction, ...ids });
-      return;
     }
     if (svc.target.startsWith('h2c://')) {
       // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c app does not speak HTTP/1.1).

@@ -385,6 +385,44 @@ describe('the exchange proto', () => {
   });
 });
 
+describe('an outbound sidecar from before the exchange proto', () => {
+  it('its "http" streams (HTTP/1.1 bytes) and "h2" streams (one framed request each) are still served', async () => {
+    const end = await dial(`127.0.0.1:${pair.geminioPort}`, { meta: JSON.stringify({ name: 'old' }) });
+    try {
+      const h1 = await end.openStream({ meta: JSON.stringify({ service: 'app', proto: 'http' }) });
+      let text = '';
+      h1.on('data', (c: Buffer) => {
+        text += c.toString();
+      });
+      h1.write('GET /old-h1 HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n');
+      await new Promise((r) => h1.once('close', r));
+      expect(text).toMatch(/^HTTP\/1\.1 200/);
+      expect(text).toContain('"/old-h1"');
+
+      const h2 = await end.openStream({ meta: JSON.stringify({ service: 'app', proto: 'h2' }) });
+      const chunks: Buffer[] = [];
+      h2.on('data', (c: Buffer) => chunks.push(c));
+      h2.write(
+        Buffer.concat([
+          encodeFrame(FrameType.Head, JSON.stringify({ method: 'GET', path: '/old-h2', headers: {} })),
+          encodeFrame(FrameType.End),
+        ]),
+      );
+      // One request, then the inbound ends the stream.
+      await new Promise((r) => h2.once('end', r));
+      const all = Buffer.concat(chunks);
+      expect(all[0]).toBe(FrameType.Head);
+      expect(
+        (JSON.parse(all.subarray(5, 5 + all.readUInt32BE(1)).toString()) as { status: number }).status,
+      ).toBe(200);
+      expect(all.toString()).toContain('"/old-h2"');
+      expect(all[all.length - 5]).toBe(FrameType.End);
+    } finally {
+      await end.close();
+    }
+  });
+});
+
 describe('an inbound sidecar from before the exchange proto', () => {
   let old: Pair;
   beforeAll(async () => {
