@@ -15,20 +15,15 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { End, Stream } from '../../sdk/index.js';
-import { dataFrames, encodeFrame, FrameReader, type FrameSink, FrameType } from './h2.js';
+import { dataFrames, encodeFrame, FrameReader, type FrameSink, FrameType, type RequestHead } from './h2.js';
 import type { Dispatch } from './http.js';
 import { UpstreamUnavailableError } from './http-util.js';
 
 /** The stream-meta proto of exchange streams. */
 export const EXCHANGE_PROTO = 'exchange';
 
-/** A request's head on an exchange stream. */
-export interface ExchangeRequestHead {
-  method: string;
-  path: string;
-  headers: Record<string, string | string[]>;
-  authority?: string;
-  scheme?: string;
+/** A request's head on an exchange stream: an "h2" stream's head, and what an exchange also needs to know. */
+export interface ExchangeRequestHead extends RequestHead {
   /** The client's protocol: "h2" for a request that came over HTTP/2 (gRPC), absent for HTTP/1.1. */
   v?: 'h2';
   /** False: the request has no body (END follows the head). */
