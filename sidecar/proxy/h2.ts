@@ -61,14 +61,18 @@ export interface ResponseHead {
   endStream?: boolean;
 }
 
-export function encodeFrame(type: FrameType, payload: Buffer | string = Buffer.alloc(0)): Buffer {
-  const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-  const out = Buffer.allocUnsafe(5 + body.length);
+export function encodeFrame(type: FrameType, payload: Buffer | string = EMPTY): Buffer {
+  // A string (a JSON head) is encoded straight into the frame: one allocation, one copy.
+  const len = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
+  const out = Buffer.allocUnsafe(5 + len);
   out[0] = type;
-  out.writeUInt32BE(body.length, 1);
-  body.copy(out, 5);
+  out.writeUInt32BE(len, 1);
+  if (typeof payload === 'string') out.write(payload, 5, 'utf8');
+  else payload.copy(out, 5);
   return out;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export class H2FrameError extends Error {
   override name = 'H2FrameError';
