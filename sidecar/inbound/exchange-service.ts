@@ -476,14 +476,16 @@ class InboundExchange {
 
   // ---- the answer ----
 
-  /** Queues a frame; small answers go out in one write at the end of the turn (or at the answer's end). */
+  /** Queues a frame; small answers go out in one write at the end of the loop turn (or at the answer's end). */
   private frame(buf: Buffer): boolean {
     this.pending.push(buf);
     this.pendingBytes += buf.length;
     if (this.pendingBytes >= COALESCE) return this.flush();
     if (!this.flushQueued) {
       this.flushQueued = true;
-      queueMicrotask(() => this.flush());
+      // The end of the loop turn, as the SDK's own uncork: an HTTP/2 answer's head, data and trailers come in
+      // separate ticks of one turn and go out as one write.
+      setImmediate(() => this.flush());
     }
     return true;
   }
