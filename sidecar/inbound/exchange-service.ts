@@ -62,6 +62,8 @@ export interface ExchangeStreamContext {
    * An "h2" stream (an outbound sidecar from before the exchange proto): one HTTP/2 request, then the stream ends.
    */
   single?: boolean;
+  /** True once the service's forwarder is retired: its streams end after their exchange. */
+  retiring?: () => boolean;
 }
 
 /**
@@ -206,6 +208,11 @@ class ExchangeConn implements FrameSink {
     this.close();
   }
 
+  /** Whether the stream ends after the exchange in flight (so the opener does not reuse it). */
+  closesAfter(): boolean {
+    return this.ctx.single === true || this.ctx.refusal !== undefined || this.ctx.retiring?.() === true;
+  }
+
   /** The exchange is over both ways (or its answer is, and the rest of its request is dropped). */
   finished(x: InboundExchange, requestEnded: boolean): void {
     if (this.current !== x) return;
@@ -213,7 +220,9 @@ class ExchangeConn implements FrameSink {
     this.draining = !requestEnded;
     this.ctx.onExchange?.(false);
     if (this.dead) return;
-    if (this.ctx.single) this.stream.end();
+    // A refused stream answers its request and closes, as an "http" one does: the opener's next request opens a
+    // new stream, which is decided again.
+    if (this.closesAfter()) this.stream.end();
     else this.stream.resume();
   }
 }
@@ -503,6 +512,7 @@ class InboundExchange {
   private answerHead(head: ResponseHead): void {
     this.facade?.answered(head.status, head.headers);
     this.obs?.noteHead(head);
+    if (this.conn.closesAfter()) head.last = true;
     this.frame(encodeFrame(FrameType.Head, JSON.stringify(head)));
     if (head.endStream) this.complete();
   }

@@ -90,10 +90,16 @@ export class HttpForwarder {
   adopt(
     stream: Stream,
     direction: Direction,
-  ): { dispatcher: Pool; info: ObserveInfo; onExchange: (busy: boolean) => void } {
+  ): {
+    dispatcher: Pool;
+    info: ObserveInfo;
+    onExchange: (busy: boolean) => void;
+    retiring: () => boolean;
+  } {
     this.track(stream);
     return {
       dispatcher: this.pool,
+      retiring: () => this.retired,
       info: this.makeInfo(stream, direction),
       onExchange: (busy) => {
         const left = (this.active.get(stream) ?? 0) + (busy ? 1 : -1);

@@ -89,6 +89,8 @@ class Job implements Dispatcher.DispatchController {
   /** The answer is complete (END, TRAILERS, or a head with endStream). */
   answerDone = false;
   headSeen = false;
+  /** The answer said the stream ends after it. */
+  last = false;
   settled = false;
   /** When the head went out (headersTimeout) and the last answer bytes came (bodyTimeout). */
   sentAt = 0;
@@ -271,12 +273,13 @@ class Lane implements FrameSink {
 
   head(v: unknown): void {
     const job = this.job;
-    const h = v as { status?: unknown; headers?: unknown; endStream?: unknown };
+    const h = v as { status?: unknown; headers?: unknown; endStream?: unknown; last?: unknown };
     if (!job || job.headSeen || typeof h.status !== 'number' || typeof h.headers !== 'object' || !h.headers) {
       return this.broken(new ExchangeError('unexpected answer head', 'GEMINIO_SIDECAR_ERR_BAD_FRAME'), true);
     }
     if (h.status < 200) return; // informational: the final answer follows
     job.headSeen = true;
+    job.last = h.last === true;
     job.lastData = performance.now();
     const endStream = h.endStream === true;
     if (!job.settled)
@@ -326,6 +329,8 @@ class Lane implements FrameSink {
     // The answer ended before the request was written whole (an early answer to a body): the rest of the request
     // cannot be taken back, so the stream is reset rather than reused.
     if (!job.requestDone) return this.kill(true);
+    // The far side ends the stream after this exchange (a refused stream, a retiring service).
+    if (job.last) return this.kill(false);
     this.release(job);
   }
 

@@ -59,6 +59,8 @@ export interface ResponseHead {
   headers: Record<string, string | string[]>;
   /** Trailers-only: the head is the whole answer (gRPC errors without a body). */
   endStream?: boolean;
+  /** On an exchange stream: the stream ends after this exchange (it is not reused). */
+  last?: boolean;
 }
 
 export function encodeFrame(type: FrameType, payload: Buffer | string = EMPTY): Buffer {
