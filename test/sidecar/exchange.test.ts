@@ -106,6 +106,12 @@ async function startExtra(): Promise<Extra> {
         req.on('end', () => res.end(JSON.stringify({ sha256: h.digest('hex'), length: x.sunk })));
         return;
       }
+      case '/stall':
+        // A head and the first bytes, then nothing.
+        req.resume();
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first bytes');
+        return;
       case '/hang':
         req.resume();
         return; // never answers; the client goes away
@@ -384,6 +390,48 @@ describe('the exchange proto', () => {
     } finally {
       await end.close();
     }
+  });
+});
+
+describe('the timers of an exchange pool (one coarse timer per pool)', () => {
+  let timed: Pair;
+  beforeAll(async () => {
+    timed = await startPair(app, undefined, {
+      services: { app: { target: extra.url } },
+      web: { bodyTimeoutMs: 300, keepAliveTimeoutMs: 300 },
+    });
+  });
+  afterAll(async () => {
+    await timed?.close();
+  });
+
+  it('an answer that stalls past bodyTimeoutMs is cut; the app sees the abort; the next request is fine', async () => {
+    const outcome = await request(`${timed.web}/stall`).then(
+      (r) =>
+        r.body.text().then(
+          () => 'complete',
+          () => 'cut',
+        ),
+      () => 'cut',
+    );
+    expect(outcome).toBe('cut');
+    await eventually(() => extra.aborted.includes('/stall'), 10_000, 'the app saw the abort');
+    const res = await request(`${timed.web}/hello`);
+    expect(await res.body.text()).toBe('hi');
+  });
+
+  it('an idle stream is closed after keepAliveTimeoutMs; the next request opens a new one', async () => {
+    const res = await request(`${timed.web}/hello`);
+    expect(await res.body.text()).toBe('hi');
+    const open = () => metricValue(timed.outbound, 'geminio_streams_open', { service: 'app' });
+    expect(await open()).toBeGreaterThan(0);
+    await eventually(async () => (await open()) === 0, 10_000, 'the idle stream closed');
+    const opened = await metricValue(timed.outbound, 'geminio_streams_opened_total', { service: 'app' });
+    const again = await request(`${timed.web}/hello`);
+    expect(await again.body.text()).toBe('hi');
+    expect(await metricValue(timed.outbound, 'geminio_streams_opened_total', { service: 'app' })).toBe(
+      opened + 1,
+    );
   });
 });
 
