@@ -79,6 +79,37 @@ export class HttpForwarder {
   /** Takes an accepted stream: from now on it is one HTTP/1.1 connection of this service. */
   serve(stream: Stream, direction: Direction = 'inbound'): void {
     this.infos.set(stream, this.makeInfo(stream, direction));
+    this.track(stream);
+    this.server.emit('connection', stream);
+  }
+
+  /**
+   * Takes an accepted exchange stream (../proxy/exchange.ts): what its exchanges need from this service (the pool
+   * to the target, the observe info) and how they are counted, so that a retired forwarder ends it when idle.
+   */
+  adopt(
+    stream: Stream,
+    direction: Direction,
+  ): {
+    dispatcher: Pool;
+    info: ObserveInfo;
+    onExchange: (busy: boolean) => void;
+    retiring: () => boolean;
+  } {
+    this.track(stream);
+    return {
+      dispatcher: this.pool,
+      retiring: () => this.retired,
+      info: this.makeInfo(stream, direction),
+      onExchange: (busy) => {
+        const left = (this.active.get(stream) ?? 0) + (busy ? 1 : -1);
+        if (this.active.has(stream)) this.active.set(stream, left);
+        if (!busy && this.retired && left === 0 && !stream.destroyed) stream.end();
+      },
+    };
+  }
+
+  private track(stream: Stream): void {
     this.active.set(stream, 0);
     this.series.connections.inc();
     stream.once('close', () => {
@@ -86,7 +117,6 @@ export class HttpForwarder {
       this.active.delete(stream);
       if (this.active.size === 0) this.drained?.();
     });
-    this.server.emit('connection', stream);
   }
 
   /** The stream's observe info (built in serve(); a stream handed over otherwise counts as inbound). */

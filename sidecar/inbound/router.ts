@@ -9,10 +9,12 @@ import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, ServiceConfig } from '../config/schema.js';
 import type { Direction } from '../observe/metrics.js';
 import { parseCarrier } from '../observe/tracing.js';
+import { EXCHANGE_PROTO } from '../proxy/exchange.js';
 import { H2Inbound } from '../proxy/h2.js';
 import { createHttpServer } from '../proxy/http-server.js';
 import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
 import { parseStreamMeta } from '../proxy/stream-meta.js';
+import { ExchangeService, type ExchangeStreamContext } from './exchange-service.js';
 import { type ForwarderDeps, HttpForwarder } from './http-service.js';
 import { forwardToTcp, targetHostPort } from './tcp-service.js';
 
@@ -20,14 +22,22 @@ export interface RouterDeps extends ForwarderDeps {
   http2: Http2Config;
 }
 
+/**
+ * Test seam: with `exchange` false this router handles the exchange proto as a sidecar from before it did (as an
+ * unknown proto, which is an "http" stream to an http:// service), so the opener's fallback can be tested.
+ */
+export const routerSeams = { exchange: true };
+
 export class ServiceRouter {
   private readonly http = new Map<string, { key: string; forwarder: HttpForwarder }>();
   private services: Record<string, ServiceConfig> = {};
   private readonly notFound: http.Server;
   /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
   private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
-  /** HTTP/2 requests (streams with proto "h2"), to h2c:// targets or, for plain HTTP, to http:// ones. */
+  /** The HTTP/2 sessions to h2c:// targets. */
   private readonly h2: H2Inbound;
+  /** Streams with proto "exchange" (HTTP exchanges one after another) and "h2" (one HTTP/2 request each). */
+  private readonly exchanges: ExchangeService;
 
   constructor(
     services: Record<string, ServiceConfig>,
@@ -35,6 +45,7 @@ export class ServiceRouter {
   ) {
     this.update(services, deps.keepAliveTimeoutMs);
     this.h2 = new H2Inbound(deps);
+    this.exchanges = new ExchangeService(deps, this.h2);
     // Streams that go nowhere but whose opener speaks HTTP get an HTTP answer, then the stream closes.
     this.notFound = createHttpServer(
       deps.httpServer,
@@ -78,6 +89,7 @@ export class ServiceRouter {
    */
   halfOpen(meta: Buffer): boolean {
     const { service, proto } = parseStreamMeta(meta);
+    if (proto === EXCHANGE_PROTO && routerSeams.exchange) return false;
     return proto !== 'h2' && Object.hasOwn(this.services, service) && !this.http.has(service);
   }
 
@@ -102,10 +114,15 @@ export class ServiceRouter {
       streamMeta: stream.meta.toString('utf8'),
       direction,
     });
-    if (!decision.allow && proto === 'h2') {
-      // An HTTP/2 request is answered too: gRPC PERMISSION_DENIED / UNAVAILABLE, or the HTTP status.
-      this.h2.refuse(stream, decision.status ?? 403, decision.reason);
-      return;
+    // Framed streams: "exchange" (exchanges one after another) and "h2" (one HTTP/2 request, from an outbound
+    // sidecar that predates the exchange proto). Their requests are answered even when refused: a gRPC status
+    // (PERMISSION_DENIED, UNAVAILABLE, UNIMPLEMENTED) or the HTTP status.
+    const framed = (proto === EXCHANGE_PROTO && routerSeams.exchange) || proto === 'h2';
+    const ctx: ExchangeStreamContext = { service, direction, ...ids, single: proto === 'h2' };
+    if (!decision.allow && framed) {
+      const status = decision.status ?? 403;
+      const refusal = { status, code: deniedCode(status), message: decision.reason };
+      return this.exchanges.serve(stream, { ...ctx, refusal });
     }
     if (!decision.allow) {
       // An HTTP opener gets the denial as an answer (403, or 503 when authorization is unavailable); any other
@@ -119,10 +136,10 @@ export class ServiceRouter {
     }
     // Own keys only: a service named "constructor" or "__proto__" is an unknown service, not a prototype member.
     const svc = Object.hasOwn(this.services, service) ? this.services[service] : undefined;
-    if (!svc && proto === 'h2') {
+    if (!svc && framed) {
       log.warn({ proto }, 'stream for an unknown service');
-      this.h2.refuse(stream, 404, `no such service "${service}"`);
-      return;
+      const refusal = { status: 404, code: ErrorCode.notFound, message: `no such service "${service}"` };
+      return this.exchanges.serve(stream, { ...ctx, refusal });
     }
     if (!svc) {
       log.warn({ proto }, 'stream for an unknown service');
@@ -137,9 +154,16 @@ export class ServiceRouter {
       return;
     }
     this.deps.metrics.trackStream(stream, direction, service);
-    if (proto === 'h2') {
-      this.h2.serve(stream, { service, config: svc, direction, ...ids });
-      return;
+    if (framed) {
+      const forwarder = this.http.get(service)?.forwarder;
+      if (forwarder)
+        return this.exchanges.serve(stream, { ...ctx, config: svc, ...forwarder.adopt(stream, direction) });
+      if (svc.target.startsWith('h2c://')) return this.exchanges.serve(stream, { ...ctx, config: svc });
+      const message = `service "${service}" is not an HTTP service`;
+      return this.exchanges.serve(stream, {
+        ...ctx,
+        refusal: { status: 502, code: ErrorCode.badGateway, message },
+      });
     }
     if (svc.target.startsWith('h2c://')) {
       // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c app does not speak HTTP/1.1).

@@ -1,15 +1,17 @@
 /**
- * An outbound HTTP listener: a local HTTP server whose requests travel to a service behind an End. Each HTTP/1.1
- * connection to the far side is a geminio stream: the undici Pool's `connect` opens a stream instead of a socket,
- * so keep-alive reuses streams and many requests share the one upstream connection. Upgrades (WebSocket) get a
- * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway.
+ * An outbound HTTP listener: a local HTTP server (HTTP/1.1 and h2c on one port) whose requests travel to a service
+ * behind an End. Requests of both protocols go as exchanges on pooled, persistent geminio streams (the exchange
+ * proto, ../proxy/exchange.ts): one pool per endpoint, each stream carrying one exchange at a time, reused for the
+ * next. For an endpoint whose inbound predates that proto, HTTP/1.1 goes through an undici Pool whose connections
+ * are "http" streams, and HTTP/2 on one "h2" stream per request. Upgrades (WebSocket) get a fresh "http" stream
+ * each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway.
  */
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { End } from '../../sdk/index.js';
+import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
 import { listenOn } from '../net/listen.js';
 import { Pool } from '../net/undici.js';
@@ -18,6 +20,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
 import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
+import { EXCHANGE_PROTO, ExchangePool } from '../proxy/exchange.js';
 import { h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
@@ -58,8 +61,8 @@ export class HttpOutboundListener {
   private readonly h2Sessions = new Set<http2.ServerHttp2Session>();
   /** The HTTP/1.1 server's own connection handler (connections reach it after the first bytes were read). */
   private readonly http1Connection: (socket: net.Socket) => void;
-  /** Keep-alive pooling per endpoint: one undici Pool per endpoint, whose connections are streams on its End. */
-  private readonly pools = new Map<string, Pool>();
+  /** Keep-alive pooling per endpoint: the exchange streams to each endpoint (both protocols share them). */
+  private readonly pools = new Map<string, ExchangePool>();
   private readonly log: Logger;
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
@@ -131,16 +134,9 @@ export class HttpOutboundListener {
           protocol: 'h2c',
           upstreamName: source.name,
           current: () => source.current(),
-          open: async (end) => {
-            try {
-              const s = await end.openStream({ meta: streamMeta(service, 'h2') });
-              deps.metrics.trackStream(s, direction, service);
-              return s;
-            } catch (err) {
-              deps.metrics.streamOpenFailures.inc({ direction, service });
-              throw err;
-            }
-          },
+          lease: () => lease(source),
+          pool: (l) => this.poolFor(l as Lease),
+          open: (end) => this.openStream(end, 'h2'),
         },
         { ...deps, logger: this.log },
       );
@@ -194,36 +190,25 @@ export class HttpOutboundListener {
     return this.config.name;
   }
 
-  /** The pool of the lease's endpoint (made on first use; closed when the endpoint goes for good). */
-  private poolFor(l: Lease): Pool {
+  /** The exchange pool of the lease's endpoint (made on first use; closed when the endpoint goes for good). */
+  private poolFor(l: Lease): ExchangePool {
     let pool = this.pools.get(l.key);
     if (pool) return pool;
-    const { config, deps, direction, source } = this;
-    const { service } = config;
-    const current = l.current;
-    pool = new Pool(`http://${service}`, {
-      connections: config.maxStreams,
-      keepAliveTimeout: config.keepAliveTimeoutMs,
-      headersTimeout: config.headersTimeoutMs,
-      bodyTimeout: config.bodyTimeoutMs,
-      connect: (_options, callback) => {
-        const end = current();
-        if (!end) {
-          const why = `endpoint ${l.endpoint} of upstream ${source.name} is not connected`;
-          callback(new UpstreamUnavailableError(why), null);
-          return;
-        }
-        end.openStream({ meta: streamMeta(service, 'http') }).then(
-          (stream) => {
-            deps.metrics.trackStream(stream, direction, service);
-            callback(null, stream as unknown as net.Socket);
-          },
-          (err: Error) => {
-            deps.metrics.streamOpenFailures.inc({ direction, service });
-            callback(err, null);
-          },
-        );
-      },
+    const { config, deps } = this;
+    pool = new ExchangePool({
+      current: l.current,
+      open: (end) => this.openStream(end, EXCHANGE_PROTO),
+      maxStreams: config.maxStreams,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      minTimeoutMs: Math.min(config.headersTimeoutMs, config.bodyTimeoutMs),
+      maxHeadBytes: deps.http2.maxHeaderListBytes * 2,
+      legacy: () => this.legacyPool(l),
+      onLegacy: () =>
+        this.log.info(
+          { endpoint: l.endpoint },
+          'the inbound does not know the exchange proto; using http streams',
+        ),
+      describe: `endpoint ${l.endpoint} of upstream ${this.source.name}`,
     });
     this.pools.set(l.key, pool);
     const made = pool;
@@ -232,6 +217,42 @@ export class HttpOutboundListener {
       made.close().catch(() => {});
     });
     return pool;
+  }
+
+  /** Opens a stream to the service (counted in the stream metrics, or as an open failure). */
+  private async openStream(end: End, proto: 'http' | 'h2' | typeof EXCHANGE_PROTO): Promise<Stream> {
+    const { service } = this.config;
+    try {
+      const stream = await end.openStream({ meta: streamMeta(service, proto) });
+      this.deps.metrics.trackStream(stream, this.direction, service);
+      return stream;
+    } catch (err) {
+      this.deps.metrics.streamOpenFailures.inc({ direction: this.direction, service });
+      throw err;
+    }
+  }
+
+  /** For an inbound before the exchange proto: an undici Pool whose connections are "http" streams. */
+  private legacyPool(l: Lease): Pool {
+    const { config, source } = this;
+    return new Pool(`http://${config.service}`, {
+      connections: config.maxStreams,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.bodyTimeoutMs,
+      connect: (_options, callback) => {
+        const end = l.current();
+        if (!end) {
+          const why = `endpoint ${l.endpoint} of upstream ${source.name} is not connected`;
+          callback(new UpstreamUnavailableError(why), null);
+          return;
+        }
+        this.openStream(end, 'http').then(
+          (stream) => callback(null, stream as unknown as net.Socket),
+          (err: Error) => callback(err, null),
+        );
+      },
+    });
   }
 
   /** Binds the listening address. */
@@ -390,7 +411,7 @@ export class HttpOutboundListener {
   /** Stops accepting, then closes the pool (its idle streams end; requests in flight finish first). */
   async close(): Promise<void> {
     this.stopAccepting();
-    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
   }
 
   /** Drops every connection and stream now. */
@@ -398,6 +419,6 @@ export class HttpOutboundListener {
     this.stopAccepting();
     this.server.closeAllConnections();
     for (const s of this.h2Sessions) s.destroy();
-    for (const p of this.pools.values()) p.destroy().catch(() => {});
+    for (const p of this.pools.values()) p.destroy();
   }
 }

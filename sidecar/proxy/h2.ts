@@ -12,15 +12,15 @@
  * `http://` target for plain request/response (gRPC to an HTTP/1.1 target is answered UNAVAILABLE).
  */
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { End, Stream } from '../../sdk/index.js';
-import type { Http2Config, ServiceConfig } from '../config/schema.js';
-import { Agent, request } from '../net/undici.js';
+import type { Http2Config } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { methodLabel } from '../observe/metrics.js';
 import type { HookRunner } from '../policy/hooks.js';
+import type { AnswerHandler, ExchangePool } from './exchange.js';
+import { classify } from './http-util.js';
 import type { Inflight } from './inflight.js';
 
 export enum FrameType {
@@ -29,6 +29,8 @@ export enum FrameType {
   Trailers = 3,
   End = 4,
   Reset = 5,
+  /** The exchange proto's probe (proxy/exchange.ts): sent by the opener on its first stream, echoed by the inbound. */
+  Hello = 6,
 }
 
 /** Body bytes per DATA frame at most (a larger chunk is split). */
@@ -57,16 +59,22 @@ export interface ResponseHead {
   headers: Record<string, string | string[]>;
   /** Trailers-only: the head is the whole answer (gRPC errors without a body). */
   endStream?: boolean;
+  /** On an exchange stream: the stream ends after this exchange (it is not reused). */
+  last?: boolean;
 }
 
-export function encodeFrame(type: FrameType, payload: Buffer | string = Buffer.alloc(0)): Buffer {
-  const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-  const out = Buffer.allocUnsafe(5 + body.length);
+export function encodeFrame(type: FrameType, payload: Buffer | string = EMPTY): Buffer {
+  // A string (a JSON head) is encoded straight into the frame: one allocation, one copy.
+  const len = typeof payload === 'string' ? Buffer.byteLength(payload, 'utf8') : payload.length;
+  const out = Buffer.allocUnsafe(5 + len);
   out[0] = type;
-  out.writeUInt32BE(body.length, 1);
-  body.copy(out, 5);
+  out.writeUInt32BE(len, 1);
+  if (typeof payload === 'string') out.write(payload, 5, 'utf8');
+  else payload.copy(out, 5);
   return out;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export class H2FrameError extends Error {
   override name = 'H2FrameError';
@@ -79,11 +87,15 @@ export interface FrameSink {
   trailers(value: Record<string, string | string[]>): void;
   end(): void;
   reset(code: number): void;
+  /** A HELLO frame (persistent readers only). */
+  hello?(): void;
 }
 
 /**
  * Reads frames from a geminio stream into a sink. DATA payloads are delivered as they arrive (a frame is never
- * waited for whole); a head or trailers frame longer than `maxHeadBytes` is an H2FrameError.
+ * waited for whole); a head or trailers frame longer than `maxHeadBytes` is an H2FrameError. A persistent reader
+ * (the exchange proto, proxy/exchange.ts) carries exchange after exchange: END and TRAILERS end one exchange, not
+ * the stream, and HELLO is known; its owner checks which frame may come when.
  */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0);
@@ -98,6 +110,7 @@ export class FrameReader {
     private readonly sink: FrameSink,
     private readonly maxHeadBytes: number,
     private readonly onError: (err: Error) => void,
+    private readonly persistent = false,
   ) {
     src.on('data', (chunk: Buffer) => this.push(chunk));
   }
@@ -165,13 +178,19 @@ export class FrameReader {
           this.sink.head(JSON.parse(payload.toString('utf8')));
           break;
         case FrameType.Trailers:
-          this.finished = true;
+          this.finished = !this.persistent;
           this.sink.trailers(JSON.parse(payload.toString('utf8')) as Record<string, string | string[]>);
+          if (this.persistent) break;
           return this.afterEnd();
         case FrameType.End:
-          this.finished = true;
+          this.finished = !this.persistent;
           this.sink.end();
+          if (this.persistent) break;
           return this.afterEnd();
+        case FrameType.Hello:
+          if (!this.persistent || !this.sink.hello) throw new H2FrameError(`unknown frame type ${type}`);
+          this.sink.hello();
+          break;
         case FrameType.Reset: {
           this.finished = true;
           const v = len > 0 ? (JSON.parse(payload.toString('utf8')) as { code?: number }) : {};
@@ -185,12 +204,18 @@ export class FrameReader {
   }
 }
 
+/** Body bytes as DATA frames of at most MAX_DATA each, in one buffer. */
+export function dataFrames(chunk: Buffer): Buffer {
+  if (chunk.length <= MAX_DATA) return encodeFrame(FrameType.Data, chunk);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < chunk.length; i += MAX_DATA)
+    parts.push(encodeFrame(FrameType.Data, chunk.subarray(i, i + MAX_DATA)));
+  return Buffer.concat(parts);
+}
+
 /** Writes body chunks as DATA frames; false when the stream is full (wait for its 'drain'). */
 export function writeData(dst: Stream, chunk: Buffer): boolean {
-  let ok = true;
-  for (let i = 0; i < chunk.length; i += MAX_DATA)
-    ok = dst.write(encodeFrame(FrameType.Data, chunk.subarray(i, i + MAX_DATA))) && ok;
-  return ok;
+  return dst.write(dataFrames(chunk));
 }
 
 /** HTTP/2 headers without pseudo-headers and connection-specific ones (RFC 9113 §8.2.2). */
@@ -392,11 +417,21 @@ export interface OutboundH2Context {
   service: string;
   direction: Direction;
   protocol: 'h2c' | 'h2';
-  /** The End to the far side, when connected. */
+  /** The End to the far side, when connected (the ClientID the hooks see). */
   current: () => End | undefined;
-  /** Opens the stream for one request (the caller counts it in its metrics). */
+  /** An endpoint for this request (balanced per request); undefined when none is connected. */
+  lease: () => H2Lease | undefined;
+  /** The exchange streams to the lease's endpoint. */
+  pool: (l: H2Lease) => ExchangePool;
+  /** Opens an "h2" stream for one request, for an inbound that does not know the exchange proto. */
   open: (end: End) => Promise<Stream>;
   upstreamName: string;
+}
+
+/** The part of an upstream lease (outbound/upstreams.ts) a request uses. */
+export interface H2Lease {
+  readonly end: End;
+  done(outcome: { ok: true; ms: number } | { ok: false } | { neutral: true }): void;
 }
 
 /** Serves one HTTP/2 request of an outbound listener: decided, then carried on its own geminio stream. */
@@ -437,7 +472,8 @@ export async function serveOutboundH2(
     const status = decision.status ?? 403;
     return answerH2(s, grpc, status, deniedGrpcStatus(status), 'FORBIDDEN', decision.reason, obs);
   }
-  if (!end) {
+  const held = ctx.lease();
+  if (!held) {
     return answerH2(
       s,
       grpc,
@@ -448,21 +484,59 @@ export async function serveOutboundH2(
       obs,
     );
   }
-  if (s.destroyed) return obs.finish('reset');
+  if (s.destroyed) {
+    held.done({ neutral: true });
+    return obs.finish('reset');
+  }
+  const t0 = performance.now();
+  let reported = false;
+  const report = (ok: boolean | 'neutral') => {
+    if (reported) return;
+    reported = true;
+    held.done(
+      ok === 'neutral' ? { neutral: true } : ok ? { ok: true, ms: performance.now() - t0 } : { ok: false },
+    );
+  };
+  const unavailable = (err: Error) => {
+    report(false);
+    answerH2(s, grpc, 503, GrpcStatus.unavailable, 'UPSTREAM_UNAVAILABLE', err.message, obs);
+  };
+  const pool = ctx.pool(held);
+  let exchange: boolean;
+  try {
+    exchange = await pool.negotiate();
+  } catch (err) {
+    return unavailable(err as Error);
+  }
+  if (s.destroyed || s.closed) {
+    // The client reset the request while it was decided (a rapid-reset flood does that): nothing is sent.
+    report('neutral');
+    return obs.finish('reset');
+  }
+  if (exchange) {
+    const handler = new H2Answer(s, grpc, obs, report);
+    s.once('close', () => handler.closed());
+    pool.dispatch(
+      {
+        method: method as Dispatcher.HttpMethod,
+        path,
+        headers: plain,
+        body: s,
+        authority: headers[':authority'],
+        scheme: headers[':scheme'],
+        h2: true,
+      } as Dispatcher.DispatchOptions,
+      handler,
+    );
+    return;
+  }
   let stream: Stream;
   try {
-    stream = await ctx.open(end);
+    stream = await ctx.open(held.end);
   } catch (err) {
-    return answerH2(
-      s,
-      grpc,
-      503,
-      GrpcStatus.unavailable,
-      'UPSTREAM_UNAVAILABLE',
-      (err as Error).message,
-      obs,
-    );
+    return unavailable(err as Error);
   }
+  stream.once('close', () => report(true));
   carry(
     s,
     stream,
@@ -473,7 +547,96 @@ export async function serveOutboundH2(
   );
 }
 
-/** Relays one decided request between the client's HTTP/2 stream and a geminio stream. */
+/**
+ * The answer of a request carried on an exchange stream, to the client's HTTP/2 stream: head, data (paused while
+ * the client's stream is full), trailers. The client's reset or disconnect aborts the exchange (a RESET to the far
+ * side, which resets the call at the app).
+ */
+class H2Answer implements AnswerHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private done = false;
+  private headEnded = false;
+  private trailers: Record<string, string | string[]> = {};
+
+  constructor(
+    private readonly s: ServerHttp2Stream,
+    private readonly grpc: boolean,
+    private readonly obs: H2Observation,
+    private readonly report: (ok: boolean | 'neutral') => void,
+  ) {}
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.s.destroyed || this.s.closed) c.abort(new Error('client went away'));
+  }
+
+  onResponseStart(
+    c: Dispatcher.DispatchController,
+    status: number,
+    headers: Record<string, string | string[]>,
+    _message?: string,
+    endStream?: boolean,
+  ): void {
+    const s = this.s;
+    if (s.destroyed) return c.abort(new Error('client went away'));
+    this.obs.noteHead({ status, headers });
+    if (endStream) {
+      this.headEnded = true;
+      s.respond({ ':status': status, ...headers }, { endStream: true });
+      return;
+    }
+    s.respond({ ':status': status, ...headers }, { waitForTrailers: true });
+    s.once('wantTrailers', () => {
+      if (!s.destroyed) s.sendTrailers(this.trailers);
+    });
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    const s = this.s;
+    if (s.destroyed) return c.abort(new Error('client went away'));
+    if (!s.write(chunk)) {
+      c.pause();
+      s.once('drain', () => c.resume());
+    }
+  }
+
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: Record<string, string | string[]>): void {
+    this.done = true;
+    this.report(true);
+    this.trailers = trailers;
+    this.obs.noteTrailers(trailers);
+    if (!this.s.destroyed && !this.headEnded) this.s.end();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    const s = this.s;
+    if (s.destroyed || s.closed) {
+      this.report('neutral');
+      return this.obs.finish('reset');
+    }
+    this.report(false);
+    const code = (err as { resetCode?: number }).resetCode;
+    if (s.headersSent) return s.close(code ?? http2.constants.NGHTTP2_INTERNAL_ERROR);
+    const failure = classify(err);
+    const grpcCode = failure.status === 504 ? GrpcStatus.deadlineExceeded : GrpcStatus.unavailable;
+    answerH2(s, this.grpc, failure.status, grpcCode, failure.code, failure.message, this.obs);
+  }
+
+  /** The client's stream closed: a request not answered yet is aborted at the far side. */
+  closed(): void {
+    const s = this.s;
+    if (!this.done) {
+      this.controller?.abort(new Error('client went away'));
+      this.obs.finish('reset');
+      return;
+    }
+    this.obs.finish(s.rstCode === http2.constants.NGHTTP2_NO_ERROR ? 'completed' : 'reset');
+  }
+}
+
+/** Relays one decided request between the client's HTTP/2 stream and a geminio stream ("h2": one per request). */
 function carry(
   s: ServerHttp2Stream,
   stream: Stream,
@@ -608,22 +771,17 @@ function carry(
   });
 }
 
-export interface InboundH2Context {
-  service: string;
-  config: ServiceConfig;
-  direction: Direction;
-  clientId: string;
-  streamId: string;
-}
-
-/** The far side of `serveOutboundH2`: requests arriving on streams, sent to each service's HTTP/2 (or 1.1) app. */
+/**
+ * The inbound side's HTTP/2 sessions to its h2c:// targets, one per target (the requests that use them arrive on
+ * "exchange" and "h2" streams: ../inbound/exchange-service.ts).
+ */
 export class H2Inbound {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
-  private readonly agent: Dispatcher = new Agent({ connections: 64 });
 
   constructor(private readonly deps: H2Deps) {}
 
-  private session(target: string): http2.ClientHttp2Session {
+  /** The HTTP/2 session to an h2c:// target (one per target, made on first use). */
+  session(target: string): http2.ClientHttp2Session {
     const url = target.replace(/^h2c:/, 'http:');
     let s = this.sessions.get(target);
     if (s && !s.closed && !s.destroyed) return s;
@@ -645,337 +803,11 @@ export class H2Inbound {
     return s;
   }
 
-  /** Takes one stream the peer opened with proto "h2" for `ctx.service`. */
-  serve(stream: Stream, ctx: InboundH2Context): void {
-    stream.on('error', () => {});
-    let obs: H2Observation | undefined;
-    let app: http2.ClientHttp2Stream | undefined;
-    let body: Readable | undefined;
-    let grpc = false;
-    let done = false;
-    const log = this.deps.logger.child({
-      service: ctx.service,
-      clientId: ctx.clientId,
-      streamId: ctx.streamId,
-    });
-    const send = (type: FrameType, v?: unknown) => {
-      if (!stream.destroyed && stream.writable)
-        stream.write(encodeFrame(type, v === undefined ? undefined : JSON.stringify(v)));
-    };
-    const finish = (outcome: 'completed' | 'reset') => {
-      if (done) return;
-      done = true;
-      if (!stream.destroyed) stream.end();
-      obs?.finish(outcome);
-    };
-    const fail = (httpStatus: number, grpcCode: number, message: string) => {
-      if (done) return;
-      const head: ResponseHead = grpc
-        ? grpcErrorHead(grpcCode, message)
-        : { status: httpStatus, headers: { 'content-type': 'application/json' } };
-      obs?.noteHead(head);
-      send(FrameType.Head, head);
-      if (!grpc) {
-        writeData(stream, Buffer.from(JSON.stringify({ error: message })));
-        send(FrameType.End);
-      }
-      finish('completed');
-    };
-    let pending: RequestHead | undefined;
-    let pendingResume: (() => void) | undefined;
-    const queued: Buffer[] = [];
-    let ended = false;
-    const reader: FrameReader = new FrameReader(
-      stream,
-      {
-        head: (v) => {
-          pending = v as RequestHead;
-          stream.pause(); // until the request is decided and the app stream exists
-          void this.start(pending, ctx, log, () => {
-            const r = pendingResume;
-            pendingResume = undefined;
-            r?.();
-          }).then((r) => {
-            grpc = r.grpc;
-            obs = r.obs;
-            if (done) {
-              // The opener went away while the request was decided: nothing is started, the call is counted.
-              r.app?.close(http2.constants.NGHTTP2_CANCEL);
-              obs.finish('reset');
-              return;
-            }
-            if (r.error) return fail(r.error[0], r.error[1], r.error[2]);
-            if (r.app) {
-              app = r.app;
-              this.relayApp(app, stream, obs, finish, fail, send);
-              for (const c of queued) app.write(c);
-              if (ended) app.end();
-            } else if (r.body) {
-              body = r.body;
-              for (const c of queued) body.push(c);
-              if (ended) body.push(null);
-            }
-            if (r.run) r.run(stream, send, finish, fail);
-            queued.length = 0;
-            stream.resume();
-          });
-        },
-        data: (chunk) => {
-          if (app) {
-            if (app.write(chunk)) return true;
-            app.once('drain', reader.resume);
-            return false;
-          }
-          if (body) {
-            if (body.push(chunk)) return true;
-            pendingResume = reader.resume;
-            return false;
-          }
-          queued.push(chunk);
-          return true;
-        },
-        trailers: () => {
-          ended = true;
-          app?.end();
-          body?.push(null);
-        },
-        end: () => {
-          ended = true;
-          app?.end();
-          body?.push(null);
-        },
-        reset: (code) => {
-          app?.close(code);
-          body?.destroy(new Error('cancelled'));
-          finish('reset');
-        },
-      },
-      this.deps.http2.maxHeaderListBytes * 2,
-      (err) => {
-        log.warn({ err: err.message }, 'bad h2 frame from the peer; resetting the stream');
-        app?.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
-        done = true;
-        stream.destroy();
-        obs?.finish('reset');
-      },
-    );
-    // The opener went away (its client cancelled, or the connection broke): the call at the app is reset.
-    const gone = () => {
-      if (done) return;
-      app?.close(http2.constants.NGHTTP2_CANCEL);
-      body?.destroy(new Error('cancelled'));
-      finish('reset');
-    };
-    stream.once('close', gone);
-    stream.once('end', () => {
-      if (!reader.done) gone();
-    });
-  }
-
-  /** Decides the request and starts it at the app; an error answer when it may not or cannot. */
-  private async start(
-    r: RequestHead,
-    ctx: InboundH2Context,
-    log: Logger,
-    bodyRead: () => void,
-  ): Promise<{
-    grpc: boolean;
-    obs: H2Observation;
-    error?: [number, number, string];
-    app?: http2.ClientHttp2Stream;
-    body?: Readable;
-    run?: (
-      stream: Stream,
-      send: (t: FrameType, v?: unknown) => void,
-      finish: (o: 'completed' | 'reset') => void,
-      fail: (h: number, g: number, m: string) => void,
-    ) => void;
-  }> {
-    const grpc = isGrpc(r.headers);
-    const target = ctx.config.target;
-    const protocol = target.startsWith('h2c://') ? 'h2c' : 'http/1.1';
-    const obs = new H2Observation(this.deps, {
-      listener: 'inbound',
-      service: ctx.service,
-      upstream: target.replace(/^[a-z0-9+]+:\/\//, ''),
-      direction: ctx.direction,
-      protocol,
-      clientId: ctx.clientId,
-      streamId: ctx.streamId,
-      method: r.method,
-      path: r.path,
-      grpc,
-    });
-    const decision = await this.deps.hooks.decide('request', {
-      clientId: ctx.clientId,
-      streamId: ctx.streamId,
-      method: r.method,
-      path: r.path,
-      headers: r.headers,
-      service: ctx.service,
-      direction: ctx.direction,
-    });
-    if (!decision.allow) {
-      const status = decision.status ?? 403;
-      return { grpc, obs, error: [status, deniedGrpcStatus(status), decision.reason] };
-    }
-    const extra: Record<string, string> = { ...decision.headers, 'x-geminio-client-id': ctx.clientId };
-    if (decision.name !== undefined) extra['x-geminio-client-name'] = decision.name;
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(r.headers)) if (!k.startsWith('x-geminio-')) headers[k] = v;
-    Object.assign(headers, extra);
-    if (protocol === 'h2c') {
-      try {
-        const session = this.session(target);
-        const app = session.request(
-          { ':method': r.method, ':path': r.path, ':authority': r.authority ?? ctx.service, ...headers },
-          { endStream: false },
-        );
-        return { grpc, obs, app };
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'h2 target unavailable');
-        return { grpc, obs, error: [503, GrpcStatus.unavailable, (err as Error).message] };
-      }
-    }
-    if (grpc || !target.startsWith('http://')) {
-      const why = `service "${ctx.service}" is an HTTP/1.1 target (${target}); gRPC needs an h2c:// or h2:// target`;
-      log.warn({ target, path: r.path }, why);
-      return { grpc, obs, error: [502, GrpcStatus.unavailable, why] };
-    }
-    // A plain HTTP/2 request to an HTTP/1.1 app: request and response, relayed through undici.
-    const body = new Readable({ read: bodyRead });
-    const hasBody =
-      !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(r.method) || headers['content-length'] !== undefined;
-    delete headers.te;
-    const run = (
-      stream: Stream,
-      send: (t: FrameType, v?: unknown) => void,
-      finish: (o: 'completed' | 'reset') => void,
-      fail: (h: number, g: number, m: string) => void,
-    ) => {
-      const ac = new AbortController();
-      stream.once('close', () => ac.abort());
-      request(`${target.replace(/\/$/, '')}${r.path}`, {
-        method: r.method as Dispatcher.HttpMethod,
-        headers: { ...headers, host: r.authority ?? ctx.service },
-        body: hasBody ? body : undefined,
-        dispatcher: this.agent,
-        signal: ac.signal,
-        headersTimeout: ctx.config.headersTimeoutMs,
-        bodyTimeout: ctx.config.bodyTimeoutMs,
-      }).then(
-        async (res) => {
-          const h: Record<string, string | string[]> = {};
-          for (const [k, v] of Object.entries(res.headers))
-            if (v !== undefined && !CONNECTION_SPECIFIC.has(k)) h[k] = v;
-          const head: ResponseHead = { status: res.statusCode, headers: h };
-          obs.noteHead(head);
-          send(FrameType.Head, head);
-          for await (const chunk of res.body) {
-            if (!writeData(stream, chunk as Buffer)) await new Promise((ok) => stream.once('drain', ok));
-          }
-          send(FrameType.End);
-          finish('completed');
-        },
-        (err: Error) => fail(502, GrpcStatus.unavailable, `target: ${err.message}`),
-      );
-    };
-    return { grpc, obs, body, run };
-  }
-
-  /** The app's answer -> frames on the stream, paused while the stream is full. */
-  private relayApp(
-    app: http2.ClientHttp2Stream,
-    stream: Stream,
-    obs: H2Observation | undefined,
-    finish: (o: 'completed' | 'reset') => void,
-    fail: (h: number, g: number, m: string) => void,
-    send: (t: FrameType, v?: unknown) => void,
-  ): void {
-    let headSent = false;
-    let trailers: Record<string, string | string[]> | undefined;
-    app.on('response', (h: IncomingHttpHeaders, flags: number) => {
-      const head: ResponseHead = {
-        status: Number(h[':status'] ?? 200),
-        headers: plainHeaders(h),
-        endStream: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0,
-      };
-      headSent = true;
-      obs?.noteHead(head);
-      send(FrameType.Head, head);
-    });
-    app.on('data', (chunk: Buffer) => {
-      if (!writeData(stream, chunk)) {
-        app.pause();
-        stream.once('drain', () => app.resume());
-      }
-    });
-    app.on('trailers', (t: IncomingHttpHeaders) => {
-      trailers = plainHeaders(t);
-      obs?.noteTrailers(trailers);
-    });
-    app.once('end', () => {
-      if (!headSent) return;
-      // A trailers-only answer is whole with its head.
-      if (trailers) send(FrameType.Trailers, trailers);
-      else send(FrameType.End);
-      finish('completed');
-    });
-    app.on('error', (err: Error) => {
-      if (!headSent) fail(502, GrpcStatus.unavailable, `target: ${err.message}`);
-    });
-    app.once('close', () => {
-      if (!headSent)
-        return fail(502, GrpcStatus.unavailable, `target reset the stream (code ${app.rstCode})`);
-      if (app.rstCode !== undefined && app.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-        send(FrameType.Reset, { code: app.rstCode });
-        finish('reset');
-      }
-    });
-  }
-
-  /** Answers the request on `stream` with an error (gRPC: trailers-only) without going anywhere. */
-  refuse(stream: Stream, status: number, message: string): void {
-    stream.on('error', () => {});
-    let answered = false;
-    const reader = new FrameReader(
-      stream,
-      {
-        head: (v) => {
-          answered = true;
-          const grpc = isGrpc((v as RequestHead).headers ?? {});
-          const code = status === 404 ? 12 : deniedGrpcStatus(status); // 12: UNIMPLEMENTED
-          const head: ResponseHead = grpc
-            ? grpcErrorHead(code, message)
-            : { status, headers: { 'content-type': 'application/json' } };
-          stream.write(encodeFrame(FrameType.Head, JSON.stringify(head)));
-          if (!grpc) {
-            writeData(stream, Buffer.from(JSON.stringify({ error: message })));
-            stream.write(encodeFrame(FrameType.End));
-          }
-          stream.end();
-        },
-        data: () => true,
-        trailers: () => {},
-        end: () => {},
-        reset: () => stream.end(),
-      },
-      this.deps.http2.maxHeaderListBytes * 2,
-      () => stream.destroy(),
-    );
-    void reader;
-    stream.once('end', () => {
-      if (!answered) stream.destroy();
-    });
-  }
-
   close(): void {
     for (const s of this.sessions.values()) s.close();
-    void this.agent.close();
   }
 
   destroy(): void {
     for (const s of this.sessions.values()) s.destroy();
-    void this.agent.destroy();
   }
 }

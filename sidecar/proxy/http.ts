@@ -21,8 +21,11 @@ import {
 } from './http-util.js';
 import { splice } from './splice.js';
 
+/** What a request is dispatched through: an undici Pool, or the exchange streams of an endpoint (./exchange.ts). */
+export type Dispatch = Pick<Dispatcher, 'dispatch'>;
+
 export interface ProxyOptions {
-  dispatcher?: Dispatcher;
+  dispatcher?: Dispatch;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
   /** Extra attempts for idempotent requests without a body whose stream failed before an answer. */
@@ -33,7 +36,7 @@ export interface ProxyOptions {
    * Balancing across endpoints: the dispatcher of each attempt (a retry may go elsewhere; undefined: none left,
    * the last failure is answered), and how each attempt ended (for the balancer's latency and failure counts).
    */
-  attempt?: (n: number) => Dispatcher | undefined;
+  attempt?: (n: number) => Dispatch | undefined;
   onAttemptEnd?: (r: { err?: Error; status?: number; sidecarError: boolean; gone: boolean }) => void;
   extraHeaders?: Record<string, string>;
   /** Request headers with this prefix are not forwarded (the sidecar sets its own `x-geminio-` ones). */
@@ -98,8 +101,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers?: Record<string, unknown>): void {
     this.done = true;
+    // Trailers go to a chunked answer (Node writes them only there; the answer's `trailer` header names them).
+    if (trailers && !this.res.destroyed && Object.keys(trailers).length > 0)
+      this.res.addTrailers(trailers as Record<string, string>);
     this.res.end();
     this.settle(undefined);
   }

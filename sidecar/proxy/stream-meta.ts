@@ -8,12 +8,17 @@ import type { TraceCarrier } from '../observe/tracing.js';
 /** What an opener puts in the stream meta (a traced TCP stream's also its W3C trace context, docs/PROTOCOL.md §9). */
 export interface StreamMeta extends TraceCarrier {
   service: string;
-  /** "h2": one HTTP/2 request per stream, framed as in proxy/h2.ts. */
-  proto: 'http' | 'tcp' | 'h2';
+  /**
+   * "http": HTTP/1.1 bytes; "h2": one HTTP/2 request per stream, framed as in proxy/h2.ts; "exchange": HTTP
+   * exchanges one after another on a persistent stream, in the same frames (proxy/exchange.ts); "tcp": raw bytes.
+   */
+  proto: StreamProto;
 }
 
+export type StreamProto = 'http' | 'tcp' | 'h2' | 'exchange';
+
 /** The meta for a stream to `service` speaking `proto`. */
-export function streamMeta(service: string, proto: 'http' | 'tcp' | 'h2', trace?: TraceCarrier): string {
+export function streamMeta(service: string, proto: StreamProto, trace?: TraceCarrier): string {
   const meta: StreamMeta = { service, proto };
   if (trace?.traceparent) meta.traceparent = trace.traceparent;
   if (trace?.tracestate) meta.tracestate = trace.tracestate;

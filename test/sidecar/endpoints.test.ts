@@ -10,6 +10,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -251,6 +252,35 @@ describe('an upstream of three static endpoints', () => {
       outcome: 'ok',
     });
     expect(ok).toBeGreaterThanOrEqual(s[HOSTS[0]!]!);
+  });
+
+  it('balances HTTP/2 per request too: one h2c session to the listener reaches every endpoint', async () => {
+    const session = http2.connect(web);
+    session.on('error', () => {});
+    try {
+      const one = () =>
+        new Promise<string>((resolve, reject) => {
+          const r = session.request({ ':path': '/?ms=2' });
+          let who = '';
+          r.on('data', (c: Buffer) => {
+            who += c.toString();
+          });
+          r.on('end', () => resolve(who));
+          r.on('error', reject);
+          r.end();
+        });
+      const counts: Record<string, number> = {};
+      const n = 600;
+      for (let i = 0; i < n; i += 12) {
+        for (const who of await Promise.all(Array.from({ length: 12 }, one)))
+          counts[who] = (counts[who] ?? 0) + 1;
+      }
+      expect(Object.keys(counts).sort()).toEqual(HOSTS);
+      // Each endpoint takes a fair part (the band is wide: this is about per-request leasing, not the balancer).
+      for (const h of HOSTS) expect(counts[h]!, JSON.stringify(counts)).toBeGreaterThanOrEqual(n / 3 / 2);
+    } finally {
+      session.close();
+    }
   });
 
   it('sends less to an endpoint slowed down through the chaos proxy', async () => {
