@@ -2,16 +2,20 @@
  * An outbound HTTP listener: a local HTTP server whose requests travel to a service behind an End. Each HTTP/1.1
  * connection to the far side is a geminio stream: the undici Pool's `connect` opens a stream instead of a socket,
  * so keep-alive reuses streams and many requests share the one upstream connection. Upgrades (WebSocket) get a
- * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway.
+ * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway. With `tls`, connections are TLS and ALPN chooses HTTP/2 (h2) or HTTP/1.1; without, the first bytes do
+ * (the HTTP/2 preface: h2c).
  */
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { End } from '../../sdk/index.js';
 import type { Http2Config, HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
+import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { listenOn } from '../net/listen.js';
+import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
 import { Pool } from '../net/undici.js';
 import { type AccessLog, type ObserveInfo, observe, refusalLogger } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
@@ -64,6 +68,9 @@ export class HttpOutboundListener {
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
   private readonly series: HttpSeries;
+  /** With `tls`: the TLS side of each connection (made in start()); ALPN hands it to HTTP/2 or HTTP/1.1. */
+  private tls: tls.Server | undefined;
+  private material: TlsMaterial = {};
   private closing = false;
   private info: ObserveInfo | undefined;
   private infoEnd: End | undefined;
@@ -108,7 +115,9 @@ export class HttpOutboundListener {
     const http1 = this.server.listeners('connection')[0] as (socket: net.Socket) => void;
     this.server.removeListener('connection', http1);
     this.http1Connection = (socket) => http1.call(this.server, socket);
-    this.server.on('connection', (socket: net.Socket) => this.sniff(socket));
+    this.server.on('connection', (socket: net.Socket) =>
+      this.tls ? this.tls.emit('connection', socket) : this.sniff(socket),
+    );
     this.h2 = http2.createServer(h2SessionOptions(deps.http2));
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
       this.h2Sessions.add(session);
@@ -128,7 +137,7 @@ export class HttpOutboundListener {
           listener: config.name,
           service,
           direction,
-          protocol: 'h2c',
+          protocol: this.tls ? 'h2' : 'h2c',
           upstreamName: source.name,
           current: () => source.current(),
           open: async (end) => {
@@ -234,10 +243,54 @@ export class HttpOutboundListener {
     return pool;
   }
 
-  /** Binds the listening address. */
+  /** Binds the listening address (with `tls`, after reading the certificate files: bad ones fail the start). */
   async start(): Promise<void> {
+    if (this.config.tls?.enabled) this.startTls();
     await listenOn(this.server, this.config.listen);
-    this.log.info({ listen: this.config.listen, service: this.config.service }, 'http listener started');
+    const { listen, service } = this.config;
+    this.log.info({ listen, service, tls: this.tls !== undefined }, 'http listener started');
+  }
+
+  private get tlsPath(): string {
+    return `outbound.http(${this.config.name}).tls`;
+  }
+
+  /**
+   * The TLS side: a tls.Server that never listens, handed each accepted connection. It does the handshake (within
+   * headersTimeoutMs) and ALPN offers h2 then http/1.1: h2 goes to the HTTP/2 server, http/1.1 (or a client
+   * without ALPN) to the HTTP/1.1 one, with its limits, upgrades and gateway as on a plaintext port.
+   */
+  private startTls(): void {
+    const { material, problems } = readTlsMaterial(this.config.tls, this.tlsPath);
+    if (problems.length > 0) throw new Error(`TLS files: ${problems.map(formatProblem).join('; ')}`);
+    this.material = material;
+    this.tls = tls.createServer({
+      ...serverTls(this.config.tls, material),
+      ALPNProtocols: ['h2', 'http/1.1'],
+      handshakeTimeout: this.deps.httpServer.headersTimeoutMs,
+    });
+    this.tls.on('secureConnection', (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') this.h2.emit('connection', socket);
+      else this.http1Connection(socket);
+    });
+    this.tls.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      this.log.debug({ err: err.message, peer: socket.remoteAddress }, 'TLS handshake failed');
+      socket.destroy();
+    });
+  }
+
+  /**
+   * Reads the certificate, key and CA files again; a valid new set serves the handshakes to come (open
+   * connections keep theirs), an invalid one is refused and the running set stays.
+   */
+  reloadTls(): { problems: ConfigProblem[]; changed: boolean } {
+    if (!this.tls) return { problems: [], changed: false };
+    const { material, problems } = readTlsMaterial(this.config.tls, this.tlsPath);
+    if (problems.length > 0) return { problems, changed: false };
+    if (materialKey(material) === materialKey(this.material)) return { problems, changed: false };
+    this.tls.setSecureContext(material);
+    this.material = material;
+    return { problems, changed: true };
   }
 
   address(): net.AddressInfo {
