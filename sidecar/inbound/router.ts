@@ -26,7 +26,7 @@ export class ServiceRouter {
   private readonly notFound: http.Server;
   /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
   private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
-  /** HTTP/2 requests (streams with proto "h2"), to h2c:// targets or, for plain HTTP, to http:// ones. */
+  /** HTTP/2 requests (streams with proto "h2"), to h2c:// and h2:// targets or, for plain HTTP, to http:// ones. */
   private readonly h2: H2Inbound;
 
   constructor(
@@ -141,8 +141,8 @@ export class ServiceRouter {
       this.h2.serve(stream, { service, config: svc, direction, ...ids });
       return;
     }
-    if (svc.target.startsWith('h2c://')) {
-      // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c app does not speak HTTP/1.1).
+    if (/^h2c?:\/\//.test(svc.target)) {
+      // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c or h2 app does not speak HTTP/1.1).
       log.warn({ proto }, 'a non-HTTP/2 stream for an h2c:// service; closing it');
       stream.destroy();
       return;

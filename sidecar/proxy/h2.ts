@@ -8,14 +8,15 @@
  * full HTTP/2 stream pauses the geminio stream (its window then holds the far sidecar).
  *
  * `H2Outbound` serves the HTTP/2 requests of an outbound listener; `H2Inbound` takes the streams the peer opened
- * with proto "h2" and sends each request to an `h2c://` target (one HTTP/2 session per service), or to an
- * `http://` target for plain request/response (gRPC to an HTTP/1.1 target is answered UNAVAILABLE).
+ * with proto "h2" and sends each request to an `h2c://` or `h2://` (TLS, ALPN h2) target (one HTTP/2 session per
+ * target), or to an `http://` target for plain request/response (gRPC to an HTTP/1.1 target is answered UNAVAILABLE).
  */
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, ServiceConfig } from '../config/schema.js';
+import { clientTls, readTlsMaterial, targetTlsConfig } from '../net/tls.js';
 import { Agent, request } from '../net/undici.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
@@ -616,6 +617,18 @@ export interface InboundH2Context {
   streamId: string;
 }
 
+/**
+ * The TLS options of a session to an h2:// target: its CA, client certificate and server name, read when the session
+ * is made (so a new session sees rotated files). ALPN is h2 (http2.connect offers it and requires it).
+ */
+function targetTls(service: string, config: ServiceConfig): http2.SecureClientSessionOptions {
+  const t = targetTlsConfig(config.tls);
+  const { material, problems } = readTlsMaterial(t, `services.${service}.tls`);
+  if (problems.length > 0)
+    throw new Error(`TLS files of service "${service}": ${problems.map((p) => p.path).join(', ')}`);
+  return clientTls(t, material) ?? {};
+}
+
 /** The far side of `serveOutboundH2`: requests arriving on streams, sent to each service's HTTP/2 (or 1.1) app. */
 export class H2Inbound {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
@@ -623,25 +636,28 @@ export class H2Inbound {
 
   constructor(private readonly deps: H2Deps) {}
 
-  private session(target: string): http2.ClientHttp2Session {
-    const url = target.replace(/^h2c:/, 'http:');
-    let s = this.sessions.get(target);
+  private session(target: string, service: string, config: ServiceConfig): http2.ClientHttp2Session {
+    const secure = target.startsWith('h2://');
+    // An h2:// session is the target's with that service's TLS settings (two services may trust differently).
+    const key = secure ? `${target} ${JSON.stringify(config.tls)}` : target;
+    let s = this.sessions.get(key);
     if (s && !s.closed && !s.destroyed) return s;
-    s = http2.connect(url, {
+    s = http2.connect(target.replace(/^h2c:/, 'http:').replace(/^h2:/, 'https:'), {
       settings: h2Settings(this.deps.http2),
       maxHeaderListPairs: this.deps.http2.maxHeaders,
       maxSessionMemory: this.deps.http2.maxSessionMemoryMiB,
       peerMaxConcurrentStreams: this.deps.http2.maxConcurrentStreams,
+      ...(secure ? targetTls(service, config) : {}),
     });
     const mine = s;
     s.on('error', (err: Error) =>
       this.deps.logger.debug({ err: err.message, target }, 'h2 target session error'),
     );
     s.once('close', () => {
-      if (this.sessions.get(target) === mine) this.sessions.delete(target);
+      if (this.sessions.get(key) === mine) this.sessions.delete(key);
     });
     s.unref();
-    this.sessions.set(target, s);
+    this.sessions.set(key, s);
     return s;
   }
 
@@ -793,7 +809,7 @@ export class H2Inbound {
   }> {
     const grpc = isGrpc(r.headers);
     const target = ctx.config.target;
-    const protocol = target.startsWith('h2c://') ? 'h2c' : 'http/1.1';
+    const protocol = target.startsWith('h2c://') ? 'h2c' : target.startsWith('h2://') ? 'h2' : 'http/1.1';
     const obs = new H2Observation(this.deps, {
       listener: 'inbound',
       service: ctx.service,
@@ -824,9 +840,9 @@ export class H2Inbound {
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(r.headers)) if (!k.startsWith('x-geminio-')) headers[k] = v;
     Object.assign(headers, extra);
-    if (protocol === 'h2c') {
+    if (protocol !== 'http/1.1') {
       try {
-        const session = this.session(target);
+        const session = this.session(target, ctx.service, ctx.config);
         const app = session.request(
           { ':method': r.method, ':path': r.path, ':authority': r.authority ?? ctx.service, ...headers },
           { endStream: false },
