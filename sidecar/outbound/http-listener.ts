@@ -2,7 +2,8 @@
  * An outbound HTTP listener: a local HTTP server whose requests travel to a service behind an End. Each HTTP/1.1
  * connection to the far side is a geminio stream: the undici Pool's `connect` opens a stream instead of a socket,
  * so keep-alive reuses streams and many requests share the one upstream connection. Upgrades (WebSocket) get a
- * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway. With `tls`, connections are TLS and ALPN chooses HTTP/2 (h2) or HTTP/1.1; without, the first bytes do
+ * fresh stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway (over HTTP/1.1 and
+ * HTTP/2). With `tls`, connections are TLS and ALPN chooses HTTP/2 (h2) or HTTP/1.1; without, the first bytes do
  * (the HTTP/2 preface: h2c).
  */
 import type http from 'node:http';
@@ -22,7 +23,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
 import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
-import { h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
+import { H2Observation, h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
@@ -130,6 +131,7 @@ export class HttpOutboundListener {
     });
     const { service } = config;
     this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      if (this.gatewayH2(stream, headers)) return;
       void serveOutboundH2(
         stream,
         headers,
@@ -291,6 +293,43 @@ export class HttpOutboundListener {
     this.tls.setSecureContext(material);
     this.material = material;
     return { problems, changed: true };
+  }
+
+  /**
+   * `POST /rpc/<method>` and `/publish/<topic>` over HTTP/2 (h2c or h2): the same gateway as over HTTP/1.1, on
+   * Node's HTTP/2 compatibility request and response (made here as the HTTP/2 server makes them for its 'request'
+   * event; only for these paths, the other streams are carried as they are). False: not a gateway request.
+   */
+  private gatewayH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
+    if (headers[':method'] !== 'POST') return false;
+    const path = String(headers[':path'] ?? '');
+    const rpc = this.config.rpc.enabled && path.startsWith('/rpc/');
+    if (!rpc && !(this.config.publish.enabled && path.startsWith('/publish/'))) return false;
+    stream.on('error', () => {});
+    // rawHeaders (names and values in turn) rebuilt from the parsed headers: HTTP/2 names are lowercase anyway.
+    const raw = Object.entries(headers).flatMap(([k, v]) =>
+      v === undefined ? [] : Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, String(v)],
+    );
+    const req = new http2.Http2ServerRequest(stream, headers, {}, raw);
+    const res = new http2.Http2ServerResponse(stream);
+    const end = this.source.current();
+    const obs = new H2Observation(this.deps, {
+      listener: this.config.name,
+      service: this.config.service,
+      upstream: this.source.name,
+      direction: this.direction,
+      protocol: this.tls ? 'h2' : 'h2c',
+      clientId: end ? String(end.clientId) : undefined,
+      method: 'POST',
+      path,
+      grpc: false,
+    });
+    stream.once('close', () => {
+      if (res.headersSent) obs.noteHead({ status: res.statusCode, headers: {} });
+      obs.finish(res.writableEnded ? 'completed' : 'reset');
+    });
+    void (rpc ? handleRpc(req, res, this.rpc) : handlePublish(req, res, this.publish));
+    return true;
   }
 
   address(): net.AddressInfo {
