@@ -105,9 +105,9 @@ export const schema = object({
     maxHeaders: int(100, 8, 10_000),
     maxConnections: int(1024, 1, 1_000_000),
   }),
-  // HTTP/2 (h2c) limits of the outbound listeners and the sessions to h2c:// targets (issue 16): nghttp2's and
-  // Go's usual values (100 streams, 64 KiB windows), headers as httpServer. A peer over them gets the HTTP/2 error
-  // nghttp2 gives (REFUSED_STREAM, ENHANCE_YOUR_CALM, a GOAWAY), never an outage.
+  // HTTP/2 limits of the outbound listeners (h2c, h2) and the sessions to h2c:// and h2:// targets (issue 16):
+  // nghttp2's and Go's usual values (100 streams, 64 KiB windows), headers as httpServer. A peer over them gets the
+  // HTTP/2 error nghttp2 gives (REFUSED_STREAM, ENHANCE_YOUR_CALM, a GOAWAY), never an outage.
   http2: object({
     maxConcurrentStreams: int(100, 1, 10_000),
     maxHeaderListBytes: int(32 * 1024, 1024, 1024 * 1024),
