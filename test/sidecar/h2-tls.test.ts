@@ -64,6 +64,7 @@ beforeAll(async () => {
   makeCert(file('listener'), '1a');
   makeCert(file('app'), '2a'); // the TLS gRPC app's certificate
   makeCert(file('other'), '3a'); // a certificate nobody serves: a CA that trusts no one here
+  makeCert(file('client'), '4a'); // a client certificate for the mutual-TLS listener (its own CA)
   app = await startApp(1024);
   echo = await startEchoServer();
   echoTls = await startEchoServer(
@@ -121,6 +122,13 @@ beforeAll(async () => {
           { name: 'tgrpc', listen, upstream: 'up', service: 'grpc', tls: listenerTls },
           { name: 'tgrpcs', listen, upstream: 'up', service: 'grpcs', tls: listenerTls },
           { name: 'tbad', listen, upstream: 'up', service: 'untrusted', tls: listenerTls },
+          {
+            name: 'mtls',
+            listen,
+            upstream: 'up',
+            service: 'app',
+            tls: { ...listenerTls, requestCert: true, caFile: file('client', 'tls.crt') },
+          },
         ],
         tcp: [],
       },
@@ -264,6 +272,20 @@ describe.skipIf(!hasOpenssl)('HTTP/2 and HTTP/1.1 by ALPN on one TLS port', () =
     );
     expect(err.message).toMatch(/certificate/i);
     expect(await curl('--http2', '--cacert', file('listener', 'tls.crt'), url('/x'))).toMatch(/2 200$/);
+  });
+
+  it('requestCert: a client certificate from caFile is let in, a client without one is refused', async () => {
+    const ca = file('listener', 'tls.crt');
+    const url = `https://127.0.0.1:${port('mtls')}/echo`;
+    const withCert = ['--cert', file('client', 'tls.crt'), '--key', file('client', 'tls.key')];
+    expect(await curl('--http2', '--cacert', ca, ...withCert, '--data-binary', 'mine', url)).toBe(
+      'mine\n2 200',
+    );
+    const refused = (await curl('--http2', '--cacert', ca, '--data-binary', 'anon', url).catch(
+      (e: unknown) => e,
+    )) as { code?: number; stdout?: string };
+    expect(refused.code).toBeGreaterThan(0); // a TLS alert: no HTTP answer at all
+    expect(refused.stdout ?? '').not.toContain('anon');
   });
 
   it('plaintext listeners keep sniffing: h2c prior knowledge and HTTP/1.1 on the "web" port', async () => {
