@@ -73,9 +73,13 @@ async function prepare(
     body = await readBody(req, ctx.maxBodyBytes);
   } catch (err) {
     if (err instanceof BodyTooLargeError) {
-      // The rest of the body is not wanted: over HTTP/1.1 the connection closes after the answer (as nginx does);
-      // over HTTP/2 only the stream ends (dropRest).
-      if (!(res instanceof Http2ServerResponse)) res.shouldKeepAlive = false;
+      // The rest of the body is not wanted: over HTTP/1.1 the connection closes after the answer (as nginx does),
+      // what already came is read and dropped meanwhile (unread, it would reset the answer away); over HTTP/2 only
+      // the stream ends (dropRest).
+      if (!(res instanceof Http2ServerResponse)) {
+        res.shouldKeepAlive = false;
+        req.resume();
+      }
       dropRest(req, res);
       sendError(res, 413, ErrorCode.tooLarge, err.message);
     } else res.destroy();
