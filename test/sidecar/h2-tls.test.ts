@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -101,6 +102,8 @@ beforeAll(async () => {
         point === 'rpc' && facts.method === 'secret' ? { allow: false, reason: 'not for you' } : undefined,
     ],
     outbound: {
+      // A TLS handshake must finish within the head's time (a bound to see, not a speed to assert).
+      httpServer: { headersTimeoutMs: 2_000 },
       outbound: {
         http: [
           {
@@ -288,6 +291,13 @@ describe.skipIf(!hasOpenssl)('HTTP/2 and HTTP/1.1 by ALPN on one TLS port', () =
     expect(refused.stdout ?? '').not.toContain('anon');
   });
 
+  it('a connection that never starts its TLS handshake is closed (httpServer.headersTimeoutMs)', async () => {
+    const socket = net.connect(port('tweb'), '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    expect(socket.bytesRead).toBe(0);
+  });
+
   it('plaintext listeners keep sniffing: h2c prior knowledge and HTTP/1.1 on the "web" port', async () => {
     const base = `http://127.0.0.1:${port('web')}`;
     expect(await curl('--http2-prior-knowledge', '--data-binary', 'h2c', `${base}/echo`)).toBe('h2c\n2 200');
@@ -402,12 +412,13 @@ describe.skipIf(!hasOpenssl)('the /rpc/ and /publish/ gateway over HTTP/2', () =
 });
 
 describe.skipIf(!hasOpenssl)('listener TLS files: check-config and reload', () => {
-  it('check-config and run refuse a listener whose key does not match its certificate', async () => {
+  it("check-config and run refuse a listener whose key is not its certificate's, and an h2:// CA that is missing", async () => {
     const cfg = file('bad-key.yaml');
     writeFileSync(
       cfg,
       stringify({
         upstreams: { up: { address: '127.0.0.1:7001' } },
+        services: { orders: { target: 'h2://127.0.0.1:50051', tls: { caFile: 'missing-ca.pem' } } },
         outbound: {
           http: [
             {
@@ -431,6 +442,7 @@ describe.skipIf(!hasOpenssl)('listener TLS files: check-config and reload', () =
     expect(err.code).toBe(2);
     expect(err.stderr).toContain('outbound.http[0].tls.keyFile');
     expect(err.stderr).toContain(`the private key of ${file('listener', 'tls.crt')}`);
+    expect(err.stderr).toContain(`services.orders.tls.caFile: got ${JSON.stringify(file('missing-ca.pem'))}`);
     await expect(loadRunnable(cfg)).rejects.toThrow(/outbound\.http\[0\]\.tls\.keyFile/);
   }, 30_000);
 
