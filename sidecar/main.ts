@@ -119,9 +119,9 @@ export class Sidecar {
   }
 
   /**
-   * Reads the TLS and token files of the running upstreams and inbound listener again (their paths did not change,
-   * their contents may have). A valid new set applies to the connections to come; an invalid one keeps the running
-   * set. Each change or refusal is logged and counted in geminio_tls_reloads_total.
+   * Reads the TLS and token files of the running upstreams, inbound listener and HTTP listeners again (their paths
+   * did not change, their contents may have). A valid new set applies to the connections to come; an invalid one
+   * keeps the running set. Each change or refusal is logged and counted in geminio_tls_reloads_total.
    */
   private refreshFiles(): void {
     const report = (what: string, r: { problems: ConfigProblem[]; changed: boolean }) => {
@@ -146,6 +146,8 @@ export class Sidecar {
     for (const u of this.upstreams.values()) each(`upstream ${u.name}`, () => u.refresh());
     const inbound = this.inbound;
     if (inbound) each('inbound', () => inbound.reloadTls());
+    for (const [name, { listener }] of this.listeners)
+      if (listener instanceof HttpOutboundListener) each(`listener ${name}`, () => listener.reloadTls());
     if (errors.length > 0) throw new Error(errors.join('; '));
   }
 

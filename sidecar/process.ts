@@ -106,7 +106,11 @@ export async function runProcess(options: RunOptions): Promise<Sidecar> {
 /** The config file and every file it names that a reload reads again. */
 function watchedFiles(file: string, c: SidecarConfig): string[] {
   const files = [file];
-  const tls = [c.inbound?.tls, ...Object.values(c.upstreams).map((u) => u.tls)];
+  const tls = [
+    c.inbound?.tls,
+    ...Object.values(c.upstreams).map((u) => u.tls),
+    ...c.outbound.http.map((l) => l.tls),
+  ];
   for (const t of tls)
     if (t?.enabled) files.push(...[t.caFile, t.certFile, t.keyFile].filter((f) => f !== undefined));
   for (const u of Object.values(c.upstreams)) if (u.tokenFile) files.push(u.tokenFile);

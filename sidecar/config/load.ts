@@ -139,6 +139,25 @@ function crossCheck(c: SidecarConfig, problems: ConfigProblem[]): void {
     if (u.tls) checkTlsKeys(`upstreams.${n}.tls`, u.tls, false, problems);
   }
   if (c.inbound?.tls) checkTlsKeys('inbound.tls', c.inbound.tls, true, problems);
+  (c.outbound?.http ?? []).forEach((l, i) => {
+    if (l?.tls) checkTlsKeys(`outbound.http[${i}].tls`, l.tls, true, problems);
+  });
+  for (const [n, s] of Object.entries(c.services)) {
+    const t = s?.tls;
+    if (!t || typeof s.target !== 'string') continue;
+    const path = `services.${n}.tls`;
+    const named = [t.caFile, t.certFile, t.keyFile, t.servername].some((v) => v !== undefined);
+    if (named && !s.target.startsWith('h2://')) {
+      problems.push({
+        path,
+        value: t,
+        expected: 'no TLS files or servername (only an h2:// target uses them)',
+      });
+    } else if ((t.certFile === undefined) !== (t.keyFile === undefined)) {
+      const value = { certFile: t.certFile, keyFile: t.keyFile };
+      problems.push({ path, value, expected: 'both certFile and keyFile, or neither' });
+    }
+  }
 }
 
 /** A certificate needs its key and the other way round; a TLS server needs both. */
@@ -231,7 +250,7 @@ export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig
   });
   // The config may hold wrong values here (readConfig goes on to further checks): only strings are paths.
   for (const p of config.plugins) if (typeof p?.path === 'string') p.path = resolvePluginPath(p.path, dir);
-  const resolveTls = (t: TlsConfig | undefined) => {
+  const resolveTls = (t: Pick<TlsConfig, 'caFile' | 'certFile' | 'keyFile'> | undefined) => {
     for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
       const f = t?.[k];
       if (typeof f === 'string') t![k] = path.resolve(dir, f);
@@ -242,6 +261,8 @@ export function withConfigDir(config: SidecarConfig, dir: string): SidecarConfig
     resolveTls(u?.tls);
   }
   if (config.inbound) resolveTls(config.inbound.tls);
+  for (const l of config.outbound?.http ?? []) resolveTls(l?.tls);
+  for (const s of Object.values(config.services)) resolveTls(s?.tls);
   return config;
 }
 

@@ -8,7 +8,7 @@ import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { parseAddress } from '../../sdk/index.js';
-import { readTlsMaterial } from '../net/tls.js';
+import { readTlsMaterial, targetTlsConfig } from '../net/tls.js';
 import { silentLogger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { Authz } from '../policy/authz.js';
@@ -53,6 +53,11 @@ export async function preflight(config: SidecarConfig): Promise<ConfigProblem[]>
     }
   }
   tlsOf(config.inbound?.tls, 'inbound.tls');
+  for (const [i, l] of (config.outbound?.http ?? []).entries()) tlsOf(l?.tls, `outbound.http[${i}].tls`);
+  for (const [n, s] of Object.entries(config.services)) {
+    if (typeof s?.target === 'string' && s.target.startsWith('h2://') && s.tls)
+      tlsOf(targetTlsConfig(s.tls), `services.${n}.tls`);
+  }
   problems.push(...(await checkListenHosts(config)));
   problems.push(...(await checkPlugins(config)));
   return problems;

@@ -30,6 +30,16 @@ const tls = object({
   requestCert: bool(false),
 });
 
+// TLS to an h2:// service target (HTTP/2 over TLS to the app): the CA that verifies the app's certificate (the
+// system CAs when absent), the name it is checked against (the target's host when absent), a client certificate.
+const targetTls = object({
+  caFile: str({ optional: true }),
+  certFile: str({ optional: true }),
+  keyFile: str({ optional: true }),
+  servername: str({ optional: true }),
+  rejectUnauthorized: bool(true),
+});
+
 /** The optional fields of an access line (method, path, status and durationMs are always written). */
 export const ACCESS_LOG_FIELDS = [
   'listener',
@@ -95,9 +105,9 @@ export const schema = object({
     maxHeaders: int(100, 8, 10_000),
     maxConnections: int(1024, 1, 1_000_000),
   }),
-  // HTTP/2 (h2c) limits of the outbound listeners and the sessions to h2c:// targets (issue 16): nghttp2's and
-  // Go's usual values (100 streams, 64 KiB windows), headers as httpServer. A peer over them gets the HTTP/2 error
-  // nghttp2 gives (REFUSED_STREAM, ENHANCE_YOUR_CALM, a GOAWAY), never an outage.
+  // HTTP/2 limits of the outbound listeners (h2c, h2) and the sessions to h2c:// and h2:// targets (issue 16):
+  // nghttp2's and Go's usual values (100 streams, 64 KiB windows), headers as httpServer. A peer over them gets the
+  // HTTP/2 error nghttp2 gives (REFUSED_STREAM, ENHANCE_YOUR_CALM, a GOAWAY), never an outage.
   http2: object({
     maxConcurrentStreams: int(100, 1, 10_000),
     maxHeaderListBytes: int(32 * 1024, 1024, 1024 * 1024),
@@ -172,6 +182,8 @@ export const schema = object({
           timeoutMs: ms(30_000),
           maxBodyBytes: int(4 * MiB, 0, 1024 * MiB),
         }),
+        // TLS on the listener: HTTP/2 (h2) and HTTP/1.1 by ALPN on the port; off: plaintext, h2c by its preface.
+        tls,
       }),
     },
     tcp: {
@@ -205,9 +217,10 @@ export const schema = object({
     values: object({
       target: {
         kind: 'string',
-        pattern: new RegExp(`^(http|h2c|tcp)://[^/\\s]+:${PORT}/?$`),
-        expected: 'http://host:port, h2c://host:port or tcp://host:port',
+        pattern: new RegExp(`^(http|h2c|h2|tcp)://[^/\\s]+:${PORT}/?$`),
+        expected: 'http://host:port, h2c://host:port, h2://host:port or tcp://host:port',
       },
+      tls: targetTls,
       maxConnections: int(256, 1, 100_000),
       connectTimeoutMs: ms(10_000),
       headersTimeoutMs: ms(30_000),
@@ -247,7 +260,7 @@ export type SidecarConfig = Infer<typeof schema> & {
    */
   configDir?: string;
 };
-/** TLS of an upstream (client side) or of the inbound listener (server side). */
+/** TLS of an upstream (client side), or of the inbound listener or an outbound HTTP listener (server side). */
 export type TlsConfig = Infer<typeof tls>;
 /** One upstream: a reconnecting client End. `serve` serves the streams the peer opens (a reverse tunnel). */
 export type UpstreamConfig = SidecarConfig['upstreams'][string];
@@ -257,8 +270,13 @@ export type DiscoveryConfig = NonNullable<UpstreamConfig['discovery']>;
 export type BalancingConfig = UpstreamConfig['balancing'];
 export type HttpOutboundConfig = SidecarConfig['outbound']['http'][number];
 export type TcpOutboundConfig = SidecarConfig['outbound']['tcp'][number];
-/** One service of the inbound side; `target` is `http://host:port`, `h2c://host:port` or `tcp://host:port`. */
+/**
+ * One service of the inbound side; `target` is `http://host:port`, `h2c://host:port`, `h2://host:port` (HTTP/2
+ * over TLS, verified with `tls`) or `tcp://host:port`.
+ */
 export type ServiceConfig = SidecarConfig['services'][string];
+/** TLS to an h2:// target. */
+export type TargetTlsConfig = ServiceConfig['tls'];
 /**
  * The inbound listener. `names`: announced names reserved for some ClientIDs (an End announcing one with another
  * ClientID is refused; the ClientIDs listed may hold it at the same time).

@@ -4,7 +4,7 @@
  * hook as on an "http" stream (with ClientID and StreamID), observed (metrics, access line, tracing: observe() for
  * a request that came over HTTP/1.1 to an http:// target, as the per-stream HTTP server did; the HTTP/2
  * observation otherwise, as on an "h2" stream), then sent to the service's target with undici's `dispatch` (an
- * http:// target) or on the HTTP/2 session of an h2c:// target, and the answer is framed back on the same stream.
+ * http:// target) or on the HTTP/2 session of an h2c:// or h2:// target, and the answer is framed back on the same stream.
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
@@ -264,7 +264,7 @@ class InboundExchange {
     const { ctx, svc } = this.conn;
     const h = this.head;
     const target = ctx.config?.target ?? '';
-    const toH2 = target.startsWith('h2c://');
+    const toH2 = /^h2c?:\/\//.test(target);
     if (!this.h2 && !toH2 && ctx.info) {
       this.facade = new Facade(h.method, h.path, { ...h.headers });
       this.seen = observe(
@@ -278,7 +278,7 @@ class InboundExchange {
         service: ctx.service,
         upstream: target.replace(/^[a-z0-9+]+:\/\//, ''),
         direction: ctx.direction,
-        protocol: toH2 ? 'h2c' : 'http/1.1',
+        protocol: toH2 ? (target.startsWith('h2://') ? 'h2' : 'h2c') : 'http/1.1',
         clientId: ctx.clientId,
         streamId: ctx.streamId,
         method: h.method,
@@ -323,7 +323,7 @@ class InboundExchange {
       'x-geminio-',
     );
     const target = ctx.config!.target;
-    if (target.startsWith('h2c://')) return this.toH2(target, out);
+    if (/^h2c?:\/\//.test(target)) return this.toH2(target, out);
     if (this.grpc || !ctx.dispatcher) {
       const why = `service "${ctx.service}" is an HTTP/1.1 target (${target}); gRPC needs an h2c:// or h2:// target`;
       this.conn.log.warn({ target, path: h.path }, why);
@@ -424,7 +424,7 @@ class InboundExchange {
     this.stream.resume();
   }
 
-  // ---- to an h2c:// target ----
+  // ---- to an h2c:// or h2:// target ----
 
   private toH2(target: string, headers: Record<string, string | string[]>): void {
     const h = this.head;
@@ -435,7 +435,7 @@ class InboundExchange {
     let app: http2.ClientHttp2Stream;
     try {
       app = svc.h2
-        .session(target)
+        .session(target, ctx.service, ctx.config!)
         .request(
           { ':method': h.method, ':path': h.path, ':authority': authority, ...headers },
           { endStream: false },

@@ -34,7 +34,7 @@ export class ServiceRouter {
   private readonly notFound: http.Server;
   /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
   private readonly answers = new WeakMap<object, { status: number; code: string; message: string }>();
-  /** The HTTP/2 sessions to h2c:// targets. */
+  /** The HTTP/2 sessions to h2c:// and h2:// targets. */
   private readonly h2: H2Inbound;
   /** Streams with proto "exchange" (HTTP exchanges one after another) and "h2" (one HTTP/2 request each). */
   private readonly exchanges: ExchangeService;
@@ -158,15 +158,15 @@ export class ServiceRouter {
       const forwarder = this.http.get(service)?.forwarder;
       if (forwarder)
         return this.exchanges.serve(stream, { ...ctx, config: svc, ...forwarder.adopt(stream, direction) });
-      if (svc.target.startsWith('h2c://')) return this.exchanges.serve(stream, { ...ctx, config: svc });
+      if (/^h2c?:\/\//.test(svc.target)) return this.exchanges.serve(stream, { ...ctx, config: svc });
       const message = `service "${service}" is not an HTTP service`;
       return this.exchanges.serve(stream, {
         ...ctx,
         refusal: { status: 502, code: ErrorCode.badGateway, message },
       });
     }
-    if (svc.target.startsWith('h2c://')) {
-      // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c app does not speak HTTP/1.1).
+    if (/^h2c?:\/\//.test(svc.target)) {
+      // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c or h2 app does not speak HTTP/1.1).
       log.warn({ proto }, 'a non-HTTP/2 stream for an h2c:// service; closing it');
       stream.destroy();
       return;

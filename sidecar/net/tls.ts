@@ -5,7 +5,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import type { TlsConfig } from '../config/schema.js';
+import type { TargetTlsConfig, TlsConfig } from '../config/schema.js';
 import type { ConfigProblem } from '../config/validate.js';
 
 /** The PEM contents of a TLS section's files. */
@@ -77,6 +77,11 @@ export function readTlsMaterial(
 export function clientTls(c: TlsConfig, m: TlsMaterial): tls.ConnectionOptions | undefined {
   if (!c.enabled) return undefined;
   return { ...m, servername: c.servername, rejectUnauthorized: c.rejectUnauthorized };
+}
+
+/** The TLS section of an h2:// target as a client-side TlsConfig (an h2:// target is always TLS). */
+export function targetTlsConfig(t: TargetTlsConfig): TlsConfig {
+  return { ...t, enabled: true, requestCert: false };
 }
 
 /** Server-side options for listen(), or undefined when TLS is off. */

@@ -1,9 +1,11 @@
 /**
  * The HTTP gateway to an End's RPC and messaging, mounted on outbound HTTP listeners:
  * `POST /rpc/<method>` becomes `end.call(method, body)` and `POST /publish/<topic>` an acknowledged publish, so a
- * Go geminio service's registered methods can be called with curl.
+ * Go geminio service's registered methods can be called with curl. Requests come over HTTP/1.1 (IncomingMessage,
+ * ServerResponse) or HTTP/2 (Node's compatibility Http2ServerRequest, Http2ServerResponse): the same answers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2, { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { NoSuchMethodError, RemoteError } from '../../sdk/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
@@ -18,6 +20,10 @@ import {
   sendError,
 } from '../proxy/http-util.js';
 import { type EndSource, type Lease, lease } from './upstreams.js';
+
+/** A gateway request: HTTP/1.1, or HTTP/2 through Node's compatibility objects. */
+export type GatewayRequest = IncomingMessage | Http2ServerRequest;
+export type GatewayResponse = ServerResponse | Http2ServerResponse;
 
 export interface GatewayContext {
   listener: string;
@@ -42,8 +48,8 @@ export function pathName(url: string, prefix: string): string | undefined {
 }
 
 async function prepare(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: GatewayRequest,
+  res: GatewayResponse,
   ctx: GatewayContext,
   facts: { point: 'rpc' | 'message'; method?: string; topic?: string; path: string },
 ): Promise<{ body: Buffer } | undefined> {
@@ -58,6 +64,7 @@ async function prepare(
     listener: ctx.listener,
   });
   if (!decision.allow) {
+    dropRest(req, res);
     sendDenied(res, decision);
     return undefined;
   }
@@ -65,8 +72,17 @@ async function prepare(
   try {
     body = await readBody(req, ctx.maxBodyBytes);
   } catch (err) {
-    if (err instanceof BodyTooLargeError) sendError(res, 413, ErrorCode.tooLarge, err.message);
-    else res.destroy();
+    if (err instanceof BodyTooLargeError) {
+      // The rest of the body is not wanted: over HTTP/1.1 the connection closes after the answer (as nginx does),
+      // what already came is read and dropped meanwhile (unread, it would reset the answer away); over HTTP/2 only
+      // the stream ends (dropRest).
+      if (!(res instanceof Http2ServerResponse)) {
+        res.shouldKeepAlive = false;
+        req.resume();
+      }
+      dropRest(req, res);
+      sendError(res, 413, ErrorCode.tooLarge, err.message);
+    } else res.destroy();
     return undefined;
   }
   // Checked after reading the body so the connection stays usable for the next request.
@@ -77,8 +93,36 @@ async function prepare(
   return { body };
 }
 
+/** What an HTTP/2 request answered before its body was read may still send, read and dropped: one default window. */
+const DROP_BYTES = 64 * 1024;
+
+/**
+ * Over HTTP/2, a request answered before its body was read (a denial, a 413): what the client still sends is read
+ * and dropped, so its stream ends as usual once it has sent it (Node would otherwise reset it, and some clients,
+ * curl 7.88 among them, report a reset with NO_ERROR as a failure); past DROP_BYTES it is reset with NO_ERROR
+ * once the answer is out (RFC 9113 §8.1: the client stops sending). Over HTTP/1.1 Node drops the rest itself.
+ */
+function dropRest(req: GatewayRequest, res: GatewayResponse): void {
+  if (!(req instanceof Http2ServerRequest) || req.complete) return;
+  const { stream } = req;
+  let dropped = 0;
+  const stop = () => {
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  };
+  const onData = (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped <= DROP_BYTES) return;
+    req.off('data', onData);
+    req.pause();
+    if (res.writableEnded) stop();
+    else res.once('finish', stop);
+  };
+  req.on('data', onData);
+  req.resume();
+}
+
 /** An endpoint for one call or message (avoiding those tried); answers 503 itself when none can take it. */
-function pickOrAnswer(res: ServerResponse, ctx: GatewayContext, tried?: Set<string>): Lease | undefined {
+function pickOrAnswer(res: GatewayResponse, ctx: GatewayContext, tried?: Set<string>): Lease | undefined {
   const held = lease(ctx.source, tried);
   if (!held) {
     sendError(
@@ -93,8 +137,8 @@ function pickOrAnswer(res: ServerResponse, ctx: GatewayContext, tried?: Set<stri
 
 /** `POST /rpc/<method>`: 200 with the result; 404 no such method; 502 remote error; 503 down; 504 timeout. */
 export async function handleRpc(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: GatewayRequest,
+  res: GatewayResponse,
   ctx: GatewayContext,
 ): Promise<void> {
   const method = pathName(req.url ?? '', '/rpc/');
@@ -136,8 +180,8 @@ export async function handleRpc(
 
 /** `POST /publish/<topic>`: 202 once the receiver acknowledged; 502 with its error text; 503 down; 504 timeout. */
 export async function handlePublish(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: GatewayRequest,
+  res: GatewayResponse,
   ctx: GatewayContext,
 ): Promise<void> {
   const topic = pathName(req.url ?? '', '/publish/');
@@ -149,6 +193,11 @@ export async function handlePublish(
   // The receiver's per-ClientID dedup covers one endpoint only, so a message may arrive twice in that case.
   const tried = new Set<string>();
   let outcome = 'acked';
+  // Before an answer, 'close' means the client went away: nothing is published again for it.
+  let clientGone = false;
+  res.once('close', () => {
+    clientGone = true;
+  });
   const custom = customCarrier(headerCarrier(req.headers));
   ctx.metrics.messagesInFlight.inc({ direction: 'outbound' });
   for (;;) {
@@ -177,7 +226,7 @@ export async function handlePublish(
       held.done({ ok: false, ms: performance.now() - t0 });
       const f = classify(err);
       const endpointGone = held.current() !== held.end;
-      if ((f.status === 503 || endpointGone) && !res.destroyed) {
+      if ((f.status === 503 || endpointGone) && !clientGone) {
         ctx.logger.warn(
           { endpoint: held.endpoint, topic, err: (err as Error).message },
           'republishing on another endpoint',

@@ -1,19 +1,24 @@
 /**
- * An outbound HTTP listener: a local HTTP server (HTTP/1.1 and h2c on one port) whose requests travel to a service
- * behind an End. Requests of both protocols go as exchanges on pooled, persistent geminio streams (the exchange
- * proto, ../proxy/exchange.ts): one pool per endpoint, each stream carrying one exchange at a time, reused for the
- * next. For an endpoint whose inbound predates that proto, HTTP/1.1 goes through an undici Pool whose connections
- * are "http" streams, and HTTP/2 on one "h2" stream per request. Upgrades (WebSocket) get a fresh "http" stream
- * each, spliced to the client socket. `/rpc/` and `/publish/` go to the gateway.
+ * An outbound HTTP listener: a local HTTP server (HTTP/1.1 and HTTP/2 on one port) whose requests travel to a
+ * service behind an End. With `tls`, connections are TLS and ALPN chooses HTTP/2 (h2) or HTTP/1.1; without, the
+ * first bytes do (the HTTP/2 preface: h2c). Requests of both protocols go as exchanges on pooled, persistent
+ * geminio streams (the exchange proto, ../proxy/exchange.ts): one pool per endpoint, each stream carrying one
+ * exchange at a time, reused for the next. For an endpoint whose inbound predates that proto, HTTP/1.1 goes through
+ * an undici Pool whose connections are "http" streams, and HTTP/2 on one "h2" stream per request. Upgrades
+ * (WebSocket) get a fresh "http" stream each, spliced to the client socket. `/rpc/` and `/publish/` go to the
+ * gateway (over HTTP/1.1 and HTTP/2).
  */
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { End, Stream } from '../../sdk/index.js';
 import type { Http2Config, HttpOutboundConfig, HttpServerConfig } from '../config/schema.js';
+import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { listenOn } from '../net/listen.js';
+import { materialKey, readTlsMaterial, serverTls, type TlsMaterial } from '../net/tls.js';
 import { Pool } from '../net/undici.js';
 import { type AccessLog, type ObserveInfo, observe, refusalLogger } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
@@ -21,7 +26,7 @@ import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
 import type { Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import { EXCHANGE_PROTO, ExchangePool } from '../proxy/exchange.js';
-import { h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
+import { H2Observation, h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
@@ -67,6 +72,9 @@ export class HttpOutboundListener {
   private readonly rpc: GatewayContext;
   private readonly publish: GatewayContext;
   private readonly series: HttpSeries;
+  /** With `tls`: the TLS side of each connection (made in start()); ALPN hands it to HTTP/2 or HTTP/1.1. */
+  private tls: tls.Server | undefined;
+  private material: TlsMaterial = {};
   private closing = false;
   private info: ObserveInfo | undefined;
   private infoEnd: End | undefined;
@@ -111,7 +119,9 @@ export class HttpOutboundListener {
     const http1 = this.server.listeners('connection')[0] as (socket: net.Socket) => void;
     this.server.removeListener('connection', http1);
     this.http1Connection = (socket) => http1.call(this.server, socket);
-    this.server.on('connection', (socket: net.Socket) => this.sniff(socket));
+    this.server.on('connection', (socket: net.Socket) =>
+      this.tls ? this.tls.emit('connection', socket) : this.sniff(socket),
+    );
     this.h2 = http2.createServer(h2SessionOptions(deps.http2));
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
       this.h2Sessions.add(session);
@@ -124,6 +134,7 @@ export class HttpOutboundListener {
     });
     const { service } = config;
     this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      if (this.gatewayH2(stream, headers)) return;
       void serveOutboundH2(
         stream,
         headers,
@@ -131,7 +142,7 @@ export class HttpOutboundListener {
           listener: config.name,
           service,
           direction,
-          protocol: 'h2c',
+          protocol: this.tls ? 'h2' : 'h2c',
           upstreamName: source.name,
           current: () => source.current(),
           lease: () => lease(source),
@@ -255,10 +266,91 @@ export class HttpOutboundListener {
     });
   }
 
-  /** Binds the listening address. */
+  /** Binds the listening address (with `tls`, after reading the certificate files: bad ones fail the start). */
   async start(): Promise<void> {
+    if (this.config.tls?.enabled) this.startTls();
     await listenOn(this.server, this.config.listen);
-    this.log.info({ listen: this.config.listen, service: this.config.service }, 'http listener started');
+    const { listen, service } = this.config;
+    this.log.info({ listen, service, tls: this.tls !== undefined }, 'http listener started');
+  }
+
+  private get tlsPath(): string {
+    return `outbound.http(${this.config.name}).tls`;
+  }
+
+  /**
+   * The TLS side: a tls.Server that never listens, handed each accepted connection. It does the handshake (within
+   * headersTimeoutMs) and ALPN offers h2 then http/1.1: h2 goes to the HTTP/2 server, http/1.1 (or a client
+   * without ALPN) to the HTTP/1.1 one, with its limits, upgrades and gateway as on a plaintext port.
+   */
+  private startTls(): void {
+    const { material, problems } = readTlsMaterial(this.config.tls, this.tlsPath);
+    if (problems.length > 0) throw new Error(`TLS files: ${problems.map(formatProblem).join('; ')}`);
+    this.material = material;
+    this.tls = tls.createServer({
+      ...serverTls(this.config.tls, material),
+      ALPNProtocols: ['h2', 'http/1.1'],
+      handshakeTimeout: this.deps.httpServer.headersTimeoutMs,
+    });
+    this.tls.on('secureConnection', (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') this.h2.emit('connection', socket);
+      else this.http1Connection(socket);
+    });
+    this.tls.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      this.log.debug({ err: err.message, peer: socket.remoteAddress }, 'TLS handshake failed');
+      socket.destroy();
+    });
+  }
+
+  /**
+   * Reads the certificate, key and CA files again; a valid new set serves the handshakes to come (open
+   * connections keep theirs), an invalid one is refused and the running set stays.
+   */
+  reloadTls(): { problems: ConfigProblem[]; changed: boolean } {
+    if (!this.tls) return { problems: [], changed: false };
+    const { material, problems } = readTlsMaterial(this.config.tls, this.tlsPath);
+    if (problems.length > 0) return { problems, changed: false };
+    if (materialKey(material) === materialKey(this.material)) return { problems, changed: false };
+    this.tls.setSecureContext(material);
+    this.material = material;
+    return { problems, changed: true };
+  }
+
+  /**
+   * `POST /rpc/<method>` and `/publish/<topic>` over HTTP/2 (h2c or h2): the same gateway as over HTTP/1.1, on
+   * Node's HTTP/2 compatibility request and response (made here as the HTTP/2 server makes them for its 'request'
+   * event; only for these paths, the other streams are carried as they are). False: not a gateway request.
+   */
+  private gatewayH2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
+    if (headers[':method'] !== 'POST') return false;
+    const path = String(headers[':path'] ?? '');
+    const rpc = this.config.rpc.enabled && path.startsWith('/rpc/');
+    if (!rpc && !(this.config.publish.enabled && path.startsWith('/publish/'))) return false;
+    stream.on('error', () => {});
+    // rawHeaders (names and values in turn) rebuilt from the parsed headers: HTTP/2 names are lowercase anyway.
+    const raw = Object.entries(headers).flatMap(([k, v]) =>
+      v === undefined ? [] : Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, String(v)],
+    );
+    const req = new http2.Http2ServerRequest(stream, headers, {}, raw);
+    const res = new http2.Http2ServerResponse(stream);
+    const end = this.source.current();
+    const obs = new H2Observation(this.deps, {
+      listener: this.config.name,
+      service: this.config.service,
+      upstream: this.source.name,
+      direction: this.direction,
+      protocol: this.tls ? 'h2' : 'h2c',
+      clientId: end ? String(end.clientId) : undefined,
+      method: 'POST',
+      path,
+      grpc: false,
+    });
+    stream.once('close', () => {
+      if (res.headersSent) obs.noteHead({ status: res.statusCode, headers: {} });
+      obs.finish(res.writableEnded ? 'completed' : 'reset');
+    });
+    void (rpc ? handleRpc(req, res, this.rpc) : handlePublish(req, res, this.publish));
+    return true;
   }
 
   address(): net.AddressInfo {

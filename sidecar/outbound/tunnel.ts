@@ -47,6 +47,7 @@ function httpDefaults(t: TunnelConfig): HttpListenerConfig {
     retries: 1,
     rpc: { enabled: false, timeoutMs: 30_000, maxBodyBytes: 0 },
     publish: { enabled: false, timeoutMs: 30_000, maxBodyBytes: 0 },
+    tls: { enabled: false, rejectUnauthorized: true, requestCert: false },
   };
 }
 

@@ -8,13 +8,14 @@
  * full HTTP/2 stream pauses the geminio stream (its window then holds the far sidecar).
  *
  * `H2Outbound` serves the HTTP/2 requests of an outbound listener; `H2Inbound` takes the streams the peer opened
- * with proto "h2" and sends each request to an `h2c://` target (one HTTP/2 session per service), or to an
- * `http://` target for plain request/response (gRPC to an HTTP/1.1 target is answered UNAVAILABLE).
+ * with proto "h2" and sends each request to an `h2c://` or `h2://` (TLS, ALPN h2) target (one HTTP/2 session per
+ * target), or to an `http://` target for plain request/response (gRPC to an HTTP/1.1 target is answered UNAVAILABLE).
  */
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Dispatcher } from 'undici';
 import type { End, Stream } from '../../sdk/index.js';
-import type { Http2Config } from '../config/schema.js';
+import type { Http2Config, ServiceConfig } from '../config/schema.js';
+import { clientTls, readTlsMaterial, targetTlsConfig } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { methodLabel } from '../observe/metrics.js';
@@ -772,34 +773,49 @@ function carry(
 }
 
 /**
- * The inbound side's HTTP/2 sessions to its h2c:// targets, one per target (the requests that use them arrive on
- * "exchange" and "h2" streams: ../inbound/exchange-service.ts).
+ * The TLS options of a session to an h2:// target: its CA, client certificate and server name, read when the session
+ * is made (so a new session sees rotated files). ALPN is h2 (http2.connect offers it and requires it).
+ */
+function targetTls(service: string, config: ServiceConfig): http2.SecureClientSessionOptions {
+  const t = targetTlsConfig(config.tls);
+  const { material, problems } = readTlsMaterial(t, `services.${service}.tls`);
+  if (problems.length > 0)
+    throw new Error(`TLS files of service "${service}": ${problems.map((p) => p.path).join(', ')}`);
+  return clientTls(t, material) ?? {};
+}
+
+/**
+ * The inbound side's HTTP/2 sessions to its h2c:// and h2:// targets, one per target and TLS settings (the
+ * requests that use them arrive on "exchange" and "h2" streams: ../inbound/exchange-service.ts).
  */
 export class H2Inbound {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
 
   constructor(private readonly deps: H2Deps) {}
 
-  /** The HTTP/2 session to an h2c:// target (one per target, made on first use). */
-  session(target: string): http2.ClientHttp2Session {
-    const url = target.replace(/^h2c:/, 'http:');
-    let s = this.sessions.get(target);
+  /** The HTTP/2 session to an h2c:// or h2:// target (one per target and TLS settings, made on first use). */
+  session(target: string, service: string, config: ServiceConfig): http2.ClientHttp2Session {
+    const secure = target.startsWith('h2://');
+    // An h2:// session is the target's with that service's TLS settings (two services may trust differently).
+    const key = secure ? `${target} ${JSON.stringify(config.tls)}` : target;
+    let s = this.sessions.get(key);
     if (s && !s.closed && !s.destroyed) return s;
-    s = http2.connect(url, {
+    s = http2.connect(target.replace(/^h2c:/, 'http:').replace(/^h2:/, 'https:'), {
       settings: h2Settings(this.deps.http2),
       maxHeaderListPairs: this.deps.http2.maxHeaders,
       maxSessionMemory: this.deps.http2.maxSessionMemoryMiB,
       peerMaxConcurrentStreams: this.deps.http2.maxConcurrentStreams,
+      ...(secure ? targetTls(service, config) : {}),
     });
     const mine = s;
     s.on('error', (err: Error) =>
       this.deps.logger.debug({ err: err.message, target }, 'h2 target session error'),
     );
     s.once('close', () => {
-      if (this.sessions.get(target) === mine) this.sessions.delete(target);
+      if (this.sessions.get(key) === mine) this.sessions.delete(key);
     });
     s.unref();
-    this.sessions.set(target, s);
+    this.sessions.set(key, s);
     return s;
   }
 

@@ -2,7 +2,19 @@
  * HTTP helpers shared by every HTTP path: the JSON error body, how an error maps to a status, which headers are
  * hop-by-hop, bounded body reading.
  */
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+
+/**
+ * What the sidecar's own answers need of a response: an HTTP/1.1 ServerResponse, or HTTP/2's compatibility
+ * Http2ServerResponse (the gateway over HTTP/2).
+ */
+export interface Answerable {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers: OutgoingHttpHeaders): unknown;
+  end(body: string): unknown;
+  destroy(): unknown;
+}
 
 /** Stable error codes of the sidecar's own HTTP answers (the `code` field of the JSON body). */
 export const ErrorCode = {
@@ -57,7 +69,7 @@ export function classify(err: unknown, side: 'upstream' | 'target' = 'upstream')
 }
 
 /** Sends `{ "error": message, "code": code }` unless a response already started (then the socket is cut). */
-export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+export function sendError(res: Answerable, status: number, code: string, message: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -73,7 +85,7 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
 }
 
 /** Answers a denied request: the status the hook chose (403 by default) and its reason. */
-export function sendDenied(res: ServerResponse, d: { status?: number; reason: string }): void {
+export function sendDenied(res: Answerable, d: { status?: number; reason: string }): void {
   const status = d.status ?? 403;
   sendError(res, status, deniedCode(status), d.reason);
 }
@@ -85,7 +97,7 @@ export function deniedCode(status: number): string {
   return ErrorCode.forbidden;
 }
 
-export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+export function sendJson(res: Answerable, status: number, value: unknown): void {
   const body = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? String(v) : v), 2);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
@@ -157,16 +169,44 @@ export function hasBody(req: IncomingMessage): boolean {
 
 export class BodyTooLargeError extends Error {}
 
-/** Reads a whole body up to `max` bytes (RPC and publish bodies are one frame each, so they are bounded). */
-export async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) throw new BodyTooLargeError(`body larger than ${max} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+/**
+ * Reads a whole body up to `max` bytes (RPC and publish bodies are one frame each, so they are bounded). A
+ * content-length over `max`, or a body that grows past it, is a BodyTooLargeError at once; the request is then
+ * left unread (not destroyed), so the caller can still answer 413 on it.
+ */
+export function readBody(req: Readable & { headers: IncomingHttpHeaders }, max: number): Promise<Buffer> {
+  const tooLarge = () => new BodyTooLargeError(`body larger than ${max} bytes`);
+  if (Number(req.headers['content-length']) > max) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) return void chunks.push(chunk);
+      stop();
+      req.pause();
+      reject(tooLarge());
+    };
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      stop();
+      reject(err);
+    };
+    const onClose = () => onError(new Error('the request went away before its body ended'));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
 }
 
 /**

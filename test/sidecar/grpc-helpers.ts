@@ -49,7 +49,10 @@ function echoMeta(call: {
   return trailer;
 }
 
-export async function startEchoServer(): Promise<EchoServer> {
+/** The echo server on 127.0.0.1 (plaintext h2c, or TLS with `credentials`). */
+export async function startEchoServer(
+  credentials = grpc.ServerCredentials.createInsecure(),
+): Promise<EchoServer> {
   const state = { cancelled: [] as number[], hangs: 0 };
   const server = new grpc.Server();
   server.addService(echoService, {
@@ -97,9 +100,7 @@ export async function startEchoServer(): Promise<EchoServer> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
     port,
@@ -115,9 +116,14 @@ export async function startEchoServer(): Promise<EchoServer> {
 
 export type EchoClient = grpc.Client & Record<keyof typeof echoService, (...args: unknown[]) => unknown>;
 
-export function echoClient(port: number): EchoClient {
+/** A client of the echo service at 127.0.0.1:port (plaintext, or TLS with `credentials`). */
+export function echoClient(
+  port: number,
+  credentials = grpc.credentials.createInsecure(),
+  options: grpc.ClientOptions = {},
+): EchoClient {
   const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
-  return new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as EchoClient;
+  return new Client(`127.0.0.1:${port}`, credentials, options) as unknown as EchoClient;
 }
 
 export function clientMeta(): grpc.Metadata {

@@ -1,8 +1,8 @@
 /**
  * Operations on real sidecar processes (the bundle run with plain node): check-config and run agree on every
- * problem of a config; a rotated server certificate serves the next handshake, by SIGHUP and by a Kubernetes-style
- * `..data` symlink swap, while live connections stay; a drain that runs out of time exits 0 and the peer's
- * requests in flight answer 503 at once.
+ * problem of a config; a rotated server certificate (the inbound listener's and a TLS outbound HTTP listener's)
+ * serves the next handshake, by SIGHUP and by a Kubernetes-style `..data` symlink swap, while live connections
+ * stay; a drain that runs out of time exits 0 and the peer's requests in flight answer 503 at once.
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -154,7 +154,8 @@ describe.skipIf(!hasOpenssl)('certificate rotation under a running sidecar (need
     mkdirSync(join(base, 'config'), { recursive: true });
     mkdirSync(join(base, 'secret'), { recursive: true });
     secretDir(join(base, 'secret'), '1a');
-    const ports = { geminio: await freePort(), admin: await freePort() };
+    const ports = { geminio: await freePort(), admin: await freePort(), web: await freePort() };
+    const secret = { enabled: true, certFile: '../secret/tls.crt', keyFile: '../secret/tls.key' };
     writeFileSync(
       join(base, 'config', 'sidecar.yaml'),
       stringify({
@@ -165,9 +166,18 @@ describe.skipIf(!hasOpenssl)('certificate rotation under a running sidecar (need
         inbound: {
           listen: `127.0.0.1:${ports.geminio}`,
           // Relative to the config file, as a mounted Secret beside a mounted ConfigMap.
-          tls: { enabled: true, certFile: '../secret/tls.crt', keyFile: '../secret/tls.key' },
+          tls: secret,
         },
         services: { app: { target: app.url } },
+        // An outbound HTTP listener with the same Secret: its certificate is reloaded the same way.
+        upstreams: {
+          self: { address: `127.0.0.1:${ports.geminio}`, tls: { enabled: true, rejectUnauthorized: false } },
+        },
+        outbound: {
+          http: [
+            { name: 'tweb', listen: `127.0.0.1:${ports.web}`, upstream: 'self', service: 'app', tls: secret },
+          ],
+        },
       }),
     );
     const child = start([bundled, 'run', '--config', join(base, 'config', 'sidecar.yaml')], work);
@@ -195,6 +205,7 @@ describe.skipIf(!hasOpenssl)('certificate rotation under a running sidecar (need
       swap(join(s.base, 'secret'), '2b');
       s.child.proc.kill('SIGHUP');
       await eventually(async () => (await serialAt(s.ports.geminio)) === '2B', 10_000, 'the new serial');
+      await eventually(async () => (await serialAt(s.ports.web)) === '2B', 10_000, 'the listener serial');
       expect(s.end.state).toBe('connected');
       expect(s.disconnects()).toBe(0);
       expect(
@@ -217,6 +228,7 @@ describe.skipIf(!hasOpenssl)('certificate rotation under a running sidecar (need
       expect(await serialAt(s.ports.geminio)).toBe('1A');
       swap(join(s.base, 'secret'), '3c');
       await eventually(async () => (await serialAt(s.ports.geminio)) === '3C', 10_000, 'the new serial');
+      await eventually(async () => (await serialAt(s.ports.web)) === '3C', 10_000, 'the listener serial');
 
       // A new version whose key is not the certificate's: refused, logged, counted; the old one stays.
       const secret = join(s.base, 'secret');
@@ -228,6 +240,7 @@ describe.skipIf(!hasOpenssl)('certificate rotation under a running sidecar (need
       await eventually(() => s.child.out().includes('reload refused'), 10_000, 'the refusal');
       expect(s.child.out()).toContain('expected the private key of');
       expect(await serialAt(s.ports.geminio)).toBe('3C');
+      expect(await serialAt(s.ports.web)).toBe('3C');
       expect(
         metricLine(await metrics(s.ports.admin), 'geminio_config_reloads_total{outcome="invalid"}'),
       ).toBeGreaterThan(0);

@@ -80,7 +80,7 @@ describe('sidecar config', () => {
       'upstreams.bad name: got "bad name", expected a name matching /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/',
       'upstreams.bad name.address: got "x", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'outbound.tcp[0].listen: got "1.2.3.4:99999999", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
-      'services.s.target: got "ftp://h:1", expected http://host:port, h2c://host:port or tcp://host:port',
+      'services.s.target: got "ftp://h:1", expected http://host:port, h2c://host:port, h2://host:port or tcp://host:port',
       'tunnels: got "no", expected a list',
       // In the same round: the reference to an upstream that is not there.
       'outbound.tcp[0].upstream: got "u", expected an upstream name (bad name)',
@@ -144,7 +144,7 @@ describe('sidecar config', () => {
       'shutdown.gracePeriodMs: got "0x10", expected an integer from 0 to 86400000',
       'upstreams.up.address: got "h:65536", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'upstreams.up.maxStreams: got "1e3", expected an integer from 1 to 1000000',
-      'services.s.target: got "http://h:70000", expected http://host:port, h2c://host:port or tcp://host:port',
+      'services.s.target: got "http://h:70000", expected http://host:port, h2c://host:port, h2://host:port or tcp://host:port',
       'outbound.http[0].upstream: got "nope", expected an upstream name (up)',
       'inbound.tls: got {"certFile":"c.pem"}, expected certFile and keyFile when enabled (a TLS server needs both)',
     ]);
@@ -154,6 +154,40 @@ describe('sidecar config', () => {
     const loaded = loadConfig(undefined, {});
     expect(loaded.configDir).toBe(process.cwd());
     expect(() => parseConfig({ ...loaded })).not.toThrow();
+  });
+
+  it('TLS of an outbound HTTP listener needs its certificate and key; target TLS only with h2://', () => {
+    expect(
+      problems({
+        upstreams: { up: { address: 'h:1' } },
+        outbound: {
+          http: [
+            {
+              name: 'w',
+              listen: ':8080',
+              upstream: 'up',
+              service: 's',
+              tls: { enabled: true, keyFile: 'k.pem' },
+            },
+            { name: 'v', listen: ':8081', upstream: 'up', service: 's', tls: { enabled: false } },
+          ],
+        },
+        services: {
+          s: { target: 'h2://h:1', tls: { caFile: 'ca.pem', servername: 'app.local' } },
+          c: { target: 'h2c://h:1', tls: { caFile: 'ca.pem' } },
+          k: { target: 'h2://h:1', tls: { certFile: 'c.pem' } },
+        },
+      }),
+    ).toEqual([
+      'outbound.http[0].tls: got {"keyFile":"k.pem"}, expected certFile and keyFile when enabled (a TLS server needs both)',
+      'services.c.tls: got {"caFile":"ca.pem","rejectUnauthorized":true}, expected no TLS files or servername (only an h2:// target uses them)',
+      'services.k.tls: got {"certFile":"c.pem"}, expected both certFile and keyFile, or neither',
+    ]);
+    const c = parseConfig({
+      upstreams: { up: { address: 'h:1' } },
+      outbound: { http: [{ name: 'w', listen: ':8080', upstream: 'up', service: 's' }] },
+    });
+    expect(c.outbound.http[0]!.tls).toEqual({ enabled: false, rejectUnauthorized: true, requestCert: false });
   });
 
   it('a problem set by an override names the environment variable or flag, not the file', () => {
