@@ -445,7 +445,12 @@ class InboundExchange {
       return this.error(503, GrpcStatus.unavailable, ErrorCode.targetUnavailable, (err as Error).message);
     }
     this.app = app;
-    app.on('error', () => {});
+    // The session's failure (a TLS handshake the app's certificate failed, a refused connection) reaches the
+    // stream as its error: the answer names it rather than only the reset code.
+    let appError: Error | undefined;
+    app.on('error', (err: Error) => {
+      appError = err;
+    });
     this.takeQueued((c) => app.write(c));
     if (this.requestEnded) app.end();
     let trailers: Record<string, string | string[]> | undefined;
@@ -475,7 +480,7 @@ class InboundExchange {
           502,
           GrpcStatus.unavailable,
           ErrorCode.badGateway,
-          `target reset the stream (code ${app.rstCode})`,
+          appError ? `target: ${appError.message}` : `target reset the stream (code ${app.rstCode})`,
         );
       if (app.rstCode !== undefined && app.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.resetAnswer();
       else this.answerEnd(trailers);
