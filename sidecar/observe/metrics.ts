@@ -335,6 +335,8 @@ export class Metrics {
   /** Bound series by their label values (no label object hashed, no key built, per update). */
   private readonly protocolSeries = new Map<string, Map<string, CounterSeries>>();
   private readonly grpcSeries = new Map<string, Map<string, CounterSeries>>();
+  /** By direction and service: the stream counters and gauge. */
+  private readonly streamSeries = new Map<string, Map<string, StreamSeries>>();
 
   /** Labelled children by their label values: hashing the label object on every request is not free. */
   private readonly seriesByListener = new Map<string, HttpSeries>();
@@ -406,14 +408,25 @@ export class Metrics {
    * finalizes, from the totals its close event carries.
    */
   trackStream(stream: Stream, direction: Direction, service: string): void {
-    const labels = { direction, service };
-    this.streamsOpened.inc(labels);
-    this.streamsOpen.inc(labels);
+    const byService = inner(this.streamSeries, direction);
+    let series = byService.get(service);
+    if (!series) {
+      const labels = { direction, service };
+      series = {
+        opened: new CounterSeries(this.streamsOpened, labels),
+        closed: new CounterSeries(this.streamsClosed, labels),
+        open: new GaugeSeries(this.streamsOpen, labels),
+      };
+      byService.set(service, series);
+    }
+    series.opened.inc();
+    series.open.inc();
     watchStreamBytes();
     tracked.set(stream, { tally: this.tally(direction, service), rx: 0, tx: 0 });
+    const bound = series;
     stream.once('close', () => {
-      this.streamsClosed.inc(labels);
-      this.streamsOpen.dec(labels);
+      bound.closed.inc();
+      bound.open.dec();
     });
   }
 }
@@ -542,6 +555,13 @@ export function handshakeReason(err: Error & { code?: string }): string {
   if (/econnreset|epipe|socket hang up|closed|ended|eof/.test(m)) return 'closed';
   if (/magic|version|frame|packet|malformed|invalid|unexpected|protocol/.test(m)) return 'protocol';
   return 'other';
+}
+
+/** The stream series of one direction and service. */
+interface StreamSeries {
+  opened: CounterSeries;
+  closed: CounterSeries;
+  open: GaugeSeries;
 }
 
 /** A labelled stream: where its bytes go, and how many were counted so far. */
