@@ -4,7 +4,7 @@
  * banner gives the bundle one (createRequire), under a name no bundled module declares.
  */
 import { readFileSync } from 'node:fs';
-import { builtinModules, createRequire } from 'node:module';
+import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
@@ -12,16 +12,19 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 const BUILTINS = new Set(builtinModules);
 
+/** Exports of a built-in that are costly to read and that no module of the bundle imports by name. */
+const NOT_READ: Record<string, string[]> = { 'node:tls': ['rootCertificates'] };
+
 /**
  * Node's built-in modules through `require` instead of `import`, as the CommonJS dependencies already load them.
  * Importing a built-in from ESM makes Node build its ES module facade, which reads every export once: `node:tls`
  * then parses the whole root CA store into `tls.rootCertificates` (about 150 certificates as strings), and each
  * facade keeps its own copy of the exports. Each built-in becomes a small ES module here: its default export is
- * what `require` returns, and its named exports are that object's data properties (the names known to the Node
- * running the build; accessors such as `rootCertificates` are left out, so importing one fails the build). They are
- * bound once, as Node's own facade binds them. Not esbuild's CommonJS interop (`__toESM`), which copies every
- * property at each import site: hot enough that TurboFan compiled it at startup, 5 MB more RSS than it saved. All
- * told 1.0 MB less RSS idle (docs/SIDECAR.md, "Memory").
+ * what `require` returns, and its named exports are that object's properties, read once when the module is first
+ * imported, as Node's own facade reads them (the names are those of the Node running the build), except those in
+ * NOT_READ: `tls.rootCertificates` is never read, so importing it by name fails the build. Not esbuild's CommonJS
+ * interop (`__toESM`), which copies every property at each import site: hot enough that TurboFan compiled it at
+ * startup, 5 MB more RSS than it saved. All told 1.0 MB less RSS idle (docs/SIDECAR.md, "Memory").
  */
 const builtinsByRequire: Plugin = {
   name: 'builtins-by-require',
@@ -34,12 +37,10 @@ const builtinsByRequire: Plugin = {
     });
     b.onLoad({ filter: /.*/, namespace: 'builtin-by-require' }, async (args) => {
       const mod = (await import(args.path)) as Record<string, unknown>;
-      const real = createRequire(import.meta.url)(args.path) as object;
-      const names = Object.keys(mod).filter((k) => {
-        if (k === 'default' || !/^[A-Za-z_$][\w$]*$/.test(k)) return false;
-        const d = Object.getOwnPropertyDescriptor(real, k);
-        return d !== undefined && 'value' in d;
-      });
+      const skip = NOT_READ[args.path] ?? [];
+      const names = Object.keys(mod).filter(
+        (k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k) && !skip.includes(k),
+      );
       const lines = [`const m = require(${JSON.stringify(args.path)});`, 'export default m;'];
       for (const n of names) lines.push(`export const ${n} = m.${n};`);
       return { contents: lines.join('\n'), loader: 'js' };
