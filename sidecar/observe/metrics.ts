@@ -338,8 +338,8 @@ export class Metrics {
   /** By direction and service: the stream counters and gauge. */
   private readonly streamSeries = new Map<string, Map<string, StreamSeries>>();
 
-  /** Labelled children by their label values: hashing the label object on every request is not free. */
-  private readonly seriesByListener = new Map<string, HttpSeries>();
+  /** The HTTP series by listener, service and upstream (HTTP/2 exchanges look theirs up per request). */
+  private readonly seriesByListener = new Map<string, Map<string, Map<string, HttpSeries>>>();
   /** By direction, hook and plugin: the allow and the deny series. */
   private readonly decisionSeries = new Map<
     string,
@@ -372,11 +372,11 @@ export class Metrics {
 
   /** The series of one listener (and service): label values fixed by the config. */
   httpSeries(listener: string, service: string, upstream: string): HttpSeries {
-    const key = `${listener}\0${service}\0${upstream}`;
-    let series = this.seriesByListener.get(key);
+    const byUpstream = inner(inner(this.seriesByListener, listener), service);
+    let series = byUpstream.get(upstream);
     if (!series) {
       series = new HttpSeries(this, listener, service, upstream);
-      this.seriesByListener.set(key, series);
+      byUpstream.set(upstream, series);
     }
     return series;
   }
