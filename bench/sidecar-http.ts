@@ -475,7 +475,8 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
           freePort(),
           freePort(),
         ]);
-        const log_ = { level: 'warn', format: 'json' };
+        // BENCH_SIDECAR_LOG_LEVEL=info: an access line per exchange (the default warn writes none), to measure them.
+        const log_ = { level: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn', format: 'json' };
         const inbound = {
           name: 'bench-inbound',
           log: log_,

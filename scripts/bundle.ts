@@ -4,10 +4,49 @@
  * banner gives the bundle one (createRequire), under a name no bundled module declares.
  */
 import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
+const BUILTINS = new Set(builtinModules);
+
+/** Exports of a built-in that are costly to read and that no module of the bundle imports by name. */
+const NOT_READ: Record<string, string[]> = { 'node:tls': ['rootCertificates'] };
+
+/**
+ * Node's built-in modules through `require` instead of `import`, as the CommonJS dependencies already load them.
+ * Importing a built-in from ESM makes Node build its ES module facade, which reads every export once: `node:tls`
+ * then parses the whole root CA store into `tls.rootCertificates` (about 150 certificates as strings), and each
+ * facade keeps its own copy of the exports. Each built-in becomes a small ES module here: its default export is
+ * what `require` returns, and its named exports are that object's properties, read once when the module is first
+ * imported, as Node's own facade reads them (the names are those of the Node running the build), except those in
+ * NOT_READ: `tls.rootCertificates` is never read, so importing it by name fails the build. Not esbuild's CommonJS
+ * interop (`__toESM`), which copies every property at each import site: hot enough that TurboFan compiled it at
+ * startup, 5 MB more RSS than it saved. All told 1.0 MB less RSS idle (docs/SIDECAR.md, "Memory").
+ */
+const builtinsByRequire: Plugin = {
+  name: 'builtins-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^[a-z_/:0-9]+$/ }, (args) => {
+      if (args.kind !== 'import-statement' && args.kind !== 'dynamic-import') return undefined;
+      const name = args.path.startsWith('node:') ? args.path.slice(5) : args.path;
+      if (!BUILTINS.has(name)) return undefined;
+      return { path: `node:${name}`, namespace: 'builtin-by-require' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'builtin-by-require' }, async (args) => {
+      const mod = (await import(args.path)) as Record<string, unknown>;
+      const skip = NOT_READ[args.path] ?? [];
+      const names = Object.keys(mod).filter(
+        (k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k) && !skip.includes(k),
+      );
+      const lines = [`const m = require(${JSON.stringify(args.path)});`, 'export default m;'];
+      for (const n of names) lines.push(`export const ${n} = m.${n};`);
+      return { contents: lines.join('\n'), loader: 'js' };
+    });
+  },
+};
 
 /** Bundles sidecar/cli.ts into `outfile` (default dist/geminio-sidecar.mjs). */
 export async function bundle(outfile = `${root}dist/geminio-sidecar.mjs`): Promise<string> {
@@ -32,6 +71,7 @@ export async function bundle(outfile = `${root}dist/geminio-sidecar.mjs`): Promi
       js: "import { createRequire as __geminioCreateRequire } from 'node:module';\nconst require = __geminioCreateRequire(import.meta.url);",
     },
     logLevel: 'warning',
+    plugins: [builtinsByRequire],
   });
   return outfile;
 }

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { parseConfig } from './config/load.js';
 import { Sidecar } from './main.js';
 import { listenOn } from './net/listen.js';
-import { createLogger } from './observe/logger.js';
+import { createLogger, loadPretty } from './observe/logger.js';
 
 export interface DemoPorts {
   host: string;
@@ -85,6 +85,7 @@ export async function startDemo(
   await listenOn(app, `${h}:${ports.app}`);
   await listenOn(echo, `${h}:${ports.echo}`);
   const log = { level: options.logLevel ?? 'info', format: 'auto' as const };
+  await loadPretty(log);
   const logger = createLogger(log);
   const inbound = new Sidecar(
     parseConfig({

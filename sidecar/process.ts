@@ -9,7 +9,7 @@ import { loadRunnable } from './config/preflight.js';
 import type { SidecarConfig } from './config/schema.js';
 import { watchDirectories } from './config/watch.js';
 import { Sidecar } from './main.js';
-import { createLogger } from './observe/logger.js';
+import { createLogger, loadPretty } from './observe/logger.js';
 
 export interface RunOptions {
   file: string;
@@ -23,6 +23,7 @@ export async function runProcess(options: RunOptions): Promise<Sidecar> {
   // The same checks as check-config, before anything binds: an invalid config exits 2 with the same messages.
   const load = () => loadRunnable(options.file, { env: options.env, flags: options.flags });
   const config = await load();
+  await loadPretty(config.log);
   const logger = createLogger(config.log);
   const sidecar = new Sidecar(config, { logger });
   await sidecar.start();

@@ -46,7 +46,7 @@ interface FolderRule {
 
 /** The sidecar's rooms, lowest first (docs/ARCHITECTURE.md, "Sidecar"); the composition root is above them all. */
 const SC = 'sidecar/';
-const ROOT_FILES = ['main.ts', 'cli.ts', 'demo.ts', 'process.ts'].map((f) => SC + f);
+const ROOT_FILES = ['main.ts', 'cli.ts', 'commands.ts', 'demo.ts', 'process.ts'].map((f) => SC + f);
 const room = (...names: string[]) => names.map((n) => `${SC}${n}/`);
 const sidecarRules: FolderRule[] = [
   {

@@ -111,7 +111,7 @@ export interface ObserveInfo {
   metrics: Metrics;
   logger: Logger;
   /** Counts the exchange as work in flight (graceful shutdown waits for it). */
-  inflight: { begin(): () => void };
+  inflight: { enter(): void; leave(): void };
   accessLog: AccessLog;
   tracing: Tracing;
 }
@@ -132,21 +132,30 @@ export function countResponse(res: ServerResponse, n: number): void {
   RESPONSE_BYTES.set(res, (RESPONSE_BYTES.get(res) ?? 0) + n);
 }
 
-/** Request body bytes: the declared length, or (chunked) what the parser pushed. */
-function requestBytes(req: IncomingMessage): () => number {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined) {
-    const n = Number(declared);
-    return () => (Number.isFinite(n) ? n : 0);
-  }
-  if (req.headers['transfer-encoding'] === undefined) return () => 0;
-  let n = 0;
+/** Request body bytes pushed by the parser, for a chunked request (one without a declared length). */
+interface ChunkCount {
+  n: number;
+}
+
+function countChunks(req: IncomingMessage): ChunkCount | undefined {
+  if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] === undefined)
+    return undefined;
+  const count = { n: 0 };
   const push = req.push.bind(req);
   req.push = (chunk: unknown, encoding?: BufferEncoding) => {
-    if (chunk && typeof (chunk as Buffer).length === 'number') n += (chunk as Buffer).length;
+    if (chunk && typeof (chunk as Buffer).length === 'number') count.n += (chunk as Buffer).length;
     return push(chunk, encoding);
   };
-  return () => n;
+  return count;
+}
+
+/** Request body bytes: the declared length, or (chunked) what the parser pushed, or 0. */
+function requestBytes(req: IncomingMessage, chunks: ChunkCount | undefined): number {
+  if (chunks) return chunks.n;
+  const declared = req.headers['content-length'];
+  if (declared === undefined) return 0;
+  const n = Number(declared);
+  return Number.isFinite(n) ? n : 0;
 }
 
 /**
@@ -176,6 +185,89 @@ export function refusalLogger(series: HttpSeries, direction: Direction, accessLo
   };
 }
 
+/** The exchange a response belongs to (set by observe(), read by the response's close listener). */
+const EXCHANGE = Symbol('geminio.exchange');
+type Observable = ServerResponse & { [EXCHANGE]?: Exchange };
+
+/** One exchange being observed: what its end needs, in one object (no closures per request). */
+class Exchange implements Observed {
+  private decision: string | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly info: ObserveInfo,
+    private readonly started: number,
+    readonly requestId: string,
+    private readonly chunks: ChunkCount | undefined,
+    readonly span: SpanHandle | undefined,
+    private readonly client: SpanHandle | undefined,
+  ) {}
+
+  decided(allow: boolean): void {
+    this.decision = allow ? 'allow' : 'deny';
+  }
+
+  /** The response closed: metrics, spans and one access-log line. */
+  end(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const { req, res, info, span, client, decision } = this;
+    const { series } = info;
+    info.inflight.leave();
+    series.inFlight.dec();
+    const seconds = (performance.now() - this.started) / 1e3;
+    const method = methodLabel(req.method);
+    const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
+    const bytesIn = requestBytes(req, this.chunks);
+    const bytesOut = RESPONSE_BYTES.get(res) ?? (Number(res.getHeader('content-length')) || 0);
+    series.exchange(method, status, seconds, bytesIn, bytesOut);
+    info.metrics.protocolRequest(info.listener, 'http/1.1');
+    if (span) {
+      const error = status >= 500 || !res.writableFinished ? `status ${status}` : undefined;
+      client?.set({ 'http.response.status_code': status, 'geminio.authz.decision': decision });
+      client?.end(error);
+      span.set({
+        'http.response.status_code': status,
+        'geminio.authz.decision': decision,
+        'http.request.body.size': bytesIn,
+        'http.response.body.size': bytesOut,
+      });
+      span.end(error);
+    }
+    // The access line only when it is written: building it is most of what an exchange costs here otherwise.
+    if (!info.accessLog.wants(info.logger, status)) return;
+    info.accessLog.write(info.logger, {
+      listener: info.listener,
+      direction: info.direction,
+      protocol: 'http/1.1',
+      service: series.service,
+      upstream: series.upstream,
+      clientId: info.clientId,
+      streamId: info.streamId,
+      requestId: this.requestId,
+      traceId: span?.traceId,
+      spanId: span?.spanId,
+      method: req.method,
+      path: info.accessLog.path(req.url),
+      status,
+      peer: req.socket?.remoteAddress,
+      host: req.headers.host,
+      userAgent: req.headers['user-agent'],
+      bytesIn,
+      bytesOut,
+      completed: res.writableFinished,
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+    });
+  }
+}
+
+/** The one close listener of every observed response (`this` is the response). */
+function exchangeClosed(this: Observable): void {
+  this[EXCHANGE]?.end();
+}
+
 /**
  * Counts the exchange in flight, and when it ends: metrics, spans and one access-log line. Keeps the request's
  * x-request-id (or sets a new one, which the app then gets), and when tracing is on starts the server span and a
@@ -183,15 +275,14 @@ export function refusalLogger(series: HttpSeries, direction: Direction, accessLo
  */
 export function observe(req: IncomingMessage, res: ServerResponse, info: ObserveInfo): Observed {
   const started = performance.now();
-  const done = info.inflight.begin();
+  info.inflight.enter();
   const { series } = info;
   series.inFlight.inc();
   const rid = requestId(req);
   if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, rid);
-  const inBytes = requestBytes(req);
+  const chunks = countChunks(req);
   let span: SpanHandle | undefined;
   let client: SpanHandle | undefined;
-  let decision: string | undefined;
   if (info.tracing.enabled) {
     const attributes = {
       'http.request.method': req.method,
@@ -222,58 +313,8 @@ export function observe(req: IncomingMessage, res: ServerResponse, info: Observe
       else delete req.headers.tracestate;
     }
   }
-  res.once('close', () => {
-    done();
-    series.inFlight.dec();
-    const seconds = (performance.now() - started) / 1e3;
-    const method = methodLabel(req.method);
-    const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
-    const bytesIn = inBytes();
-    const bytesOut = RESPONSE_BYTES.get(res) ?? (Number(res.getHeader('content-length')) || 0);
-    series.exchange(method, status, seconds, bytesIn, bytesOut);
-    info.metrics.protocolRequest(info.listener, 'http/1.1');
-    if (span) {
-      const error = status >= 500 || !res.writableFinished ? `status ${status}` : undefined;
-      client?.set({ 'http.response.status_code': status, 'geminio.authz.decision': decision });
-      client?.end(error);
-      span.set({
-        'http.response.status_code': status,
-        'geminio.authz.decision': decision,
-        'http.request.body.size': bytesIn,
-        'http.response.body.size': bytesOut,
-      });
-      span.end(error);
-    }
-    // The access line only when it is written: building it is most of what an exchange costs here otherwise.
-    if (!info.accessLog.wants(info.logger, status)) return;
-    info.accessLog.write(info.logger, {
-      listener: info.listener,
-      direction: info.direction,
-      protocol: 'http/1.1',
-      service: series.service,
-      upstream: series.upstream,
-      clientId: info.clientId,
-      streamId: info.streamId,
-      requestId: rid,
-      traceId: span?.traceId,
-      spanId: span?.spanId,
-      method: req.method,
-      path: info.accessLog.path(req.url),
-      status,
-      peer: req.socket?.remoteAddress,
-      host: req.headers.host,
-      userAgent: req.headers['user-agent'],
-      bytesIn,
-      bytesOut,
-      completed: res.writableFinished,
-      durationMs: Math.round(seconds * 1e6) / 1e3,
-    });
-  });
-  return {
-    requestId: rid,
-    span,
-    decided: (allow) => {
-      decision = allow ? 'allow' : 'deny';
-    },
-  };
+  const exchange = new Exchange(req, res, info, started, rid, chunks, span, client);
+  (res as Observable)[EXCHANGE] = exchange;
+  res.on('close', exchangeClosed);
+  return exchange;
 }

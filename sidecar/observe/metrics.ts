@@ -7,9 +7,18 @@
 import * as diagnostics from 'node:diagnostics_channel';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CHANNELS, type Stream, type StreamBytesMessage, type StreamCloseMessage } from '../../sdk/index.js';
+import { CounterSeries, GaugeSeries, HistogramSeries } from './series.js';
 import { SIDECAR_VERSION } from './version.js';
 
 export type Direction = 'outbound' | 'inbound' | 'tunnel';
+
+/** The per-endpoint series of an upstream that each unit of work updates. */
+export interface EndpointSeries {
+  inflight: GaugeSeries;
+  latency: GaugeSeries;
+  ejections: CounterSeries;
+  requests: Record<'ok' | 'failed' | 'other', CounterSeries>;
+}
 
 interface ByteTally {
   direction: Direction;
@@ -96,6 +105,19 @@ export class Metrics {
     labelNames: ['upstream', 'endpoint'],
     registers: [this.registry],
   });
+
+  /** The series a unit of work on an endpoint updates, bound once (observe/series.ts). */
+  endpointSeries(labels: { upstream: string; endpoint: string }): EndpointSeries {
+    const { upstream, endpoint } = labels;
+    const requests = (outcome: string) =>
+      new CounterSeries(this.endpointRequests, { upstream, endpoint, outcome });
+    return {
+      inflight: new GaugeSeries(this.endpointInflight, { upstream, endpoint }),
+      latency: new GaugeSeries(this.endpointLatency, { upstream, endpoint }),
+      ejections: new CounterSeries(this.endpointEjections, { upstream, endpoint }),
+      requests: { ok: requests('ok'), failed: requests('failed'), other: requests('other') },
+    };
+  }
 
   /** Removes the series of an endpoint that went away. */
   forgetEndpoint(labels: { upstream: string; endpoint: string }): void {
@@ -290,17 +312,39 @@ export class Metrics {
 
   /** Counts one request by its protocol. */
   protocolRequest(listener: string, protocol: string): void {
-    this.protocolRequests.inc({ listener, protocol });
+    const byListener = inner(this.protocolSeries, listener);
+    let series = byListener.get(protocol);
+    if (!series) {
+      series = new CounterSeries(this.protocolRequests, { listener, protocol });
+      byListener.set(protocol, series);
+    }
+    series.inc();
   }
 
   /** Counts one gRPC call by its grpc-status (a bounded label). */
   grpcRequest(listener: string, grpcStatus: string): void {
-    this.grpcRequests.inc({ listener, grpc_status: grpcStatus });
+    const byListener = inner(this.grpcSeries, listener);
+    let series = byListener.get(grpcStatus);
+    if (!series) {
+      series = new CounterSeries(this.grpcRequests, { listener, grpc_status: grpcStatus });
+      byListener.set(grpcStatus, series);
+    }
+    series.inc();
   }
 
-  /** Labelled children by their label values: hashing the label object on every request is not free. */
-  private readonly seriesByListener = new Map<string, HttpSeries>();
-  private readonly decisionChildren = new Map<string, Counter.Internal>();
+  /** Bound series by their label values (no label object hashed, no key built, per update). */
+  private readonly protocolSeries = new Map<string, Map<string, CounterSeries>>();
+  private readonly grpcSeries = new Map<string, Map<string, CounterSeries>>();
+  /** By direction and service: the stream counters and gauge. */
+  private readonly streamSeries = new Map<string, Map<string, StreamSeries>>();
+
+  /** The HTTP series by listener, service and upstream (HTTP/2 exchanges look theirs up per request). */
+  private readonly seriesByListener = new Map<string, Map<string, Map<string, HttpSeries>>>();
+  /** By direction, hook and plugin: the allow and the deny series. */
+  private readonly decisionSeries = new Map<
+    string,
+    Map<string, Map<string, [CounterSeries, CounterSeries]>>
+  >();
 
   /** Bytes counted on streams and not yet added to `bytes`, by direction and service. */
   private readonly byteTallies = new Map<string, ByteTally>();
@@ -328,24 +372,28 @@ export class Metrics {
 
   /** The series of one listener (and service): label values fixed by the config. */
   httpSeries(listener: string, service: string, upstream: string): HttpSeries {
-    const key = `${listener}\0${service}\0${upstream}`;
-    let series = this.seriesByListener.get(key);
+    const byUpstream = inner(inner(this.seriesByListener, listener), service);
+    let series = byUpstream.get(upstream);
     if (!series) {
       series = new HttpSeries(this, listener, service, upstream);
-      this.seriesByListener.set(key, series);
+      byUpstream.set(upstream, series);
     }
     return series;
   }
 
   /** Counts one decision of the hooks (or plugins) and who made it. */
   authzDecision(direction: Direction, hook: string, plugin: string, allow: boolean): void {
-    const key = `${direction}\0${hook}\0${plugin}\0${allow}`;
-    let child = this.decisionChildren.get(key);
-    if (!child) {
-      child = this.authzDecisions.labels(direction, hook, plugin, allow ? 'allow' : 'deny');
-      this.decisionChildren.set(key, child);
+    const byPlugin = inner(inner(this.decisionSeries, direction), hook);
+    let pair = byPlugin.get(plugin);
+    if (!pair) {
+      const labels = (decision: string) => ({ direction, hook, plugin, decision });
+      pair = [
+        new CounterSeries(this.authzDecisions, labels('allow')),
+        new CounterSeries(this.authzDecisions, labels('deny')),
+      ];
+      byPlugin.set(plugin, pair);
     }
-    child.inc();
+    pair[allow ? 0 : 1].inc();
   }
 
   constructor(options: { defaults?: boolean } = {}) {
@@ -360,35 +408,52 @@ export class Metrics {
    * finalizes, from the totals its close event carries.
    */
   trackStream(stream: Stream, direction: Direction, service: string): void {
-    const labels = { direction, service };
-    this.streamsOpened.inc(labels);
-    this.streamsOpen.inc(labels);
+    const byService = inner(this.streamSeries, direction);
+    let series = byService.get(service);
+    if (!series) {
+      const labels = { direction, service };
+      series = {
+        opened: new CounterSeries(this.streamsOpened, labels),
+        closed: new CounterSeries(this.streamsClosed, labels),
+        open: new GaugeSeries(this.streamsOpen, labels),
+      };
+      byService.set(service, series);
+    }
+    series.opened.inc();
+    series.open.inc();
     watchStreamBytes();
     tracked.set(stream, { tally: this.tally(direction, service), rx: 0, tx: 0 });
+    const bound = series;
     stream.once('close', () => {
-      this.streamsClosed.inc(labels);
-      this.streamsOpen.dec(labels);
+      bound.closed.inc();
+      bound.open.dec();
     });
   }
 }
 
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+
 /** The status class of an HTTP status: 2xx, 4xx, ... (499, the client left first, is a 4xx). */
 export function statusClass(status: number): string {
-  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+  return status >= 100 && status < 600 ? STATUS_CLASSES[Math.floor(status / 100) - 1]! : 'other';
 }
 
 /**
- * The HTTP series of one listener and service, with their labelled children kept by label values (hashing a label
- * object on every request is not free). Methods are bounded (methodLabel), statuses are codes the sidecar or the
- * target sent (a target inventing codes could add at most 500 of them).
+ * The HTTP series of one listener and service, with their labelled series bound once (observe/series.ts): an
+ * exchange updates them without hashing a label object or building a key. Methods are bounded (methodLabel),
+ * statuses are codes the sidecar or the target sent (a target inventing codes could add at most 900 of them).
  */
 export class HttpSeries {
-  private readonly requests = new Map<string, Counter.Internal>();
-  private readonly durations = new Map<string, Histogram.Internal<string>>();
-  readonly requestSize: Histogram.Internal<string>;
-  readonly responseSize: Histogram.Internal<string>;
-  readonly inFlight: Gauge.Internal<string>;
-  readonly connections: Gauge.Internal<string>;
+  /** By method, then status code. */
+  private readonly requests = new Map<string, Map<number, CounterSeries>>();
+  /** By method, then status class. */
+  private readonly durations = new Map<string, Map<string, HistogramSeries>>();
+  /** By protocol. */
+  private readonly protocols = new Map<string, CounterSeries>();
+  readonly requestSize: HistogramSeries;
+  readonly responseSize: HistogramSeries;
+  readonly inFlight: GaugeSeries;
+  readonly connections: GaugeSeries;
 
   constructor(
     private readonly metrics: Metrics,
@@ -396,15 +461,16 @@ export class HttpSeries {
     readonly service: string,
     readonly upstream: string,
   ) {
-    this.requestSize = metrics.httpRequestSize.labels(listener, service);
-    this.responseSize = metrics.httpResponseSize.labels(listener, service);
-    this.inFlight = metrics.httpInFlight.labels(listener, service);
-    this.connections = metrics.httpConnections.labels(listener, service);
+    const labels = { listener, service };
+    this.requestSize = new HistogramSeries(metrics.httpRequestSize, labels);
+    this.responseSize = new HistogramSeries(metrics.httpResponseSize, labels);
+    this.inFlight = new GaugeSeries(metrics.httpInFlight, labels);
+    this.connections = new GaugeSeries(metrics.httpConnections, labels);
   }
 
   /** Counts a request refused before any handler saw it (its status only: it had no duration or body). */
   refused(method: string, status: number): void {
-    this.count(method, status, statusClass(status));
+    this.count(method, status);
   }
 
   /** Counts one finished exchange: its status, duration and body sizes. */
@@ -415,35 +481,69 @@ export class HttpSeries {
     requestBytes: number,
     responseBytes: number,
   ): void {
+    this.count(method, status);
     const cls = statusClass(status);
-    this.count(method, status, cls);
-    const dkey = `${method}\0${cls}`;
-    let duration = this.durations.get(dkey);
+    let byClass = this.durations.get(method);
+    if (!byClass) {
+      byClass = new Map();
+      this.durations.set(method, byClass);
+    }
+    let duration = byClass.get(cls);
     if (!duration) {
-      duration = this.metrics.httpDuration.labels(this.listener, this.service, this.upstream, method, cls);
-      this.durations.set(dkey, duration);
+      duration = new HistogramSeries(this.metrics.httpDuration, {
+        listener: this.listener,
+        service: this.service,
+        upstream: this.upstream,
+        method,
+        status_class: cls,
+      });
+      byClass.set(cls, duration);
     }
     duration.observe(seconds);
     this.requestSize.observe(requestBytes);
     this.responseSize.observe(responseBytes);
   }
 
-  private count(method: string, status: number, cls: string): void {
-    const rkey = `${method}\0${status}`;
-    let requests = this.requests.get(rkey);
+  /** Counts one request by its protocol (geminio_http_requests_by_protocol_total, labelled by this listener). */
+  protocol(protocol: string): void {
+    let series = this.protocols.get(protocol);
+    if (!series) {
+      series = new CounterSeries(this.metrics.protocolRequests, { listener: this.listener, protocol });
+      this.protocols.set(protocol, series);
+    }
+    series.inc();
+  }
+
+  private count(method: string, status: number): void {
+    let byStatus = this.requests.get(method);
+    if (!byStatus) {
+      byStatus = new Map();
+      this.requests.set(method, byStatus);
+    }
+    let requests = byStatus.get(status);
     if (!requests) {
-      requests = this.metrics.httpRequests.labels(
-        this.listener,
-        this.service,
-        this.upstream,
+      requests = new CounterSeries(this.metrics.httpRequests, {
+        listener: this.listener,
+        service: this.service,
+        upstream: this.upstream,
         method,
-        String(status),
-        cls,
-      );
-      this.requests.set(rkey, requests);
+        status: String(status),
+        status_class: statusClass(status),
+      });
+      byStatus.set(status, requests);
     }
     requests.inc();
   }
+}
+
+/** The map under `key` in `map`, made empty the first time. */
+function inner<K, V>(map: Map<K, Map<string, V>>, key: K): Map<string, V> {
+  let m = map.get(key);
+  if (!m) {
+    m = new Map();
+    map.set(key, m);
+  }
+  return m;
 }
 
 /** A bounded reason for a failed handshake, from its error. */
@@ -455,6 +555,13 @@ export function handshakeReason(err: Error & { code?: string }): string {
   if (/econnreset|epipe|socket hang up|closed|ended|eof/.test(m)) return 'closed';
   if (/magic|version|frame|packet|malformed|invalid|unexpected|protocol/.test(m)) return 'protocol';
   return 'other';
+}
+
+/** The stream series of one direction and service. */
+interface StreamSeries {
+  opened: CounterSeries;
+  closed: CounterSeries;
+  open: GaugeSeries;
 }
 
 /** A labelled stream: where its bytes go, and how many were counted so far. */

@@ -14,7 +14,7 @@ import {
 } from '../../sdk/index.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
-import { handshakeReason, type Metrics } from '../observe/metrics.js';
+import { type EndpointSeries, handshakeReason, type Metrics } from '../observe/metrics.js';
 import { EndpointStats } from './balancer.js';
 
 export type EndpointState = 'connecting' | 'connected' | 'reconnecting' | 'draining' | 'closed';
@@ -39,6 +39,8 @@ export class Endpoint extends EventEmitter {
   private wake: (() => void) | undefined;
   private readonly log: Logger;
   private readonly labels: { upstream: string; endpoint: string };
+  /** The series each unit of work updates (bound once, not per request). */
+  readonly series: EndpointSeries;
 
   constructor(
     readonly upstream: string,
@@ -51,6 +53,7 @@ export class Endpoint extends EventEmitter {
     super();
     this.stats = new EndpointStats(address);
     this.labels = { upstream, endpoint: address };
+    this.series = deps.metrics.endpointSeries(this.labels);
     this.log = deps.logger.child({ upstream, endpoint: address });
     deps.metrics.endpointConnected.set(this.labels, 0);
   }

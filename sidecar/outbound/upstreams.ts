@@ -260,9 +260,8 @@ export class Upstream extends EventEmitter implements EndSource {
     if (!stats) return undefined;
     const e = this.endpoints.get(stats.id)!;
     const end = e.current()!;
-    const labels = { upstream: this.name, endpoint: e.address };
-    const { metrics } = this.deps;
-    metrics.endpointInflight.set(labels, stats.outstanding);
+    const { series } = e;
+    series.inflight.set(stats.outstanding);
     let finished = false;
     return {
       end,
@@ -278,12 +277,11 @@ export class Upstream extends EventEmitter implements EndSource {
         finished = true;
         const ejected = this.balancer.done(stats, outcome);
         if (e.state === 'closed') return; // its series are gone; do not bring them back
-        metrics.endpointInflight.set(labels, stats.outstanding);
-        const label = 'neutral' in outcome ? 'other' : outcome.ok ? 'ok' : 'failed';
-        metrics.endpointRequests.inc({ ...labels, outcome: label });
-        if (stats.ewma !== undefined) metrics.endpointLatency.set(labels, stats.ewma / 1000);
+        series.inflight.set(stats.outstanding);
+        series.requests['neutral' in outcome ? 'other' : outcome.ok ? 'ok' : 'failed'].inc();
+        if (stats.ewma !== undefined) series.latency.set(stats.ewma / 1000);
         if (ejected) {
-          metrics.endpointEjections.inc(labels);
+          series.ejections.inc();
           const backoffMs = Math.round(stats.ejectedUntil - performance.now());
           this.log.warn(
             { endpoint: e.address, failures: stats.consecutiveFailures, backoffMs },

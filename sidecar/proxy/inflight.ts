@@ -15,6 +15,17 @@ export class Inflight {
     };
   }
 
+  /** Marks one unit of work begun, for a caller that ends it exactly once with leave() (no closure per unit). */
+  enter(): void {
+    this.count++;
+  }
+
+  /** Marks one unit of work begun with enter() ended. */
+  leave(): void {
+    this.count--;
+    if (this.count === 0) for (const w of this.waiters.splice(0)) w();
+  }
+
   get size(): number {
     return this.count;
   }

@@ -145,6 +145,26 @@ describe('the bundle as a process', () => {
     await agent.close();
   });
 
+  it('log.format pretty prints pino-pretty lines (loaded only then), json prints JSON lines', async () => {
+    for (const format of ['pretty', 'json'] as const) {
+      const ports = { geminio: await freePort(), web: await freePort(), admin: await freePort() };
+      const file = join(work, `log-${format}.yaml`);
+      const config = selfConfig(ports);
+      writeFileSync(file, stringify({ ...config, log: { level: 'info', format } }));
+      const child = start([bundled, 'run', '--config', file]);
+      await waitReady(ports.admin, child);
+      child.proc.kill('SIGTERM');
+      expect(await child.exited).toBe(0);
+      const lines = child
+        .out()
+        .split('\n')
+        .filter((l) => l.includes('signal received'));
+      expect(lines).toHaveLength(1);
+      if (format === 'json') expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'signal received' });
+      else expect(lines[0]).toMatch(/^\[[^\]]+\] INFO \(\d+\): signal received/);
+    }
+  });
+
   it('SIGHUP adds a listener without dropping the old one; a bad reload keeps the running config', async () => {
     const ports = { geminio: await freePort(), web: await freePort(), admin: await freePort() };
     const file = join(work, 'reload.yaml');
