@@ -94,6 +94,9 @@ export const schema = object({
     exportTimeoutMs: ms(10_000),
   }),
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
+  // After work (requests, connections, calls) has stopped for idleGcMs, one full GC gives the heap grown under load
+  // back (V8 alone does it only ~100 s later, on an idle process); 0: never.
+  memory: object({ idleGcMs: ms(20_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),
   reload: object({ watchFiles: bool(true) }),
   // Limits of every HTTP server the sidecar runs (nginx-like: 32 KiB of head as its 4 x 8k buffers; 100 header

@@ -2,10 +2,13 @@
 export class Inflight {
   private count = 0;
   private waiters: Array<() => void> = [];
+  /** Units of work begun since the process started (for telling a busy period from an idle one). */
+  started = 0;
 
   /** Marks one unit of work begun; call the returned function once when it ends (extra calls are ignored). */
   begin(): () => void {
     this.count++;
+    this.started++;
     let done = false;
     return () => {
       if (done) return;
@@ -18,6 +21,7 @@ export class Inflight {
   /** Marks one unit of work begun, for a caller that ends it exactly once with leave() (no closure per unit). */
   enter(): void {
     this.count++;
+    this.started++;
   }
 
   /** Marks one unit of work begun with enter() ended. */

@@ -139,7 +139,7 @@ describe('sidecar config', () => {
         services: { s: { target: 'http://h:70000' } },
       }),
     ).toEqual([
-      'configDir: got "/etc", expected no such key (one of: name, admin, log, accessLog, tracing, shutdown, hooks, reload, httpServer, http2, upstreams, outbound, inbound, services, tunnels, plugins)',
+      'configDir: got "/etc", expected no such key (one of: name, admin, log, accessLog, tracing, shutdown, memory, hooks, reload, httpServer, http2, upstreams, outbound, inbound, services, tunnels, plugins)',
       'admin.listen: got "127.0.0.1:99999", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
       'shutdown.gracePeriodMs: got "0x10", expected an integer from 0 to 86400000',
       'upstreams.up.address: got "h:65536", expected an address host:port with a port from 0 to 65535 (e.g. 127.0.0.1:8080)',
