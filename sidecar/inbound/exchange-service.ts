@@ -16,6 +16,8 @@ import type { ServiceConfig } from '../config/schema.js';
 import { countResponse, type Observed, type ObserveInfo, observe } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction } from '../observe/metrics.js';
+import type { Decision } from '../policy/decision.js';
+import type { HookFacts } from '../policy/hooks.js';
 import type { ExchangeRequestHead } from '../proxy/exchange.js';
 import {
   dataFrames,
@@ -291,22 +293,25 @@ class InboundExchange {
       return this.error(r.status, r.status === 404 ? 12 : deniedGrpcStatus(r.status), r.code, r.message);
     }
     this.stream.pause(); // until the request is decided and its target exists
-    void this.decide();
-  }
-
-  private async decide(): Promise<void> {
-    const { ctx, svc } = this.conn;
-    const h = this.head;
-    const headers = this.facade ? this.facade.headers : h.headers;
-    const decision = await svc.deps.hooks.decide('request', {
+    const facts: HookFacts = {
       clientId: ctx.clientId,
       streamId: ctx.streamId,
       method: h.method,
       path: h.path,
-      headers,
+      headers: this.facade ? this.facade.headers : h.headers,
       service: ctx.service,
       direction: ctx.direction,
-    });
+    };
+    // Decided in this turn when nothing can make the decision wait (no hook, no plugin for requests).
+    const now = svc.deps.hooks.decideNow('request', facts);
+    if (now) this.decided(now);
+    else void svc.deps.hooks.decide('request', facts).then((d) => this.decided(d));
+  }
+
+  private decided(decision: Decision): void {
+    const { ctx } = this.conn;
+    const h = this.head;
+    const headers = this.facade ? this.facade.headers : h.headers;
     this.seen?.decided(decision.allow);
     if (this.aborted) return;
     if (!decision.allow) {
