@@ -210,6 +210,16 @@ class ExchangeConn implements FrameSink {
     this.close();
   }
 
+  /** The identity headers of this stream's requests (its End's ClientID, and the name decided), built once. */
+  private identity: { name: string | undefined; headers: Record<string, string> } | undefined;
+  identityHeaders(name: string | undefined): Record<string, string> {
+    if (this.identity && this.identity.name === name) return this.identity.headers;
+    const headers: Record<string, string> = { 'x-geminio-client-id': this.ctx.clientId };
+    if (name !== undefined) headers['x-geminio-client-name'] = name;
+    this.identity = { name, headers };
+    return headers;
+  }
+
   /** Whether the stream ends after the exchange in flight (so the opener does not reuse it). */
   closesAfter(): boolean {
     return this.ctx.single === true || this.ctx.refusal !== undefined || this.ctx.retiring?.() === true;
@@ -268,7 +278,8 @@ class InboundExchange {
     const target = ctx.config?.target ?? '';
     const toH2 = target.startsWith('h2c://');
     if (!this.h2 && !toH2 && ctx.info) {
-      this.facade = new Facade(h.method, h.path, { ...h.headers });
+      // The head is this exchange's own (parsed from its frame): observe() may add x-request-id to it.
+      this.facade = new Facade(h.method, h.path, h.headers);
       this.seen = observe(
         this.facade as unknown as IncomingMessage,
         this.facade as unknown as ServerResponse,
@@ -320,11 +331,10 @@ class InboundExchange {
     }
     // Identity headers come from the sidecar only: the client's own x-geminio-* headers are dropped, and plugin
     // headers cannot replace the sidecar's.
-    const identity: Record<string, string> = { 'x-geminio-client-id': ctx.clientId };
-    if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
+    const identity = this.conn.identityHeaders(decision.name);
     const out = forwardHeaders(
       headers as IncomingHttpHeaders,
-      { ...decision.headers, ...identity },
+      decision.headers ? { ...decision.headers, ...identity } : identity,
       'x-geminio-',
     );
     const target = ctx.config!.target;
