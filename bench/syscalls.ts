@@ -85,6 +85,16 @@ function threadStats(pid: number): Record<string, { comm: string; ns: number; vo
   return out;
 }
 
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ, 100 on Linux). */
+const TICK = 100;
+
+/** utime and stime of pid (all its threads), in clock ticks, and its minor page faults. */
+function userSys(pid: number): [number, number, number] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [Number(f[11]), Number(f[12]), Number(f[7])];
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'bench-syscalls-'));
 const kids: JsonChild[] = [];
 const procs: ChildProcess[] = [];
@@ -198,7 +208,18 @@ try {
     // Then an untraced pass: CPU µs and context switches per request of each thread (by thread name).
     const threads: Record<string, Record<string, { cpuUs: number; volCs: number; invCs: number }>> = {};
     const before = Object.fromEntries(Object.entries(t.pids).map(([n, pid]) => [n, threadStats(pid)]));
+    const times0 = Object.fromEntries(Object.entries(t.pids).map(([n, pid]) => [n, userSys(pid)]));
     await drive(t.url, REQUESTS);
+    const userSysUs: Record<string, { user: number; sys: number; minorFaults: number }> = {};
+    for (const [name, pid] of Object.entries(t.pids)) {
+      const [u0, s0, f0] = times0[name]!;
+      const [u1, s1, f1] = userSys(pid);
+      userSysUs[name] = {
+        user: Math.round(((u1 - u0) * 1e6) / TICK / REQUESTS),
+        sys: Math.round(((s1 - s0) * 1e6) / TICK / REQUESTS),
+        minorFaults: Math.round(((f1 - f0) / REQUESTS) * 100) / 100,
+      };
+    }
     for (const [name, pid] of Object.entries(t.pids)) {
       const b = before[name]!;
       const a = threadStats(pid);
@@ -232,7 +253,7 @@ try {
       }
     }
     process.stdout.write(
-      `${JSON.stringify({ path, requests: REQUESTS, perRequest: perProc, threads, heap })}\n`,
+      `${JSON.stringify({ path, requests: REQUESTS, perRequest: perProc, threads, userSysUs, heap })}\n`,
     );
   }
 } finally {
