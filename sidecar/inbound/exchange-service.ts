@@ -384,59 +384,74 @@ class InboundExchange {
       this.takeQueued((c) => this.body!.push(c));
       if (this.requestEnded) this.body.push(null);
     } else this.queued = undefined;
-    const replayable = !withBody && IDEMPOTENT.has(h.method);
     const config = this.conn.ctx.config!;
-    const dispatch = () => {
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart: (c) => {
-          this.controller = c;
-          if (this.aborted) c.abort(new Error('the exchange was reset'));
-        },
-        onResponseStart: (c, status, hs) => {
-          if (status < 200) return;
-          if (this.aborted) return c.abort(new Error('the exchange was reset'));
-          this.answerStarted = true;
-          const out = (this.h2 ? h2AnswerHeaders(hs) : responseHeaders(hs)) as Record<
-            string,
-            string | string[]
-          >;
-          this.answerHead({ status, headers: this.facade ? { ...this.facade.set, ...out } : out });
-        },
-        onResponseData: (c, chunk) => {
-          if (this.aborted) return;
-          if (this.facade) countResponse(this.facade as unknown as ServerResponse, chunk.length);
-          if (!this.frame(dataFrames(chunk))) {
-            c.pause();
-            this.stream.once('drain', () => c.resume());
-          }
-        },
-        onResponseEnd: (_c, trailers) => {
-          const t =
-            trailers && Object.keys(trailers).length > 0 ? (trailers as Record<string, string>) : undefined;
-          this.answerEnd(t);
-        },
-        onResponseError: (_c, err) => {
-          if (this.aborted || this.answerDone) return;
-          if (this.answerStarted) return this.resetAnswer();
-          if (replayable && this.attempt++ === 0) return dispatch();
-          const f = classify(err, 'target');
-          this.error(f.status, GrpcStatus.unavailable, f.code, `target: ${f.message}`);
-        },
-      };
-      this.conn.ctx.dispatcher!.dispatch(
-        {
-          path: h.path,
-          method: h.method as Dispatcher.HttpMethod,
-          headers,
-          body: withBody ? this.body : undefined,
-          headersTimeout: config.headersTimeoutMs,
-          bodyTimeout: config.bodyTimeoutMs,
-        },
-        handler,
-      );
+    this.httpOptions = {
+      path: h.path,
+      method: h.method as Dispatcher.HttpMethod,
+      headers,
+      body: withBody ? this.body : undefined,
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.bodyTimeoutMs,
     };
-    dispatch();
+    this.dispatchHttp();
     this.stream.resume();
+  }
+
+  /** The request's options for undici (kept for the one replay of a request without a body). */
+  private httpOptions: Dispatcher.DispatchOptions | undefined;
+
+  /** Sends the request to the target: the exchange is undici's handler itself (no closures per request). */
+  private dispatchHttp(): void {
+    this.conn.ctx.dispatcher!.dispatch(this.httpOptions!, this);
+  }
+
+  // ---- undici's handler (the answer from an http:// target) ----
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.aborted) c.abort(new Error('the exchange was reset'));
+  }
+
+  onResponseStart(
+    c: Dispatcher.DispatchController,
+    status: number,
+    hs: Record<string, string | string[] | undefined>,
+  ): void {
+    if (status < 200) return;
+    if (this.aborted) return c.abort(new Error('the exchange was reset'));
+    this.answerStarted = true;
+    const out = (this.h2 ? h2AnswerHeaders(hs as IncomingHttpHeaders) : responseHeaders(hs)) as Record<
+      string,
+      string | string[]
+    >;
+    this.answerHead({ status, headers: this.facade ? { ...this.facade.set, ...out } : out });
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.aborted) return;
+    if (this.facade) countResponse(this.facade as unknown as ServerResponse, chunk.length);
+    if (!this.frame(dataFrames(chunk))) {
+      c.pause();
+      this.stream.once('drain', () => c.resume());
+    }
+  }
+
+  onResponseEnd(
+    _c: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[] | undefined>,
+  ): void {
+    const t = trailers && Object.keys(trailers).length > 0 ? (trailers as Record<string, string>) : undefined;
+    this.answerEnd(t);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.aborted || this.answerDone) return;
+    if (this.answerStarted) return this.resetAnswer();
+    // An idempotent request without a body is sent once more before the sidecar answers an error.
+    if (this.head.body === false && IDEMPOTENT.has(this.head.method) && this.attempt++ === 0)
+      return this.dispatchHttp();
+    const f = classify(err, 'target');
+    this.error(f.status, GrpcStatus.unavailable, f.code, `target: ${f.message}`);
   }
 
   // ---- to an h2c:// target ----
@@ -509,12 +524,12 @@ class InboundExchange {
       this.flushQueued = true;
       // The end of the loop turn, as the SDK's own uncork: an HTTP/2 answer's head, data and trailers come in
       // separate ticks of one turn and go out as one write.
-      setImmediate(() => this.flush());
+      setImmediate(flushSoon, this);
     }
     return true;
   }
 
-  private flush(): boolean {
+  flush(): boolean {
     this.flushQueued = false;
     if (this.pending.length === 0) return true;
     const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
@@ -600,6 +615,10 @@ class InboundExchange {
 }
 
 /** Connection-specific headers an HTTP/2 answer must not carry (RFC 9113 §8.2.2). */
+function flushSoon(x: InboundExchange): void {
+  x.flush();
+}
+
 function h2AnswerHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
   const out = responseHeaders(h) as Record<string, string | string[]>;
   for (const k of H2_DROP) delete out[k];
