@@ -1,54 +1,85 @@
 /**
- * Heap bytes allocated per HTTP request in a sidecar process, noise-free (the machine's load does not change it).
- * A preload for the sidecar (`node --import bench/heap-per-request.mjs ...`, or through the bench:
- * `BENCH_SIDECAR_NODE_ARGS="--import $PWD/bench/heap-per-request.mjs"`): it counts requests on the
- * `http.server.request.start` diagnostics channel (every request an http.Server of the process parses: the
- * outbound's listener, the inbound's per-stream servers) and, from the HEAP_SKIP-th on (default 800: the warm-up,
- * whose compilation and first allocations are not per request), sums the growth of the used heap between garbage
- * collections (v8.GCProfiler: used heap before each GC minus used heap after the one before; the growth since the
- * last GC is added at the end). At exit it appends one JSON line to HEAP_OUT (default stderr): pid, name
- * (HEAP_NAME or the config file's name), requests, allocated bytes, bytes per request.
+ * Heap bytes allocated per request, and writes per request, in a sidecar (or any Node HTTP proxy): a preload.
+ *
+ *   BENCH_SIDECAR_NODE_ARGS="--import ./bench/heap-per-request.mjs" \
+ *     BENCH_SIDECAR_BUNDLE=FILE npx tsx bench/sidecar-http.ts --warmup 2000 --concurrency 64 --paths sidecar
+ *
+ * Counts requests on `http.server.request.start` (an outbound sidecar, a Node proxy) or `undici:request:create`
+ * (an inbound sidecar: its requests to the app), whichever sees more; from the 800th request on it sums, with
+ * v8.GCProfiler, the used heap's growth between GCs (the bytes allocated) and counts `net.Socket` writes
+ * (`_writeGeneric`/`_writev` calls) and geminio stream writes (`geminio:stream:bytesOut`). On SIGTERM it prints
+ * one JSON line on stderr: {heapPerReqBytes, socketWritesPerReq, streamWritesPerReq, requests}. BENCH_DEBUG=1
+ * shows the sidecars' stderr. Driven by signals instead (bench/syscalls.ts --heap): the first SIGUSR2 starts the
+ * count, the second prints it.
  */
-import { subscribe } from 'node:diagnostics_channel';
-import { appendFileSync } from 'node:fs';
-import { GCProfiler, getHeapStatistics } from 'node:v8';
+import dc from 'node:diagnostics_channel';
+import net from 'node:net';
+import v8 from 'node:v8';
 
-const skip = Number(process.env.HEAP_SKIP ?? 800);
-let requests = 0;
-let profiler;
-let startUsed = 0;
+const START = 800;
+let serverReqs = 0;
+let undiciReqs = 0;
+const reqs = () => Math.max(serverReqs, undiciReqs);
+let profiler = null;
+let heapAt0 = 0;
+let reqsAt0 = 0;
+let socketWrites = 0;
+let streamWrites = 0;
 
-subscribe('http.server.request.start', () => {
-  requests++;
-  if (requests === skip) {
-    profiler = new GCProfiler();
-    profiler.start();
-    startUsed = getHeapStatistics().used_heap_size;
-  }
+let bySignal = false;
+function maybeStart() {
+  if (profiler || bySignal || reqs() < START) return;
+  begin();
+}
+function begin() {
+  profiler = new v8.GCProfiler();
+  profiler.start();
+  heapAt0 = process.memoryUsage().heapUsed;
+  reqsAt0 = reqs();
+  socketWrites = 0;
+  streamWrites = 0;
+}
+dc.subscribe('http.server.request.start', () => {
+  serverReqs++;
+  maybeStart();
 });
-
-process.once('exit', () => {
-  if (!profiler) return;
-  const { statistics } = profiler.stop();
-  const endUsed = getHeapStatistics().used_heap_size;
-  let allocated = 0;
-  let after = startUsed;
-  for (const gc of statistics) {
-    allocated += gc.beforeGC.heapStatistics.usedHeapSize - after;
-    after = gc.afterGC.heapStatistics.usedHeapSize;
-  }
-  allocated += endUsed - after;
-  const counted = requests - skip;
-  const config = process.argv[process.argv.indexOf('--config') + 1] ?? '';
-  const line = {
-    pid: process.pid,
-    name: process.env.HEAP_NAME ?? config.replace(/^.*\//, ''),
-    requests: counted,
-    gcs: statistics.length,
-    allocatedBytes: allocated,
-    bytesPerRequest: counted > 0 ? Math.round(allocated / counted) : null,
+dc.subscribe('undici:request:create', () => {
+  undiciReqs++;
+  maybeStart();
+});
+dc.subscribe('geminio:stream:bytesOut', () => {
+  streamWrites++;
+});
+for (const m of ['_writeGeneric', '_writev']) {
+  const orig = net.Socket.prototype[m];
+  net.Socket.prototype[m] = function (...args) {
+    socketWrites++;
+    return orig.apply(this, args);
   };
-  const text = `${JSON.stringify(line)}\n`;
-  if (process.env.HEAP_OUT) appendFileSync(process.env.HEAP_OUT, text);
-  else process.stderr.write(text);
+}
+
+process.on('SIGUSR2', () => {
+  if (!bySignal || !profiler) {
+    bySignal = true;
+    profiler?.stop();
+    profiler = null;
+    begin();
+  } else {
+    report();
+    profiler = null;
+  }
 });
+process.prependListener('SIGTERM', () => report());
+function report() {
+  if (!profiler) return;
+  const heapNow = process.memoryUsage().heapUsed;
+  const { statistics } = profiler.stop();
+  let allocated = heapNow - heapAt0;
+  for (const s of statistics)
+    allocated += s.beforeGC.heapStatistics.usedHeapSize - s.afterGC.heapStatistics.usedHeapSize;
+  const n = reqs() - reqsAt0;
+  const r = (x) => Math.round(x * 100) / 100;
+  process.stderr.write(
+    `${JSON.stringify({ heapPerReqBytes: Math.round(allocated / n), socketWritesPerReq: r(socketWrites / n), streamWritesPerReq: r(streamWrites / n), requests: n })}\n`,
+  );
+}

@@ -16,6 +16,8 @@ import type { ServiceConfig } from '../config/schema.js';
 import { countResponse, type Observed, type ObserveInfo, observe } from '../observe/access-log.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction } from '../observe/metrics.js';
+import type { Decision } from '../policy/decision.js';
+import type { HookFacts } from '../policy/hooks.js';
 import type { ExchangeRequestHead } from '../proxy/exchange.js';
 import {
   dataFrames,
@@ -208,6 +210,16 @@ class ExchangeConn implements FrameSink {
     this.close();
   }
 
+  /** The identity headers of this stream's requests (its End's ClientID, and the name decided), built once. */
+  private identity: { name: string | undefined; headers: Record<string, string> } | undefined;
+  identityHeaders(name: string | undefined): Record<string, string> {
+    if (this.identity && this.identity.name === name) return this.identity.headers;
+    const headers: Record<string, string> = { 'x-geminio-client-id': this.ctx.clientId };
+    if (name !== undefined) headers['x-geminio-client-name'] = name;
+    this.identity = { name, headers };
+    return headers;
+  }
+
   /** Whether the stream ends after the exchange in flight (so the opener does not reuse it). */
   closesAfter(): boolean {
     return this.ctx.single === true || this.ctx.refusal !== undefined || this.ctx.retiring?.() === true;
@@ -266,7 +278,8 @@ class InboundExchange {
     const target = ctx.config?.target ?? '';
     const toH2 = /^h2c?:\/\//.test(target);
     if (!this.h2 && !toH2 && ctx.info) {
-      this.facade = new Facade(h.method, h.path, { ...h.headers });
+      // The head is this exchange's own (parsed from its frame): observe() may add x-request-id to it.
+      this.facade = new Facade(h.method, h.path, h.headers);
       this.seen = observe(
         this.facade as unknown as IncomingMessage,
         this.facade as unknown as ServerResponse,
@@ -291,22 +304,25 @@ class InboundExchange {
       return this.error(r.status, r.status === 404 ? 12 : deniedGrpcStatus(r.status), r.code, r.message);
     }
     this.stream.pause(); // until the request is decided and its target exists
-    void this.decide();
-  }
-
-  private async decide(): Promise<void> {
-    const { ctx, svc } = this.conn;
-    const h = this.head;
-    const headers = this.facade ? this.facade.headers : h.headers;
-    const decision = await svc.deps.hooks.decide('request', {
+    const facts: HookFacts = {
       clientId: ctx.clientId,
       streamId: ctx.streamId,
       method: h.method,
       path: h.path,
-      headers,
+      headers: this.facade ? this.facade.headers : h.headers,
       service: ctx.service,
       direction: ctx.direction,
-    });
+    };
+    // Decided in this turn when nothing can make the decision wait (no hook, no plugin for requests).
+    const now = svc.deps.hooks.decideNow('request', facts);
+    if (now) this.decided(now);
+    else void svc.deps.hooks.decide('request', facts).then((d) => this.decided(d));
+  }
+
+  private decided(decision: Decision): void {
+    const { ctx } = this.conn;
+    const h = this.head;
+    const headers = this.facade ? this.facade.headers : h.headers;
     this.seen?.decided(decision.allow);
     if (this.aborted) return;
     if (!decision.allow) {
@@ -315,11 +331,10 @@ class InboundExchange {
     }
     // Identity headers come from the sidecar only: the client's own x-geminio-* headers are dropped, and plugin
     // headers cannot replace the sidecar's.
-    const identity: Record<string, string> = { 'x-geminio-client-id': ctx.clientId };
-    if (decision.name !== undefined) identity['x-geminio-client-name'] = decision.name;
+    const identity = this.conn.identityHeaders(decision.name);
     const out = forwardHeaders(
       headers as IncomingHttpHeaders,
-      { ...decision.headers, ...identity },
+      decision.headers ? { ...decision.headers, ...identity } : identity,
       'x-geminio-',
     );
     const target = ctx.config!.target;
@@ -369,59 +384,74 @@ class InboundExchange {
       this.takeQueued((c) => this.body!.push(c));
       if (this.requestEnded) this.body.push(null);
     } else this.queued = undefined;
-    const replayable = !withBody && IDEMPOTENT.has(h.method);
     const config = this.conn.ctx.config!;
-    const dispatch = () => {
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart: (c) => {
-          this.controller = c;
-          if (this.aborted) c.abort(new Error('the exchange was reset'));
-        },
-        onResponseStart: (c, status, hs) => {
-          if (status < 200) return;
-          if (this.aborted) return c.abort(new Error('the exchange was reset'));
-          this.answerStarted = true;
-          const out = (this.h2 ? h2AnswerHeaders(hs) : responseHeaders(hs)) as Record<
-            string,
-            string | string[]
-          >;
-          this.answerHead({ status, headers: this.facade ? { ...this.facade.set, ...out } : out });
-        },
-        onResponseData: (c, chunk) => {
-          if (this.aborted) return;
-          if (this.facade) countResponse(this.facade as unknown as ServerResponse, chunk.length);
-          if (!this.frame(dataFrames(chunk))) {
-            c.pause();
-            this.stream.once('drain', () => c.resume());
-          }
-        },
-        onResponseEnd: (_c, trailers) => {
-          const t =
-            trailers && Object.keys(trailers).length > 0 ? (trailers as Record<string, string>) : undefined;
-          this.answerEnd(t);
-        },
-        onResponseError: (_c, err) => {
-          if (this.aborted || this.answerDone) return;
-          if (this.answerStarted) return this.resetAnswer();
-          if (replayable && this.attempt++ === 0) return dispatch();
-          const f = classify(err, 'target');
-          this.error(f.status, GrpcStatus.unavailable, f.code, `target: ${f.message}`);
-        },
-      };
-      this.conn.ctx.dispatcher!.dispatch(
-        {
-          path: h.path,
-          method: h.method as Dispatcher.HttpMethod,
-          headers,
-          body: withBody ? this.body : undefined,
-          headersTimeout: config.headersTimeoutMs,
-          bodyTimeout: config.bodyTimeoutMs,
-        },
-        handler,
-      );
+    this.httpOptions = {
+      path: h.path,
+      method: h.method as Dispatcher.HttpMethod,
+      headers,
+      body: withBody ? this.body : undefined,
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.bodyTimeoutMs,
     };
-    dispatch();
+    this.dispatchHttp();
     this.stream.resume();
+  }
+
+  /** The request's options for undici (kept for the one replay of a request without a body). */
+  private httpOptions: Dispatcher.DispatchOptions | undefined;
+
+  /** Sends the request to the target: the exchange is undici's handler itself (no closures per request). */
+  private dispatchHttp(): void {
+    this.conn.ctx.dispatcher!.dispatch(this.httpOptions!, this);
+  }
+
+  // ---- undici's handler (the answer from an http:// target) ----
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.aborted) c.abort(new Error('the exchange was reset'));
+  }
+
+  onResponseStart(
+    c: Dispatcher.DispatchController,
+    status: number,
+    hs: Record<string, string | string[] | undefined>,
+  ): void {
+    if (status < 200) return;
+    if (this.aborted) return c.abort(new Error('the exchange was reset'));
+    this.answerStarted = true;
+    const out = (this.h2 ? h2AnswerHeaders(hs as IncomingHttpHeaders) : responseHeaders(hs)) as Record<
+      string,
+      string | string[]
+    >;
+    this.answerHead({ status, headers: this.facade ? { ...this.facade.set, ...out } : out });
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.aborted) return;
+    if (this.facade) countResponse(this.facade as unknown as ServerResponse, chunk.length);
+    if (!this.frame(dataFrames(chunk))) {
+      c.pause();
+      this.stream.once('drain', () => c.resume());
+    }
+  }
+
+  onResponseEnd(
+    _c: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[] | undefined>,
+  ): void {
+    const t = trailers && Object.keys(trailers).length > 0 ? (trailers as Record<string, string>) : undefined;
+    this.answerEnd(t);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.aborted || this.answerDone) return;
+    if (this.answerStarted) return this.resetAnswer();
+    // An idempotent request without a body is sent once more before the sidecar answers an error.
+    if (this.head.body === false && IDEMPOTENT.has(this.head.method) && this.attempt++ === 0)
+      return this.dispatchHttp();
+    const f = classify(err, 'target');
+    this.error(f.status, GrpcStatus.unavailable, f.code, `target: ${f.message}`);
   }
 
   // ---- to an h2c:// or h2:// target ----
@@ -499,12 +529,12 @@ class InboundExchange {
       this.flushQueued = true;
       // The end of the loop turn, as the SDK's own uncork: an HTTP/2 answer's head, data and trailers come in
       // separate ticks of one turn and go out as one write.
-      setImmediate(() => this.flush());
+      setImmediate(flushSoon, this);
     }
     return true;
   }
 
-  private flush(): boolean {
+  flush(): boolean {
     this.flushQueued = false;
     if (this.pending.length === 0) return true;
     const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
@@ -590,6 +620,10 @@ class InboundExchange {
 }
 
 /** Connection-specific headers an HTTP/2 answer must not carry (RFC 9113 §8.2.2). */
+function flushSoon(x: InboundExchange): void {
+  x.flush();
+}
+
 function h2AnswerHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
   const out = responseHeaders(h) as Record<string, string | string[]>;
   for (const k of H2_DROP) delete out[k];

@@ -24,7 +24,7 @@ import { type AccessLog, type ObserveInfo, observe, refusalLogger } from '../obs
 import type { Logger } from '../observe/logger.js';
 import type { Direction, HttpSeries, Metrics } from '../observe/metrics.js';
 import type { Tracing } from '../observe/tracing.js';
-import type { HookRunner } from '../policy/hooks.js';
+import type { HookFacts, HookRunner } from '../policy/hooks.js';
 import { EXCHANGE_PROTO, ExchangePool } from '../proxy/exchange.js';
 import { H2Observation, h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
 import { proxyRequest, relayUpgrade } from '../proxy/http.js';
@@ -371,7 +371,7 @@ export class HttpOutboundListener {
       if (expectContinue) res.writeContinue();
       return handlePublish(req, res, this.publish);
     }
-    const decision = await this.deps.hooks.decide('request', {
+    const facts: HookFacts = {
       clientId: info.clientId,
       method: req.method,
       path: url,
@@ -379,7 +379,9 @@ export class HttpOutboundListener {
       service: this.config.service,
       direction: this.direction,
       listener: this.config.name,
-    });
+    };
+    const decision =
+      this.deps.hooks.decideNow('request', facts) ?? (await this.deps.hooks.decide('request', facts));
     seen.decided(decision.allow);
     if (!decision.allow) return sendDenied(res, decision);
     if (!end) {

@@ -99,7 +99,9 @@ export interface FrameSink {
  * the stream, and HELLO is known; its owner checks which frame may come when.
  */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Bytes read and not parsed yet: buf from pos on (an offset, so that parsing a frame makes no Buffer view). */
+  private buf: Buffer = EMPTY;
+  private pos = 0;
   /** Bytes of the current DATA frame still to come (0: at a frame boundary). */
   private dataLeft = 0;
   private finished = false;
@@ -135,7 +137,8 @@ export class FrameReader {
       if (this.tail.length > 64) this.tail = this.tail.subarray(0, 64);
       return;
     }
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.buf = this.pos >= this.buf.length ? chunk : Buffer.concat([this.buf.subarray(this.pos), chunk]);
+    this.pos = 0;
     try {
       this.drain();
     } catch (err) {
@@ -146,41 +149,47 @@ export class FrameReader {
 
   /** Bytes already read past the end are looked at as a possible RESET. */
   private afterEnd(): void {
-    const rest = this.buf;
-    this.buf = Buffer.alloc(0);
+    const rest = this.buf.subarray(this.pos);
+    this.buf = EMPTY;
+    this.pos = 0;
     if (rest.length > 0) this.push(rest);
   }
 
   private drain(): void {
-    while (this.buf.length > 0 && !this.finished) {
+    while (this.pos < this.buf.length && !this.finished) {
+      const buf = this.buf;
+      const at = this.pos;
+      const avail = buf.length - at;
       if (this.dataLeft > 0) {
-        const n = Math.min(this.dataLeft, this.buf.length);
-        const part = this.buf.subarray(0, n);
-        this.buf = this.buf.subarray(n);
+        const n = Math.min(this.dataLeft, avail);
+        this.pos = at + n;
         this.dataLeft -= n;
-        if (!this.sink.data(part)) this.src.pause();
+        if (!this.sink.data(buf.subarray(at, at + n))) this.src.pause();
         continue;
       }
-      if (this.buf.length < 5) return;
-      const type = this.buf[0] as FrameType;
-      const len = this.buf.readUInt32BE(1);
+      if (avail < 5) return;
+      const type = buf[at] as FrameType;
+      const len = buf.readUInt32BE(at + 1);
       if (type === FrameType.Data) {
         if (len > MAX_DATA) throw new H2FrameError(`DATA frame of ${len} bytes (at most ${MAX_DATA})`);
-        this.buf = this.buf.subarray(5);
+        this.pos = at + 5;
         this.dataLeft = len;
         continue;
       }
       if (len > this.maxHeadBytes) throw new H2FrameError(`header frame of ${len} bytes`);
-      if (this.buf.length < 5 + len) return;
-      const payload = this.buf.subarray(5, 5 + len);
-      this.buf = this.buf.subarray(5 + len);
+      if (avail < 5 + len) return;
+      const start = at + 5;
+      const end = start + len;
+      this.pos = end;
       switch (type) {
         case FrameType.Head:
-          this.sink.head(JSON.parse(payload.toString('utf8')));
+          this.sink.head(JSON.parse(buf.toString('utf8', start, end)));
           break;
         case FrameType.Trailers:
           this.finished = !this.persistent;
-          this.sink.trailers(JSON.parse(payload.toString('utf8')) as Record<string, string | string[]>);
+          this.sink.trailers(
+            JSON.parse(buf.toString('utf8', start, end)) as Record<string, string | string[]>,
+          );
           if (this.persistent) break;
           return this.afterEnd();
         case FrameType.End:
@@ -194,13 +203,18 @@ export class FrameReader {
           break;
         case FrameType.Reset: {
           this.finished = true;
-          const v = len > 0 ? (JSON.parse(payload.toString('utf8')) as { code?: number }) : {};
+          const v = len > 0 ? (JSON.parse(buf.toString('utf8', start, end)) as { code?: number }) : {};
           this.sink.reset(typeof v.code === 'number' ? v.code : http2.constants.NGHTTP2_CANCEL);
           return;
         }
         default:
           throw new H2FrameError(`unknown frame type ${type}`);
       }
+    }
+    // All parsed: the chunk is not held (nor is a large one kept alive by a small view of it).
+    if (this.pos >= this.buf.length) {
+      this.buf = EMPTY;
+      this.pos = 0;
     }
   }
 }

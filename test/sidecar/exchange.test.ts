@@ -28,6 +28,8 @@ interface Extra {
   /** Bytes /sink read so far; it reads only once `sinkOpen` is set. */
   sunk: number;
   sinkOpen: () => void;
+  /** Requests /flaky got. */
+  flaky: number;
 }
 
 const BIG = 32 * MiB;
@@ -41,7 +43,7 @@ const BIG_SHA = (() => {
 })();
 
 async function startExtra(): Promise<Extra> {
-  const x = { aborted: [] as string[], written: 0, blocked: false, sunk: 0 } as unknown as Extra;
+  const x = { aborted: [] as string[], written: 0, blocked: false, sunk: 0, flaky: 0 } as unknown as Extra;
   let openSink: () => void = () => {};
   const sinkOpened = new Promise<void>((r) => {
     openSink = r;
@@ -60,6 +62,17 @@ async function startExtra(): Promise<Extra> {
         res.addTrailers({ 'x-checksum': 'abc123' });
         res.end('part two');
         return;
+      case '/flaky': {
+        // Every other request has its connection cut before any answer (a keep-alive connection closing under it).
+        req.resume();
+        x.flaky++;
+        if (x.flaky % 2 === 1) {
+          req.socket.destroy();
+          return;
+        }
+        res.end('again');
+        return;
+      }
       case '/nocontent':
         req.resume();
         res.writeHead(204);
@@ -269,6 +282,20 @@ describe('the exchange proto', () => {
       const res = await request(`${base}/hello`);
       expect(await res.body.text()).toBe('hi');
     }
+  });
+
+  it('the inbound sends a GET once more when the app cut the connection before answering; a POST is not replayed', async () => {
+    const base = extraUrl();
+    extra.flaky = 0;
+    const res = await request(`${base}/flaky`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('again');
+    expect(extra.flaky).toBe(2);
+    extra.flaky = 0;
+    const post = await request(`${base}/flaky`, { method: 'POST', body: 'x' });
+    await post.body.text();
+    expect(post.statusCode).toBe(502);
+    expect(extra.flaky).toBe(1);
   });
 
   it('a client that goes away resets the exchange: the app sees the abort, the pool goes on', async () => {
