@@ -345,6 +345,9 @@ class Lane implements FrameSink {
     if (this.job !== job) return;
     this.job = undefined;
     job.lane = undefined;
+    // An answer whose last DATA filled the client's stream paused the reader, and the client's 'drain' now finds
+    // no lane to resume: resumed here, or the next exchange on this stream would never be read.
+    if (job.paused) this.reader.resume();
     this.detachBody();
     this.idleSince = performance.now();
     this.pool.released(this);
