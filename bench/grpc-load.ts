@@ -69,6 +69,7 @@ async function loop(): Promise<void> {
   while (!stop) {
     try {
       await call();
+      completed++;
     } catch (err) {
       failure ??= err;
       stop = true;
@@ -81,6 +82,13 @@ function percentile(sorted: Float64Array, p: number): number | null {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+// A "mark" line on stdin: the calls completed so far (bench/grpc.ts --count brackets its counting window with two).
+let completed = 0;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk: string) => {
+  for (const line of chunk.split('\n')) if (line.trim() === 'mark') emit({ event: 'mark', completed });
+});
 
 try {
   const loops = Array.from({ length: o.concurrency }, () => loop());

@@ -9,26 +9,37 @@
  * calls `runGrpcBench()`; on its own:
  *
  *   npx tsx bench/grpc.ts [--quick] [--concurrency 1,64] [--paths direct,sidecar] [--no-stream] [--warmup MS]
- *                         [--profile]
+ *                         [--profile] [--count]
  *
  * prints the raw results; `--profile` runs both sidecars under `node --cpu-prof` (bench/results/profiles/grpc/
- * {outbound,inbound}/) and prints their top self-time functions. Reported, never asserted.
+ * {outbound,inbound}/) and prints their top self-time functions; `--count` adds, for the through-sidecar unary
+ * windows, each sidecar's heap bytes allocated per call (bench/heap-window.mjs, a preload) and system calls per call
+ * (`strace -c -f` attached for the window; the calls are counted at the rate measured meanwhile, so these windows'
+ * timings are strace's, not the sidecars'). Reported, never asserted.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { profilesIn, summarize } from './cpuprofile.js';
 import { firstLine } from './debian.js';
-import { benchDir, JsonChild, type Timing, tsxArgs } from './lib.js';
+import { benchDir, JsonChild, sleep, type Timing, tsxArgs } from './lib.js';
 import { type HttpResult, measureLoad, type Proc, sidecarCommand, startSidecarPair } from './sidecar-http.js';
 
 export type GrpcPath = 'direct' | 'sidecar';
 
 /** One path: unary results by concurrency, and the streaming call (one call at a time). */
 export interface GrpcPathResults {
-  unary: Record<number, HttpResult>;
+  unary: Record<number, HttpResult & { counts?: Record<string, WindowCounts> }>;
   stream?: HttpResult;
+}
+
+/** Noise-free counts of one sidecar over a window (--count), per call. */
+export interface WindowCounts {
+  heapBytesPerCall: number | null;
+  /** strace -c: system calls per call, by name (those made at least 0.05 times per call). */
+  syscallsPerCall: Record<string, number> | null;
 }
 
 export interface GrpcResults {
@@ -43,7 +54,81 @@ export interface GrpcOptions {
   paths?: GrpcPath[];
   stream?: boolean;
   profileDir?: string;
+  /** Count heap bytes allocated (bench/heap-window.mjs) and system calls (strace -c) per call in each sidecar. */
+  count?: boolean;
   log?: (msg: string) => void;
+}
+
+/** Starts the counting of --count on these processes; the returned function stops it and gives the totals. */
+async function startCounting(
+  dir: string,
+  pids: Record<string, number>,
+): Promise<
+  () => Promise<{
+    seconds: number;
+    totals: Record<string, { heap: number | null; sys: Record<string, number> | null }>;
+  }>
+> {
+  const heapOut = join(dir, 'heap.jsonl');
+  const straces = Object.entries(pids).map(([name, pid]) => {
+    const file = join(dir, `strace-${name}.txt`);
+    // BENCH_STRACE_TRACE=DIR: the writes and reads themselves into DIR/strace-<name>.txt, not the summary.
+    const trace = process.env.BENCH_STRACE_TRACE;
+    const how = trace ? ['-e', 'trace=write,writev,read', '-s', '0'] : ['-c'];
+    const out = trace ? join(trace, `strace-${name}.txt`) : file;
+    const child = spawn('strace', [...how, '-f', '-p', String(pid), '-o', out], { stdio: 'ignore' });
+    child.on('error', () => {});
+    return { name, pid, file, child };
+  });
+  await sleep(300); // strace attaches to every thread
+  for (const { pid } of straces) process.kill(pid, 'SIGUSR2');
+  const t0 = performance.now();
+  return async () => {
+    for (const { pid } of straces) process.kill(pid, 'SIGUSR2');
+    const seconds = (performance.now() - t0) / 1000;
+    await Promise.all(
+      straces.map(
+        ({ child }) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null) return resolve();
+            child.once('close', () => resolve());
+            child.kill('SIGINT');
+          }),
+      ),
+    );
+    for (
+      let i = 0;
+      i < 20 && (readFileSync(heapOut, { flag: 'a+' }).toString().match(/\n/g)?.length ?? 0) < straces.length;
+      i++
+    )
+      await sleep(100); // the heap lines
+    let heapLines: Array<{ pid: number; allocatedBytes: number }> = [];
+    try {
+      heapLines = readFileSync(heapOut, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+    } catch {}
+    rmSync(heapOut, { force: true });
+    const totals: Record<string, { heap: number | null; sys: Record<string, number> | null }> = {};
+    for (const { name, pid, file } of straces) {
+      let sys: Record<string, number> | null = null;
+      try {
+        sys = {};
+        for (const line of readFileSync(file, 'utf8').split('\n')) {
+          const f = line.trim().split(/\s+/);
+          // % time, seconds, usecs/call, calls, [errors], syscall
+          if (f.length >= 5 && /^\d/.test(f[0]!) && f[f.length - 1] !== 'total')
+            sys[f[f.length - 1]!] = Number(f[3]);
+        }
+      } catch {
+        sys = null;
+      }
+      totals[name] = { heap: heapLines.find((h) => h.pid === pid)?.allocatedBytes ?? null, sys };
+    }
+    return { seconds, totals };
+  };
 }
 
 function failed(note: string): HttpResult {
@@ -73,6 +158,8 @@ export async function runGrpcBench(timing: Timing, o: GrpcOptions = {}): Promise
     setup: { sidecar: '-', cores: cpus().length },
   };
   const dir = mkdtempSync(join(tmpdir(), 'geminio-bench-grpc-'));
+  // Where bench/heap-window.mjs (a preload of both sidecars under --count) writes its lines.
+  if (o.count) process.env.HEAP_OUT = join(dir, 'heap.jsonl');
   const procs: Proc[] = [];
   let app: JsonChild | undefined;
   const fill = (note: string) => {
@@ -98,6 +185,7 @@ export async function runGrpcBench(timing: Timing, o: GrpcOptions = {}): Promise
         target: `h2c://127.0.0.1:${appPort}`,
         procs,
         ...(o.profileDir ? { profileDir: o.profileDir } : {}),
+        ...(o.count ? { nodeArgs: ['--import', join(benchDir, 'heap-window.mjs')] } : {}),
       });
       ports.sidecar = {
         port: pair.web,
@@ -111,7 +199,45 @@ export async function runGrpcBench(timing: Timing, o: GrpcOptions = {}): Promise
         const t = ports[p];
         if (!t) continue;
         log(`  grpc  unary ${p} concurrency ${c}`);
-        out[p].unary[c] = await measureLoad(load(t.port, 'unary', c), t.pids());
+        if (!o.count || p !== 'sidecar') {
+          out[p].unary[c] = await measureLoad(load(t.port, 'unary', c), t.pids());
+          continue;
+        }
+        const { outbound, inbound } = t.pids();
+        let counted: Awaited<ReturnType<Awaited<ReturnType<typeof startCounting>>>> | undefined;
+        let calls = 0;
+        // The counting window lies inside the load's: from strace's attach to 500 ms before the load's end, its
+        // calls counted by the load generator itself ("mark" lines).
+        const r: GrpcPathResults['unary'][number] = await measureLoad(load(t.port, 'unary', c), t.pids(), {
+          start: async (lg) => {
+            const t0 = performance.now();
+            const stop = await startCounting(dir, { outbound: outbound!, inbound: inbound! });
+            lg.send('mark');
+            const c0 = (await lg.next(10_000)).completed as number;
+            await sleep(Math.max(200, timing.durationMs - 500 - (performance.now() - t0)));
+            lg.send('mark');
+            const c1 = (await lg.next(10_000)).completed as number;
+            counted = await stop();
+            calls = c1 - c0;
+          },
+        });
+        if (counted && calls > 0) {
+          r.counts = {};
+          for (const [name, v] of Object.entries(counted.totals)) {
+            const sys = v.sys
+              ? Object.fromEntries(
+                  Object.entries(v.sys)
+                    .map(([k, n]) => [k, Math.round((100 * n) / calls) / 100] as const)
+                    .filter(([, n]) => n >= 0.05),
+                )
+              : null;
+            r.counts[name] = {
+              heapBytesPerCall: v.heap === null ? null : Math.round(v.heap / calls),
+              syscallsPerCall: sys,
+            };
+          }
+        }
+        out[p].unary[c] = r;
       }
     }
     if (o.stream !== false) {
@@ -140,7 +266,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     return i >= 0 ? process.argv[i + 1] : undefined;
   };
   const quick = process.argv.includes('--quick');
-  const timing: Timing = quick ? { warmupMs: 1_000, durationMs: 1_000 } : { warmupMs: 3_000, durationMs: 3_000 };
+  const timing: Timing = quick
+    ? { warmupMs: 1_000, durationMs: 1_000 }
+    : { warmupMs: 3_000, durationMs: 3_000 };
   if (arg('--warmup')) timing.warmupMs = Number(arg('--warmup'));
   const profile = process.argv.includes('--profile');
   const profileDir = join(benchDir, 'results', 'profiles', 'grpc');
@@ -150,6 +278,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     concurrencies,
     paths,
     stream: !process.argv.includes('--no-stream') && !profile,
+    count: process.argv.includes('--count'),
     ...(profile ? { profileDir } : {}),
   });
   console.log(JSON.stringify(r, null, 2));

@@ -362,6 +362,8 @@ export interface SidecarPairOptions {
   procs: Proc[];
   /** Run both under --cpu-prof into this directory ({outbound,inbound}/). */
   profileDir?: string;
+  /** More node flags for both (after BENCH_SIDECAR_NODE_ARGS). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -372,7 +374,12 @@ export interface SidecarPairOptions {
 export async function startSidecarPair(
   o: SidecarPairOptions,
 ): Promise<{ inProc: Proc; outProc: Proc; web: number; adminIn: number; adminOut: number }> {
-  const [geminio, web, adminIn, adminOut] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const [geminio, web, adminIn, adminOut] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   // BENCH_SIDECAR_LOG_LEVEL=info: an access line per exchange (the default warn writes none), to measure them.
   const log_ = { level: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn', format: 'json' };
   const inbound = {
@@ -394,6 +401,7 @@ export async function startSidecarPair(
     writeFileSync(file, JSON.stringify(config, null, 2));
     // BENCH_SIDECAR_NODE_ARGS: extra node flags for both sidecars (e.g. --trace-deopt, with BENCH_DEBUG=1).
     const prof = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    prof.push(...(o.nodeArgs ?? []));
     if (o.profileDir) {
       const pdir = join(o.profileDir, side);
       rmSync(pdir, { recursive: true, force: true });
@@ -696,11 +704,16 @@ function measure(
  * its result line (count, seconds, perSec, p50Us ... cpuPct, cpuUs, and optionally mbPerSec); samples the CPU time
  * of `pids` and of the whole machine at the start and the end of the window.
  */
-export async function measureLoad(nodeArgs: string[], pids: Record<string, number>): Promise<HttpResult> {
+export async function measureLoad(
+  nodeArgs: string[],
+  pids: Record<string, number>,
+  window?: { start: (load: JsonChild) => Promise<void> },
+): Promise<HttpResult> {
   const load = new JsonChild(process.execPath, nodeArgs);
   try {
     const first = await load.next(60_000);
     if (first.error) throw new Error(first.error);
+    await window?.start(load);
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const machine0 = machineJiffies();
     const t0 = performance.now();
