@@ -13,9 +13,9 @@
  *
  * prints the raw results; `--profile` runs both sidecars under `node --cpu-prof` (bench/results/profiles/grpc/
  * {outbound,inbound}/) and prints their top self-time functions; `--count` adds, for the through-sidecar unary
- * windows, each sidecar's heap bytes allocated per call (bench/heap-window.mjs, a preload) and system calls per call
- * (`strace -c -f` attached for the window; the calls are counted at the rate measured meanwhile, so these windows'
- * timings are strace's, not the sidecars'). Reported, never asserted.
+ * windows, each sidecar's heap bytes allocated per call (bench/heap-window.mjs, a preload) and read/write system
+ * calls and bytes per call (/proc/<pid>/io), over a window inside the load's whose calls the load generator counts
+ * (`BENCH_GRPC_STRACE=1` adds `strace -c -f`, which slows what it traces). Reported, never asserted.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,7 +38,12 @@ export interface GrpcPathResults {
 /** Noise-free counts of one sidecar over a window (--count), per call. */
 export interface WindowCounts {
   heapBytesPerCall: number | null;
-  /** strace -c: system calls per call, by name (those made at least 0.05 times per call). */
+  /** From /proc/<pid>/io: read and write system calls (syscr, syscw) and bytes (rchar, wchar), per call. */
+  readsPerCall: number | null;
+  writesPerCall: number | null;
+  bytesReadPerCall: number | null;
+  bytesWrittenPerCall: number | null;
+  /** strace -c (BENCH_GRPC_STRACE=1): system calls per call, by name (those made at least 0.05 times per call). */
   syscallsPerCall: Record<string, number> | null;
 }
 
@@ -59,38 +64,62 @@ export interface GrpcOptions {
   log?: (msg: string) => void;
 }
 
-/** Starts the counting of --count on these processes; the returned function stops it and gives the totals. */
+/** syscr, syscw, rchar, wchar of /proc/<pid>/io (read and write system calls and bytes, all threads), or null. */
+function procIo(pid: number): Record<string, number> | null {
+  try {
+    const out: Record<string, number> = {};
+    for (const line of readFileSync(`/proc/${pid}/io`, 'utf8').split('\n')) {
+      const [k, v] = line.split(':');
+      if (k && v) out[k.trim()] = Number(v);
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+interface Totals {
+  heap: number | null;
+  /** Differences of /proc/<pid>/io over the window. */
+  io: Record<string, number> | null;
+  sys: Record<string, number> | null;
+}
+
+/**
+ * Starts the counting of --count on these processes; the returned function stops it and gives the totals. Heap
+ * (bench/heap-window.mjs, by SIGUSR2) and /proc/<pid>/io always; strace -c -f only with BENCH_GRPC_STRACE=1 (it
+ * slows the process it traces, so the calls batch differently at 64 in flight), or the writes and reads themselves
+ * into BENCH_STRACE_TRACE=DIR/strace-<name>.txt.
+ */
 async function startCounting(
   dir: string,
   pids: Record<string, number>,
-): Promise<
-  () => Promise<{
-    seconds: number;
-    totals: Record<string, { heap: number | null; sys: Record<string, number> | null }>;
-  }>
-> {
+): Promise<() => Promise<{ seconds: number; totals: Record<string, Totals> }>> {
   const heapOut = join(dir, 'heap.jsonl');
-  const straces = Object.entries(pids).map(([name, pid]) => {
+  const trace = process.env.BENCH_STRACE_TRACE;
+  const useStrace = Boolean(trace) || process.env.BENCH_GRPC_STRACE === '1';
+  const procs = Object.entries(pids).map(([name, pid]) => {
     const file = join(dir, `strace-${name}.txt`);
-    // BENCH_STRACE_TRACE=DIR: the writes and reads themselves into DIR/strace-<name>.txt, not the summary.
-    const trace = process.env.BENCH_STRACE_TRACE;
+    if (!useStrace) return { name, pid, file, child: undefined };
     const how = trace ? ['-e', 'trace=write,writev,read', '-s', '0'] : ['-c'];
     const out = trace ? join(trace, `strace-${name}.txt`) : file;
     const child = spawn('strace', [...how, '-f', '-p', String(pid), '-o', out], { stdio: 'ignore' });
     child.on('error', () => {});
     return { name, pid, file, child };
   });
-  await sleep(300); // strace attaches to every thread
-  for (const { pid } of straces) process.kill(pid, 'SIGUSR2');
+  if (useStrace) await sleep(300); // strace attaches to every thread
+  for (const { pid } of procs) process.kill(pid, 'SIGUSR2');
+  const io0 = Object.fromEntries(procs.map(({ name, pid }) => [name, procIo(pid)]));
   const t0 = performance.now();
   return async () => {
-    for (const { pid } of straces) process.kill(pid, 'SIGUSR2');
+    for (const { pid } of procs) process.kill(pid, 'SIGUSR2');
+    const io1 = Object.fromEntries(procs.map(({ name, pid }) => [name, procIo(pid)]));
     const seconds = (performance.now() - t0) / 1000;
     await Promise.all(
-      straces.map(
+      procs.map(
         ({ child }) =>
           new Promise<void>((resolve) => {
-            if (child.exitCode !== null) return resolve();
+            if (!child || child.exitCode !== null) return resolve();
             child.once('close', () => resolve());
             child.kill('SIGINT');
           }),
@@ -98,7 +127,7 @@ async function startCounting(
     );
     for (
       let i = 0;
-      i < 20 && (readFileSync(heapOut, { flag: 'a+' }).toString().match(/\n/g)?.length ?? 0) < straces.length;
+      i < 20 && (readFileSync(heapOut, { flag: 'a+' }).toString().match(/\n/g)?.length ?? 0) < procs.length;
       i++
     )
       await sleep(100); // the heap lines
@@ -111,21 +140,26 @@ async function startCounting(
         .map((l) => JSON.parse(l));
     } catch {}
     rmSync(heapOut, { force: true });
-    const totals: Record<string, { heap: number | null; sys: Record<string, number> | null }> = {};
-    for (const { name, pid, file } of straces) {
+    const totals: Record<string, Totals> = {};
+    for (const { name, pid, file, child } of procs) {
       let sys: Record<string, number> | null = null;
-      try {
-        sys = {};
-        for (const line of readFileSync(file, 'utf8').split('\n')) {
-          const f = line.trim().split(/\s+/);
-          // % time, seconds, usecs/call, calls, [errors], syscall
-          if (f.length >= 5 && /^\d/.test(f[0]!) && f[f.length - 1] !== 'total')
-            sys[f[f.length - 1]!] = Number(f[3]);
+      if (child && !trace) {
+        try {
+          sys = {};
+          for (const line of readFileSync(file, 'utf8').split('\n')) {
+            const f = line.trim().split(/\s+/);
+            // % time, seconds, usecs/call, calls, [errors], syscall
+            if (f.length >= 5 && /^\d/.test(f[0]!) && f[f.length - 1] !== 'total')
+              sys[f[f.length - 1]!] = Number(f[3]);
+          }
+        } catch {
+          sys = null;
         }
-      } catch {
-        sys = null;
       }
-      totals[name] = { heap: heapLines.find((h) => h.pid === pid)?.allocatedBytes ?? null, sys };
+      const a = io0[name];
+      const b = io1[name];
+      const io = a && b ? Object.fromEntries(Object.keys(b).map((k) => [k, b[k]! - (a[k] ?? 0)])) : null;
+      totals[name] = { heap: heapLines.find((h) => h.pid === pid)?.allocatedBytes ?? null, io, sys };
     }
     return { seconds, totals };
   };
@@ -231,8 +265,14 @@ export async function runGrpcBench(timing: Timing, o: GrpcOptions = {}): Promise
                     .filter(([, n]) => n >= 0.05),
                 )
               : null;
+            const per = (k: string) =>
+              v.io?.[k] === undefined ? null : Math.round((100 * v.io[k]!) / calls) / 100;
             r.counts[name] = {
               heapBytesPerCall: v.heap === null ? null : Math.round(v.heap / calls),
+              readsPerCall: per('syscr'),
+              writesPerCall: per('syscw'),
+              bytesReadPerCall: per('rchar'),
+              bytesWrittenPerCall: per('wchar'),
               syscallsPerCall: sys,
             };
           }

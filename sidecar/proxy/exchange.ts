@@ -405,6 +405,11 @@ export class ExchangePool implements Dispatch {
   constructor(private readonly o: ExchangePoolOptions) {}
 
   /** Whether the endpoint speaks the exchange proto: probes it with the first stream when not known yet. */
+  /** true (exchange streams) or false (an older inbound) once known; undefined before the first `negotiate`. */
+  get negotiated(): boolean | undefined {
+    return this.mode === 'unknown' ? undefined : this.mode === 'exchange';
+  }
+
   async negotiate(): Promise<boolean> {
     if (this.mode === 'unknown') this.mode = await this.probe();
     return this.mode === 'exchange';
