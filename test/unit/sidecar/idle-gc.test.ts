@@ -7,14 +7,14 @@ import { fullGc, idleCollector } from '../../../sidecar/process.js';
 import { Inflight } from '../../../sidecar/proxy/inflight.js';
 
 let inflight: Inflight;
-let gc: ReturnType<typeof vi.fn>;
+let gc: ReturnType<typeof vi.fn<() => void>>;
 let stop: () => void;
 let idleMs = 1_000;
 
 beforeEach(() => {
   vi.useFakeTimers();
   inflight = new Inflight();
-  gc = vi.fn();
+  gc = vi.fn<() => void>();
   idleMs = 1_000;
   ({ stop } = idleCollector({ inflight, idleMs: () => idleMs, gc, checkEveryMs: 100 }));
 });
