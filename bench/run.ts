@@ -460,34 +460,78 @@ let httpTable: string | undefined;
     { anchor: `${PATH_LABELS.fastify2}, p50 added over direct`, result: added('fastify2') },
     { anchor: `${PATH_LABELS.nginx2}, p50 added over direct`, result: added('nginx2') },
   ]);
-  // gRPC (issue 16): grpc-js unary and server-streaming calls, direct and through the two sidecars (h2c).
+  // gRPC (issue 16): grpc-js unary and server-streaming calls, direct and through the two sidecars (h2c), every
+  // party its own process as in the HTTP rows (bench/grpc.ts), after the same warm-up as the HTTP paths.
   log('gRPC rows');
-  const g = await runGrpcBench(timing).catch((err: Error) => {
-    console.error(`gRPC rows failed: ${err.message}`);
-    return undefined;
-  });
-  const gv = (x: number | undefined): Result => ({ value: x ?? null });
-  addRow('gRPC unary 16 B, 64 concurrent calls: two sidecars', 'calls/s', gv(g?.sidecar.unaryPerSec64), [
-    {
-      anchor: 'direct: grpc-js client -> server',
-      result: gv(g?.direct.unaryPerSec64),
-      target: { kind: 'ratio-min', k: 0.5 },
-    },
-  ]);
+  const g = await runGrpcBench(httpTiming, { concurrencies: [1, HIGH], log });
+  const gu = (p: 'direct' | 'sidecar', c: number): HttpResult => g[p].unary[c]!;
+  // The row and anchor names of the earlier one-process rows, kept (now 2 processes direct, 4 through the sidecars).
+  const GRPC_DIRECT = 'direct: grpc-js client -> server';
   addRow(
-    'gRPC unary p50 added over direct, 1 call: two sidecars',
-    'µs',
-    gv(g ? g.sidecar.unaryP50Us1 - g.direct.unaryP50Us1 : undefined),
+    `gRPC unary 16 B, ${HIGH} concurrent calls: two sidecars`,
+    'calls/s',
+    pick(gu('sidecar', HIGH), 'perSec', true),
     [
       {
-        anchor: 'HTTP GET 100 B p50 added over direct, 1 connection: two sidecars',
-        result: added('sidecar'),
-        target: { kind: 'ratio-max', k: 1 },
+        anchor: GRPC_DIRECT,
+        result: pick(gu('direct', HIGH), 'perSec', true),
+        target: { kind: 'ratio-min', k: 0.5 },
       },
     ],
   );
-  addRow('gRPC server streaming, 64 KiB messages: two sidecars', 'MB/s', gv(g?.sidecar.streamMBps), [
-    { anchor: 'direct: grpc-js client -> server', result: gv(g?.direct.streamMBps) },
+  addRow('gRPC unary 16 B, 1 call: two sidecars', 'calls/s', pick(gu('sidecar', 1), 'perSec', true), [
+    { anchor: GRPC_DIRECT, result: pick(gu('direct', 1), 'perSec', true) },
+  ]);
+  const grpcAdded = (): Result => {
+    const d = gu('direct', 1).p50Us;
+    const r = gu('sidecar', 1);
+    return {
+      value: r.p50Us !== null && d !== null ? r.p50Us - d : null,
+      ...(r.note ? { note: r.note } : {}),
+    };
+  };
+  addRow('gRPC unary p50 added over direct, 1 call: two sidecars', 'µs', grpcAdded(), [
+    {
+      anchor: 'HTTP GET 100 B p50 added over direct, 1 connection: two sidecars',
+      result: added('sidecar'),
+      target: { kind: 'ratio-max', k: 1 },
+    },
+  ]);
+  for (const c of [1, HIGH]) {
+    for (const field of ['p50Us', 'p99Us'] as const) {
+      addRow(
+        `gRPC unary ${field === 'p50Us' ? 'p50' : 'p99'}, ${c === 1 ? '1 call' : `${c} concurrent calls`}: two sidecars`,
+        'µs',
+        pick(gu('sidecar', c), field),
+        [{ anchor: GRPC_DIRECT, result: pick(gu('direct', c), field) }],
+      );
+    }
+  }
+  // CPU µs per call of each sidecar (/proc), beside the same sidecar's CPU per HTTP/1.1 request at the same
+  // concurrency: what the HTTP/2 path costs beyond the HTTP/1.1 one.
+  for (const c of [HIGH, 1]) {
+    for (const side of ['outbound', 'inbound'] as const) {
+      const v = gu('sidecar', c).cpuUsPerReq[side];
+      const h = at('sidecar', c).cpuUsPerReq[side];
+      addRow(
+        `CPU µs per gRPC unary call, ${side} sidecar, ${c === 1 ? '1 call' : `${c} concurrent calls`}`,
+        'µs',
+        v === undefined ? { value: null, note: gu('sidecar', c).note ?? 'no CPU sample' } : { value: v },
+        [
+          {
+            anchor: `CPU µs per HTTP GET, ${side} sidecar, ${c} connection${c === 1 ? '' : 's'}`,
+            result: h === undefined ? { value: null, note: 'no CPU sample' } : { value: h },
+          },
+        ],
+      );
+    }
+  }
+  const gs = (p: 'direct' | 'sidecar'): Result => {
+    const r = g[p].stream;
+    return { value: r?.mbPerSec ?? null, ...(r?.note ? { note: r.note } : {}) };
+  };
+  addRow('gRPC server streaming, 64 KiB messages: two sidecars', 'MB/s', gs('sidecar'), [
+    { anchor: GRPC_DIRECT, result: gs('direct') },
   ]);
   addRow(
     'HTTP GET 100 B p50 added over direct, 1 connection: two sidecars (issue 6 target)',

@@ -109,6 +109,8 @@ export interface HttpResult {
    * path's own processes it tells idle cores (the path waits on itself) from cores busy with something else.
    */
   machineCpuPct?: number;
+  /** Streaming loads (bench/grpc-load.ts): MB/s of message bytes read in the window. */
+  mbPerSec?: number;
   /** Sidecar path: geminio streams the outbound sidecar opened during the whole measurement (warm-up included). */
   streamsOpened?: number;
   note?: string;
@@ -169,7 +171,7 @@ export function ensureNginx(log: (msg: string) => void): Promise<{ bin: string |
 }
 
 /** A child we stop with a signal (sidecars, nginx); its stderr tail is kept for error messages. */
-class Proc {
+export class Proc {
   readonly child: ChildProcess;
   private tail = '';
   exited = false;
@@ -214,7 +216,7 @@ class Proc {
 }
 
 /** Polls an HTTP URL until it answers 200 (or throws after timeoutMs). */
-async function waitHttp(url: string, proc: Proc, timeoutMs = 30_000): Promise<void> {
+export async function waitHttp(url: string, proc: Proc, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
@@ -297,7 +299,7 @@ function childrenOf(pid: number): number[] {
 let sidecarCommandOnce: Promise<{ args: string[]; how: string }> | undefined;
 
 /** The sidecar command: a bundle of the current sidecar/ sources (production shape), else tsx. Built once a run. */
-function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
+export function sidecarCommand(log: (msg: string) => void): Promise<{ args: string[]; how: string }> {
   sidecarCommandOnce ??= buildSidecarCommand(log);
   return sidecarCommandOnce;
 }
@@ -345,6 +347,76 @@ http {
   }
 }
 `;
+}
+
+/** How to start the two sidecars of a two-sidecar path (bench/grpc.ts starts them the same way). */
+export interface SidecarPairOptions {
+  /** Where the generated configs go. */
+  dir: string;
+  /** The sidecar command's node arguments (`sidecarCommand().args`). */
+  args: string[];
+  /** The inbound's service name (also the outbound listener's service) and its target. */
+  service: string;
+  target: string;
+  /** Every started process is pushed here (the caller stops them). */
+  procs: Proc[];
+  /** Run both under --cpu-prof into this directory ({outbound,inbound}/). */
+  profileDir?: string;
+  /** More node flags for both (after BENCH_SIDECAR_NODE_ARGS). */
+  nodeArgs?: string[];
+}
+
+/**
+ * The inbound sidecar (`inbound.listen`, one service) and the outbound sidecar (one upstream, one HTTP listener
+ * `web` for that service), each its own process on free loopback ports, both `log.level: warn`, every other key at
+ * its default; resolves once both answer /readyz.
+ */
+export async function startSidecarPair(
+  o: SidecarPairOptions,
+): Promise<{ inProc: Proc; outProc: Proc; web: number; adminIn: number; adminOut: number }> {
+  const [geminio, web, adminIn, adminOut] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
+  // BENCH_SIDECAR_LOG_LEVEL=info: an access line per exchange (the default warn writes none), to measure them.
+  const log_ = { level: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn', format: 'json' };
+  const inbound = {
+    name: 'bench-inbound',
+    log: log_,
+    admin: { listen: `127.0.0.1:${adminIn}` },
+    inbound: { listen: `127.0.0.1:${geminio}` },
+    services: { [o.service]: { target: o.target } },
+  };
+  const outbound = {
+    name: 'bench-outbound',
+    log: log_,
+    admin: { listen: `127.0.0.1:${adminOut}` },
+    upstreams: { in: { address: `127.0.0.1:${geminio}` } },
+    outbound: { http: [{ name: 'web', listen: `127.0.0.1:${web}`, upstream: 'in', service: o.service }] },
+  };
+  const start = (side: 'inbound' | 'outbound', config: unknown): Proc => {
+    const file = join(o.dir, `${side}.json`);
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    // BENCH_SIDECAR_NODE_ARGS: extra node flags for both sidecars (e.g. --trace-deopt, with BENCH_DEBUG=1).
+    const prof = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    prof.push(...(o.nodeArgs ?? []));
+    if (o.profileDir) {
+      const pdir = join(o.profileDir, side);
+      rmSync(pdir, { recursive: true, force: true });
+      mkdirSync(pdir, { recursive: true });
+      prof.push('--cpu-prof', `--cpu-prof-dir=${pdir}`);
+    }
+    const p = new Proc(side, process.execPath, [...prof, ...o.args, 'run', '--config', file]);
+    o.procs.push(p);
+    return p;
+  };
+  const inProc = start('inbound', inbound);
+  await waitHttp(`http://127.0.0.1:${adminIn}/readyz`, inProc);
+  const outProc = start('outbound', outbound);
+  await waitHttp(`http://127.0.0.1:${adminOut}/readyz`, outProc);
+  return { inProc, outProc, web, adminIn, adminOut };
 }
 
 interface Target {
@@ -469,47 +541,14 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
       try {
         const { args, how } = await sidecarCommand(log);
         setup.sidecar = how;
-        const [geminio, web, adminIn, adminOut] = await Promise.all([
-          freePort(),
-          freePort(),
-          freePort(),
-          freePort(),
-        ]);
-        // BENCH_SIDECAR_LOG_LEVEL=info: an access line per exchange (the default warn writes none), to measure them.
-        const log_ = { level: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn', format: 'json' };
-        const inbound = {
-          name: 'bench-inbound',
-          log: log_,
-          admin: { listen: `127.0.0.1:${adminIn}` },
-          inbound: { listen: `127.0.0.1:${geminio}` },
-          services: { app: { target: `http://127.0.0.1:${appPort}` } },
-        };
-        const outbound = {
-          name: 'bench-outbound',
-          log: log_,
-          admin: { listen: `127.0.0.1:${adminOut}` },
-          upstreams: { in: { address: `127.0.0.1:${geminio}` } },
-          outbound: { http: [{ name: 'web', listen: `127.0.0.1:${web}`, upstream: 'in', service: 'app' }] },
-        };
-        const start = (side: 'inbound' | 'outbound', config: unknown): Proc => {
-          const file = join(dir, `${side}.json`);
-          writeFileSync(file, JSON.stringify(config, null, 2));
-          // BENCH_SIDECAR_NODE_ARGS: extra node flags for both sidecars (e.g. --trace-deopt, with BENCH_DEBUG=1).
-          const prof = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean);
-          if (o.profileDir) {
-            const pdir = join(o.profileDir, side);
-            rmSync(pdir, { recursive: true, force: true });
-            mkdirSync(pdir, { recursive: true });
-            prof.push('--cpu-prof', `--cpu-prof-dir=${pdir}`);
-          }
-          const p = new Proc(side, process.execPath, [...prof, ...args, 'run', '--config', file]);
-          procs.push(p);
-          return p;
-        };
-        const inProc = start('inbound', inbound);
-        await waitHttp(`http://127.0.0.1:${adminIn}/readyz`, inProc);
-        const outProc = start('outbound', outbound);
-        await waitHttp(`http://127.0.0.1:${adminOut}/readyz`, outProc);
+        const { inProc, outProc, web, adminOut } = await startSidecarPair({
+          dir,
+          args,
+          service: 'app',
+          target: `http://127.0.0.1:${appPort}`,
+          procs,
+          ...(o.profileDir ? { profileDir: o.profileDir } : {}),
+        });
         targets.sidecar = {
           url: `http://127.0.0.1:${web}`,
           pids: () => ({ outbound: outProc.pid, inbound: inProc.pid, app: appPid }),
@@ -651,19 +690,30 @@ async function streamsOpened(url: string): Promise<number | null> {
 }
 
 /** One load-generator run; the servers' CPU time is sampled at the start and the end of its window. */
-async function measure(
+function measure(
   url: string,
   concurrency: number,
   timing: Timing,
   pids: Record<string, number>,
 ): Promise<HttpResult> {
-  const load = new JsonChild(process.execPath, [
-    ...tsxArgs('http-load.ts'),
-    JSON.stringify({ url, concurrency, ...timing }),
-  ]);
+  return measureLoad([...tsxArgs('http-load.ts'), JSON.stringify({ url, concurrency, ...timing })], pids);
+}
+
+/**
+ * Runs a load generator (node with these arguments) that prints {"event":"window"} when its window starts and then
+ * its result line (count, seconds, perSec, p50Us ... cpuPct, cpuUs, and optionally mbPerSec); samples the CPU time
+ * of `pids` and of the whole machine at the start and the end of the window.
+ */
+export async function measureLoad(
+  nodeArgs: string[],
+  pids: Record<string, number>,
+  window?: { start: (load: JsonChild) => Promise<void> },
+): Promise<HttpResult> {
+  const load = new JsonChild(process.execPath, nodeArgs);
   try {
     const first = await load.next(60_000);
     if (first.error) throw new Error(first.error);
+    await window?.start(load);
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const machine0 = machineJiffies();
     const t0 = performance.now();
@@ -691,12 +741,13 @@ async function measure(
     return {
       ...(machineCpuPct !== undefined ? { machineCpuPct } : {}),
       perSec: Number(r.perSec),
-      p50Us: Number(r.p50Us),
-      p90Us: Number(r.p90Us),
-      p99Us: Number(r.p99Us),
-      maxUs: Number(r.maxUs),
-      meanUs: Number(r.meanUs),
+      p50Us: r.p50Us === null ? null : Number(r.p50Us),
+      p90Us: r.p90Us === null ? null : Number(r.p90Us),
+      p99Us: r.p99Us === null ? null : Number(r.p99Us),
+      maxUs: r.maxUs === null ? null : Number(r.maxUs),
+      meanUs: r.meanUs === null ? null : Number(r.meanUs),
       count: Number(r.count),
+      ...(r.mbPerSec !== undefined ? { mbPerSec: Number(r.mbPerSec) } : {}),
       cpu,
       cpuUsPerReq,
     };

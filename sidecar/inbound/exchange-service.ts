@@ -289,7 +289,7 @@ class InboundExchange {
       this.obs = new H2Observation(svc.deps, {
         listener: 'inbound',
         service: ctx.service,
-        upstream: target.replace(/^[a-z0-9+]+:\/\//, ''),
+        upstream: targetLabel(target),
         direction: ctx.direction,
         protocol: toH2 ? (target.startsWith('h2://') ? 'h2' : 'h2c') : 'http/1.1',
         clientId: ctx.clientId,
@@ -654,4 +654,15 @@ export class ExchangeService {
     });
     new ExchangeConn(stream, this, ctx, log);
   }
+}
+
+/** A target's metric label, its address without the scheme (one string per configured target, not per call). */
+const targetLabels = new Map<string, string>();
+function targetLabel(target: string): string {
+  let l = targetLabels.get(target);
+  if (l === undefined) {
+    l = target.replace(/^[a-z0-9+]+:\/\//, '');
+    if (targetLabels.size < 1_000) targetLabels.set(target, l);
+  }
+  return l;
 }

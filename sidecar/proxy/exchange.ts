@@ -357,6 +357,9 @@ class Lane implements FrameSink {
     if (this.job !== job) return;
     this.job = undefined;
     job.lane = undefined;
+    // An answer whose last DATA filled the client's stream paused the reader, and the client's 'drain' now finds
+    // no lane to resume: resumed here, or the next exchange on this stream would never be read.
+    if (job.paused) this.reader.resume();
     this.detachBody();
     this.idleSince = performance.now();
     this.pool.released(this);
@@ -414,6 +417,11 @@ export class ExchangePool implements Dispatch {
   constructor(private readonly o: ExchangePoolOptions) {}
 
   /** Whether the endpoint speaks the exchange proto: probes it with the first stream when not known yet. */
+  /** true (exchange streams) or false (an older inbound) once known; undefined before the first `negotiate`. */
+  get negotiated(): boolean | undefined {
+    return this.mode === 'unknown' ? undefined : this.mode === 'exchange';
+  }
+
   async negotiate(): Promise<boolean> {
     if (this.mode === 'unknown') this.mode = await this.probe();
     return this.mode === 'exchange';

@@ -329,7 +329,7 @@ export function grpcStatusLabel(v: unknown): string {
 
 /** Per-request bookkeeping: metrics by protocol and grpc-status, and one access-log line. */
 export class H2Observation {
-  private readonly started = process.hrtime.bigint();
+  private readonly started = performance.now();
   status = 0;
   grpcStatus: string | undefined;
   private readonly done: () => void;
@@ -367,7 +367,7 @@ export class H2Observation {
     if (this.finished) return;
     this.finished = true;
     this.done();
-    const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
+    const seconds = (performance.now() - this.started) / 1e3;
     const { metrics, logger } = this.deps;
     const i = this.info;
     const status = this.status || 499;
@@ -517,11 +517,14 @@ export async function serveOutboundH2(
     answerH2(s, grpc, 503, GrpcStatus.unavailable, 'UPSTREAM_UNAVAILABLE', err.message, obs);
   };
   const pool = ctx.pool(held);
-  let exchange: boolean;
-  try {
-    exchange = await pool.negotiate();
-  } catch (err) {
-    return unavailable(err as Error);
+  // Known after the endpoint's first request: no promise and no turn of the microtask queue per call.
+  let exchange = pool.negotiated;
+  if (exchange === undefined) {
+    try {
+      exchange = await pool.negotiate();
+    } catch (err) {
+      return unavailable(err as Error);
+    }
   }
   if (s.destroyed || s.closed) {
     // The client reset the request while it was decided (a rapid-reset flood does that): nothing is sent.

@@ -150,6 +150,39 @@ describe('gRPC through two sidecars (grpc-js client and server)', () => {
     expect(n).toBe(32 * MiB);
   }, 60_000);
 
+  it('server-streamed calls one after the other on the pooled stream, read slowly: each arrives whole', async () => {
+    // A client that reads slowly fills its HTTP/2 stream, which pauses the exchange stream's reader; when that
+    // happened on the answer's last DATA, the next call on the same pooled stream was never read (it hung).
+    for (let i = 0; i < 8; i++) {
+      const call = (client.serverStream as (...a: unknown[]) => grpc.ClientReadableStream<Buffer>)(
+        Buffer.from(`64x${64 * 1024}`),
+        clientMeta(),
+      );
+      let n = 0;
+      const status = await new Promise<grpc.StatusObject>((resolve, reject) => {
+        call.on('data', (b: Buffer) => {
+          n += b.length;
+          call.pause();
+          setTimeout(() => call.resume(), 1);
+        });
+        // grpc-js may tell the status before a paused reader has taken every message: both are waited for.
+        let st: grpc.StatusObject | undefined;
+        let ended = false;
+        call.on('status', (v: grpc.StatusObject) => {
+          st = v;
+          if (ended) resolve(v);
+        });
+        call.on('end', () => {
+          ended = true;
+          if (st) resolve(st);
+        });
+        call.on('error', reject);
+      });
+      expect(status.code).toBe(grpc.status.OK);
+      expect(n).toBe(4 * MiB);
+    }
+  }, 60_000);
+
   it('a 32 MiB client-streamed upload arrives whole', async () => {
     const chunk = Buffer.alloc(64 * 1024, 3);
     const value = await new Promise<Buffer>((resolve, reject) => {
