@@ -20,6 +20,7 @@ import type { Decision } from '../policy/decision.js';
 import type { HookFacts } from '../policy/hooks.js';
 import type { ExchangeRequestHead } from '../proxy/exchange.js';
 import {
+  CONNECTION_SPECIFIC,
   dataFrames,
   deniedGrpcStatus,
   encodeFrame,
@@ -460,8 +461,7 @@ class InboundExchange {
     const h = this.head;
     const { svc, ctx } = this.conn;
     const authority = h.authority ?? (headers.host as string | undefined) ?? ctx.service;
-    delete headers.host;
-    for (const k of H2_DROP) delete headers[k];
+    for (const k of CONNECTION_SPECIFIC) delete headers[k];
     let app: http2.ClientHttp2Stream;
     try {
       app = svc.h2
@@ -619,25 +619,17 @@ class InboundExchange {
   }
 }
 
-/** Connection-specific headers an HTTP/2 answer must not carry (RFC 9113 §8.2.2). */
+/** The end-of-turn flush of an exchange's answer (no closure per answer). */
 function flushSoon(x: InboundExchange): void {
   x.flush();
 }
 
+/** An HTTP/1.1 target's answer headers for an HTTP/2 client: without the connection-specific ones. */
 function h2AnswerHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
   const out = responseHeaders(h) as Record<string, string | string[]>;
-  for (const k of H2_DROP) delete out[k];
+  for (const k of CONNECTION_SPECIFIC) delete out[k];
   return out;
 }
-
-const H2_DROP = [
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'http2-settings',
-];
 
 /** Serves the exchange streams of every service (the router hands each one over with its context). */
 export class ExchangeService {

@@ -127,10 +127,8 @@ export class HookRunner {
     if (this.hooks.length > 0 || point === 'connect') return undefined;
     if (facts.direction !== 'inbound') return this.decided(point, facts, ALLOW, 'all');
     if (this.authz?.handles(point)) return undefined;
-    const identity = facts.identity ?? this.identities.get(facts.clientId ?? '');
-    if (!identity)
-      return this.decided(point, facts, deny('no connect decision for this End', 403), 'sidecar');
-    return this.decided(point, facts, { allow: true, name: identity.name }, 'all');
+    const d = identityDecision(facts.identity ?? this.identities.get(facts.clientId ?? ''));
+    return this.decided(point, facts, d, d.allow ? 'all' : 'sidecar');
   }
 
   private decided(point: HookPoint, facts: HookFacts, decision: Decision, by: string): Decision {
@@ -169,9 +167,8 @@ export class HookRunner {
       return out ?? ALLOW;
     }
     const identity = facts.identity ?? this.identities.get(clientId);
-    if (!identity) return deny('no connect decision for this End', 403);
     // No plugin has this hook: allowed, with the End's name, without building the plugins' facts.
-    if (!this.authz?.handles(point)) return { allow: true, name: identity.name };
+    if (!identity || !this.authz?.handles(point)) return identityDecision(identity);
     const base = { clientId: identity.clientId, name: identity.name, streamId: facts.streamId ?? '' };
     let out: Decision | undefined;
     switch (point) {
@@ -222,4 +219,9 @@ export class HookRunner {
       clearTimeout(timer);
     }
   }
+}
+
+/** An inbound End's decision when no plugin decides: allowed with its name, refused when it has no identity. */
+function identityDecision(identity: Identity | undefined): Decision {
+  return identity ? { allow: true, name: identity.name } : deny('no connect decision for this End', 403);
 }

@@ -244,7 +244,8 @@ export function plainHeaders(h: IncomingHttpHeaders): Record<string, string | st
   return out;
 }
 
-const CONNECTION_SPECIFIC = new Set([
+/** Connection-specific headers (RFC 9113 §8.2.2): never carried on an HTTP/2 message. */
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
