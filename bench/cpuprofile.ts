@@ -1,8 +1,8 @@
 /**
  * Reading V8 `.cpuprofile` files (node --cpu-prof): self time per function with its heaviest callers, as a
- * Markdown table. Used by bench/profile.ts and bench/sidecar-http.ts.
+ * Markdown table. Used by bench/profile.ts, bench/sidecar-http.ts and bench/grpc.ts.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { repoDir } from './lib.js';
@@ -136,4 +136,18 @@ export function profilesIn(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The summary of the two sidecars' profiles under `profileDir` (its `outbound/` and `inbound/`, the first profile of
+ * each): written to `profileDir/summary.md` under `title`, and printed.
+ */
+export function writeSidecarSummary(profileDir: string, title: string): void {
+  const report = [`# ${title}`, ''];
+  for (const side of ['outbound', 'inbound']) {
+    const files = profilesIn(join(profileDir, side));
+    if (files[0]) report.push(`## ${side} sidecar`, '', ...summarize(files[0], 25), '');
+  }
+  writeFileSync(join(profileDir, 'summary.md'), `${report.join('\n')}\n`);
+  console.log(report.join('\n'));
 }

@@ -18,11 +18,11 @@
  * (`BENCH_GRPC_STRACE=1` adds `strace -c -f`, which slows what it traces). Reported, never asserted.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { profilesIn, summarize } from './cpuprofile.js';
+import { writeSidecarSummary } from './cpuprofile.js';
 import { firstLine } from './debian.js';
 import { benchDir, JsonChild, sleep, type Timing, tsxArgs } from './lib.js';
 import { type HttpResult, measureLoad, type Proc, sidecarCommand, startSidecarPair } from './sidecar-http.js';
@@ -323,13 +323,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   });
   console.log(JSON.stringify(r, null, 2));
   if (profile) {
-    const report = [`# CPU profiles of the sidecars, gRPC unary, concurrency ${concurrencies.join(',')}`, ''];
-    for (const side of ['outbound', 'inbound']) {
-      const files = profilesIn(join(profileDir, side));
-      if (files[0]) report.push(`## ${side} sidecar`, '', ...summarize(files[0], 25), '');
-    }
-    writeFileSync(join(profileDir, 'summary.md'), `${report.join('\n')}\n`);
-    console.log(report.join('\n'));
+    writeSidecarSummary(
+      profileDir,
+      `CPU profiles of the sidecars, gRPC unary, concurrency ${concurrencies.join(',')}`,
+    );
   }
   process.exit(0);
 }

@@ -32,7 +32,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { profilesIn, summarize } from './cpuprofile.js';
+import { writeSidecarSummary } from './cpuprofile.js';
 import { ensureDebianBinary, firstLine, run } from './debian.js';
 import type { ProxyKind } from './http-proxy.js';
 import { benchDir, freePort, JsonChild, repoDir, sleep, type Timing, tsxArgs } from './lib.js';
@@ -804,13 +804,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   });
   console.log(JSON.stringify(out, null, 2));
   if (profile) {
-    const report = [`# CPU profiles of the sidecars, HTTP GET, concurrency ${concurrencies.join(',')}`, ''];
-    for (const side of ['outbound', 'inbound']) {
-      const files = profilesIn(join(profileDir, side));
-      if (files[0]) report.push(`## ${side} sidecar`, '', ...summarize(files[0], 25), '');
-    }
-    writeFileSync(join(profileDir, 'summary.md'), `${report.join('\n')}\n`);
-    console.log(report.join('\n'));
+    writeSidecarSummary(
+      profileDir,
+      `CPU profiles of the sidecars, HTTP GET, concurrency ${concurrencies.join(',')}`,
+    );
   }
   process.exit(0);
 }
