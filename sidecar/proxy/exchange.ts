@@ -591,8 +591,8 @@ export class ExchangePool implements Dispatch {
     this.closed = true;
     for (const l of this.idle.splice(0)) l.kill(false);
     for (const j of this.waiting.splice(0)) j.fail(new UpstreamUnavailableError(`${this.o.describe} closed`));
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    // The timer stays while busy streams finish: their headers and body timeouts still hold (sweep() stops it
+    // once the last stream is gone).
     const legacy = this.legacyDispatcher as { close?: () => Promise<void> } | undefined;
     await legacy?.close?.().catch(() => {});
   }
