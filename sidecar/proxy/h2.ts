@@ -475,7 +475,7 @@ export async function serveOutboundH2(
     grpc,
   });
   const plain = plainHeaders(headers);
-  const decision = await deps.hooks.decide('request', {
+  const facts = {
     clientId,
     method,
     path,
@@ -483,7 +483,9 @@ export async function serveOutboundH2(
     service: ctx.service,
     direction: ctx.direction,
     listener: ctx.listener,
-  });
+  };
+  // As on the HTTP/1.1 path: decided in this turn when nothing can make the decision wait.
+  const decision = deps.hooks.decideNow('request', facts) ?? (await deps.hooks.decide('request', facts));
   if (!decision.allow) {
     const status = decision.status ?? 403;
     return answerH2(s, grpc, status, deniedGrpcStatus(status), 'FORBIDDEN', decision.reason, obs);
