@@ -287,18 +287,22 @@ class InboundExchange {
         ctx.info,
       );
     } else {
-      this.obs = new H2Observation(svc.deps, {
-        listener: 'inbound',
-        service: ctx.service,
-        upstream: targetLabel(target),
-        direction: ctx.direction,
-        protocol: toH2 ? (target.startsWith('h2://') ? 'h2' : 'h2c') : 'http/1.1',
-        clientId: ctx.clientId,
-        streamId: ctx.streamId,
-        method: h.method,
-        path: h.path,
-        grpc: this.grpc,
-      });
+      this.obs = new H2Observation(
+        svc.deps,
+        {
+          listener: 'inbound',
+          service: ctx.service,
+          upstream: targetLabel(target),
+          direction: ctx.direction,
+          protocol: toH2 ? (target.startsWith('h2://') ? 'h2' : 'h2c') : 'http/1.1',
+          clientId: ctx.clientId,
+          streamId: ctx.streamId,
+          method: h.method,
+          path: h.path,
+          grpc: this.grpc,
+        },
+        h.headers,
+      );
     }
     if (ctx.refusal) {
       const r = ctx.refusal;
@@ -325,6 +329,7 @@ class InboundExchange {
     const h = this.head;
     const headers = this.facade ? this.facade.headers : h.headers;
     this.seen?.decided(decision.allow);
+    this.obs?.decided(decision.allow);
     if (this.aborted) return;
     if (!decision.allow) {
       const status = decision.status ?? 403;
@@ -338,6 +343,7 @@ class InboundExchange {
       decision.headers ? { ...decision.headers, ...identity } : identity,
       'x-geminio-',
     );
+    this.obs?.inject(out);
     const target = ctx.config!.target;
     if (/^h2c?:\/\//.test(target)) return this.toH2(target, out);
     if (this.grpc || !ctx.dispatcher) {

@@ -331,20 +331,26 @@ export class HttpOutboundListener {
     const raw = Object.entries(headers).flatMap(([k, v]) =>
       v === undefined ? [] : Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, String(v)],
     );
+    const end = this.source.current();
+    const obs = new H2Observation(
+      this.deps,
+      {
+        listener: this.config.name,
+        service: this.config.service,
+        upstream: this.source.name,
+        direction: this.direction,
+        protocol: this.tls ? 'h2' : 'h2c',
+        clientId: end ? String(end.clientId) : undefined,
+        method: 'POST',
+        path,
+        grpc: false,
+      },
+      headers,
+    );
+    // The call or message carries the client span's context across the geminio hop (in custom), as over HTTP/1.1.
+    obs.inject(headers);
     const req = new http2.Http2ServerRequest(stream, headers, {}, raw);
     const res = new http2.Http2ServerResponse(stream);
-    const end = this.source.current();
-    const obs = new H2Observation(this.deps, {
-      listener: this.config.name,
-      service: this.config.service,
-      upstream: this.source.name,
-      direction: this.direction,
-      protocol: this.tls ? 'h2' : 'h2c',
-      clientId: end ? String(end.clientId) : undefined,
-      method: 'POST',
-      path,
-      grpc: false,
-    });
     stream.once('close', () => {
       if (res.headersSent) obs.noteHead({ status: res.statusCode, headers: {} });
       obs.finish(res.writableEnded ? 'completed' : 'reset');

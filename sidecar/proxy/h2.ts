@@ -19,6 +19,7 @@ import { clientTls, readTlsMaterial, targetTlsConfig } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 import type { Direction, Metrics } from '../observe/metrics.js';
 import { methodLabel } from '../observe/metrics.js';
+import { headerCarrier, type SpanHandle, type Tracing } from '../observe/tracing.js';
 import type { HookRunner } from '../policy/hooks.js';
 import type { AnswerHandler, ExchangePool } from './exchange.js';
 import { classify } from './http-util.js';
@@ -46,6 +47,12 @@ export const GrpcStatus = {
   resourceExhausted: 8,
   unavailable: 14,
 } as const;
+
+/**
+ * The gRPC codes that mark a server span as failed (OpenTelemetry's gRPC conventions): UNKNOWN, DEADLINE_EXCEEDED,
+ * UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. The others are the caller's business (a NOT_FOUND is an answer).
+ */
+const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
 
 export interface RequestHead {
   method: string;
@@ -320,6 +327,7 @@ export interface H2Deps {
   hooks: HookRunner;
   inflight: Inflight;
   http2: Http2Config;
+  tracing: Tracing;
 }
 
 /** The bounded grpc-status label: "0".."16", or "other". */
@@ -336,6 +344,10 @@ export class H2Observation {
   private readonly done: () => void;
   private finished = false;
 
+  /** The server span (the request as received) and the client span (as forwarded), when tracing is on. */
+  private readonly span: SpanHandle | undefined;
+  private readonly client: SpanHandle | undefined;
+
   constructor(
     private readonly deps: H2Deps,
     private readonly info: {
@@ -351,8 +363,55 @@ export class H2Observation {
       path: string;
       grpc: boolean;
     },
+    /** The request's headers as received: the caller's traceparent/tracestate is the server span's parent. */
+    incoming?: Record<string, string | string[] | undefined>,
   ) {
     this.done = deps.inflight.begin();
+    if (!deps.tracing.enabled) return;
+    const method = methodLabel(info.method);
+    // A gRPC span is named by its method (the path, /package.Service/Method), as gRPC instrumentations do.
+    const name = info.grpc ? info.path.split('?')[0]!.slice(1) : method;
+    this.span = deps.tracing.start(
+      `${info.listener} ${name}`,
+      'server',
+      incoming ? headerCarrier(incoming) : undefined,
+      {
+        'http.request.method': info.method,
+        'url.path': info.path.split('?')[0],
+        'network.protocol.name': info.protocol,
+        'rpc.system': info.grpc ? 'grpc' : undefined,
+        'geminio.listener': info.listener,
+        'geminio.direction': info.direction,
+        'geminio.service': info.service,
+        'geminio.upstream': info.upstream,
+        'geminio.client_id': info.clientId,
+        'geminio.stream_id': info.streamId,
+      },
+    );
+    if (this.span) {
+      this.client = deps.tracing.start(`${info.service} ${name}`, 'client', this.span, {
+        'geminio.service': info.service,
+        'geminio.upstream': info.upstream,
+      });
+    }
+  }
+
+  /** Puts the forwarded request's trace context (the client span's) into the headers that go on. */
+  inject(headers: Record<string, string | string[] | undefined>): void {
+    const s = this.client ?? this.span;
+    if (!s) return;
+    const carrier = s.carrier();
+    if (!carrier.traceparent) return;
+    headers.traceparent = carrier.traceparent;
+    if (carrier.tracestate) headers.tracestate = carrier.tracestate;
+    else delete headers.tracestate;
+  }
+
+  /** The authorization decision, on the spans (the HTTP/1.1 path records it the same way). */
+  decided(allow: boolean): void {
+    const decision = allow ? 'allow' : 'deny';
+    this.span?.set({ 'geminio.authz.decision': decision });
+    this.client?.set({ 'geminio.authz.decision': decision });
   }
 
   noteHead(h: { status: number; headers: Record<string, unknown> }): void {
@@ -380,6 +439,20 @@ export class H2Observation {
       .exchange(methodLabel(i.method), status, seconds, 0, 0);
     metrics.protocolRequest(i.listener, i.protocol);
     if (i.grpc) metrics.grpcRequest(i.listener, this.grpcStatus ?? 'other');
+    if (this.span) {
+      const grpcCode = this.grpcStatus === undefined ? undefined : Number(this.grpcStatus);
+      const error =
+        status >= 500 || outcome === 'reset'
+          ? `status ${status}${outcome === 'reset' ? ' (reset)' : ''}`
+          : grpcCode !== undefined && GRPC_SERVER_ERRORS.has(grpcCode)
+            ? `grpc-status ${grpcCode}`
+            : undefined;
+      const attributes = { 'http.response.status_code': status, 'rpc.grpc.status_code': grpcCode };
+      this.client?.set(attributes);
+      this.client?.end(error);
+      this.span.set(attributes);
+      this.span.end(error);
+    }
     if (!logger.isLevelEnabled('info')) return;
     logger.info(
       {
@@ -392,6 +465,8 @@ export class H2Observation {
         path: i.path,
         status,
         grpcStatus: this.grpcStatus,
+        traceId: this.span?.traceId,
+        spanId: this.span?.spanId,
         completed: outcome === 'completed',
         durationMs: Math.round(seconds * 1e6) / 1e3,
       },
@@ -463,17 +538,21 @@ export async function serveOutboundH2(
   const grpc = isGrpc(headers);
   const end = ctx.current();
   const clientId = end ? String(end.clientId) : undefined;
-  const obs = new H2Observation(deps, {
-    listener: ctx.listener,
-    service: ctx.service,
-    upstream: ctx.upstreamName,
-    direction: ctx.direction,
-    protocol: ctx.protocol,
-    clientId,
-    method,
-    path,
-    grpc,
-  });
+  const obs = new H2Observation(
+    deps,
+    {
+      listener: ctx.listener,
+      service: ctx.service,
+      upstream: ctx.upstreamName,
+      direction: ctx.direction,
+      protocol: ctx.protocol,
+      clientId,
+      method,
+      path,
+      grpc,
+    },
+    headers,
+  );
   const plain = plainHeaders(headers);
   const facts = {
     clientId,
@@ -486,10 +565,12 @@ export async function serveOutboundH2(
   };
   // As on the HTTP/1.1 path: decided in this turn when nothing can make the decision wait.
   const decision = deps.hooks.decideNow('request', facts) ?? (await deps.hooks.decide('request', facts));
+  obs.decided(decision.allow);
   if (!decision.allow) {
     const status = decision.status ?? 403;
     return answerH2(s, grpc, status, deniedGrpcStatus(status), 'FORBIDDEN', decision.reason, obs);
   }
+  obs.inject(plain);
   const held = ctx.lease();
   if (!held) {
     return answerH2(

@@ -33,6 +33,8 @@ export interface EchoServer {
   cancelled: number[];
   /** Calls of `hang` started. */
   hangs: number;
+  /** The `traceparent` metadata of each unary call, in order ('' when it had none). */
+  traceparents: string[];
   close: () => Promise<void>;
 }
 
@@ -53,10 +55,11 @@ function echoMeta(call: {
 export async function startEchoServer(
   credentials = grpc.ServerCredentials.createInsecure(),
 ): Promise<EchoServer> {
-  const state = { cancelled: [] as number[], hangs: 0 };
+  const state = { cancelled: [] as number[], hangs: 0, traceparents: [] as string[] };
   const server = new grpc.Server();
   server.addService(echoService, {
     unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      state.traceparents.push(String(call.metadata.get('traceparent')[0] ?? ''));
       const trailer = echoMeta(call);
       if (call.request.toString() === 'fail') {
         const md = new grpc.Metadata();
@@ -110,6 +113,7 @@ export async function startEchoServer(
     get hangs() {
       return state.hangs;
     },
+    traceparents: state.traceparents,
     close: () => new Promise<void>((r) => server.tryShutdown(() => r())),
   } as EchoServer;
 }

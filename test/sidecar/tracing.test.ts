@@ -9,12 +9,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/wait.js';
+import { echoClient, startEchoServer } from './grpc-helpers.js';
 import { type App, metricValue, type Pair, startPair, startTcpEcho } from './helpers.js';
 
 const JAEGER = path.join(process.env.GEMINIO_CI_CACHE ?? '/var/cache/geminio-ci', 'bin', 'jaeger');
@@ -267,7 +270,100 @@ describe.skipIf(!haveJaeger && !process.env.CI)('tracing through two sidecars, s
     }
     // The local endpoint and the webhook got the context of the inbound span.
     expect(app.seen.get('/hello')).toMatch(new RegExp(`^00-${rpcTrace}-[0-9a-f]{16}-01$`));
+    // The gateway over HTTP/2 (h2c prior knowledge on the same port): the same spans, the same hop.
+    const h2Trace = 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeee5';
+    const session = http2.connect(pair.web);
+    try {
+      const req = session.request({
+        ':method': 'POST',
+        ':path': '/rpc/hello',
+        traceparent: `00-${h2Trace}-5555555555555555-01`,
+      });
+      req.end('hi');
+      const status = await new Promise<number>((r) => req.once('response', (h) => r(Number(h[':status']))));
+      for await (const _ of req);
+      expect(status).toBe(200);
+    } finally {
+      session.close();
+    }
+    const t = await trace(h2Trace, 3);
+    const edgeServer = t.spans.find((s) => service(t, s) === 'edge' && tag(s, 'span.kind') === 'server')!;
+    const edgeClient = t.spans.find((s) => service(t, s) === 'edge' && tag(s, 'span.kind') === 'client')!;
+    const core = t.spans.find((s) => service(t, s) === 'core')!;
+    expect(parentOf(edgeServer)).toBe('5555555555555555');
+    expect(tag(edgeServer, 'network.protocol.name')).toBe('h2c');
+    expect(core.operationName).toBe('rpc hello');
+    expect(parentOf(core)).toBe(edgeClient.spanID);
     expect(app.seen.get('/hook')).toMatch(new RegExp(`^00-${msgTrace}-[0-9a-f]{16}-01$`));
+  });
+
+  it('gRPC (HTTP/2) through both sidecars: the same four spans, named by the method; the app gets the last', async () => {
+    const echo = await startEchoServer();
+    const grpcPair = await startPair(app.app, undefined, {
+      services: { grpc: { target: `h2c://127.0.0.1:${echo.port}` } },
+      web: { service: 'grpc' },
+      outbound: tracing(jaeger.otlp, 'edge-grpc'),
+      inbound: tracing(jaeger.otlp, 'core-grpc'),
+    });
+    const client = echoClient(Number(new URL(grpcPair.web).port));
+    try {
+      const traceId = 'cccccccccccccccccccccccccccccc03';
+      const callerSpan = '3333333333333333';
+      const md = new Metadata();
+      md.set('traceparent', `00-${traceId}-${callerSpan}-01`);
+      const ok = await new Promise<Buffer>((resolve, reject) =>
+        (client.unary as (...a: unknown[]) => unknown)(
+          Buffer.from('hi'),
+          md,
+          (err: Error | null, v: Buffer) => (err ? reject(err) : resolve(v)),
+        ),
+      );
+      expect(ok.toString()).toBe('hi');
+      const t = await trace(traceId, 4);
+      expect(t.spans).toHaveLength(4);
+      const kind = (s: JaegerSpan) => tag(s, 'span.kind');
+      const find = (svc: string, k: string) => t.spans.find((s) => service(t, s) === svc && kind(s) === k)!;
+      const [edgeServer, edgeClient, coreServer, coreClient] = [
+        find('edge-grpc', 'server'),
+        find('edge-grpc', 'client'),
+        find('core-grpc', 'server'),
+        find('core-grpc', 'client'),
+      ];
+      expect([edgeServer, edgeClient, coreServer, coreClient].every(Boolean)).toBe(true);
+      expect(edgeServer.operationName).toBe('web test.Echo/Unary');
+      expect(parentOf(edgeServer)).toBe(callerSpan);
+      expect(parentOf(edgeClient)).toBe(edgeServer.spanID);
+      expect(parentOf(coreServer)).toBe(edgeClient.spanID);
+      expect(parentOf(coreClient)).toBe(coreServer.spanID);
+      expect(echo.traceparents.at(-1)).toBe(`00-${traceId}-${coreClient.spanID}-01`);
+      expect(tag(edgeServer, 'rpc.system')).toBe('grpc');
+      expect(tag(edgeServer, 'rpc.grpc.status_code')).toBe(0);
+      expect(tag(coreServer, 'geminio.authz.decision')).toBe('allow');
+      expect(tag(coreServer, 'geminio.stream_id')).toMatch(/^\d+$/);
+
+      // A failed call: INVALID_ARGUMENT is the caller's error (the span is not an error); its status is recorded.
+      const failTrace = 'dddddddddddddddddddddddddddddd04';
+      const md2 = new Metadata();
+      md2.set('traceparent', `00-${failTrace}-4444444444444444-01`);
+      const code = await new Promise<number | undefined>((resolve) =>
+        (client.unary as (...a: unknown[]) => unknown)(
+          Buffer.from('fail'),
+          md2,
+          (err: { code?: number } | null) => resolve(err?.code),
+        ),
+      );
+      expect(code).toBe(3);
+      const f = await trace(failTrace, 4);
+      const fs = f.spans.find(
+        (s) => f.processes[s.processID]?.serviceName === 'edge-grpc' && tag(s, 'span.kind') === 'server',
+      )!;
+      expect(tag(fs, 'rpc.grpc.status_code')).toBe(3);
+      expect(tag(fs, 'error')).toBeUndefined();
+    } finally {
+      client.close();
+      await grpcPair.close();
+      await echo.close();
+    }
   });
 
   it('TCP streams: one span per stream on each side, the context in the stream meta', async () => {
