@@ -355,6 +355,8 @@ export class HttpOutboundListener {
       if (res.headersSent) obs.noteHead({ status: res.statusCode, headers: {} });
       obs.finish(res.writableEnded ? 'completed' : 'reset');
     });
+    // A client that waits for 100 (Continue) before its body gets it, as over HTTP/1.1 (RFC 9110 §10.1.1).
+    if (String(headers.expect ?? '').toLowerCase() === '100-continue') res.writeContinue();
     void (rpc ? handleRpc(req, res, this.rpc) : handlePublish(req, res, this.publish));
     return true;
   }

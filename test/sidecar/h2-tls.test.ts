@@ -395,6 +395,28 @@ describe.skipIf(!hasOpenssl)('the /rpc/ and /publish/ gateway over HTTP/2', () =
     }
   });
 
+  it('Expect: 100-continue over HTTP/2: the 100 comes before the body is sent, then the answer', async () => {
+    const session = http2.connect(h2c(''));
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/rpc/time', expect: '100-continue' });
+      // The client holds its body until the informational head arrives (Node's 'continue' event on a 100).
+      const informational = await new Promise<number>((resolve, reject) => {
+        req.once('continue', () => resolve(100));
+        req.once('response', (h) => resolve(Number(h[':status'])));
+        req.once('error', reject);
+      });
+      expect(informational).toBe(100);
+      req.end('now?');
+      const status = await new Promise<number>((r) => req.once('response', (h) => r(Number(h[':status']))));
+      let answer = '';
+      for await (const chunk of req) answer += String(chunk);
+      expect(status).toBe(200);
+      expect(answer).toBe('12:00');
+    } finally {
+      session.close();
+    }
+  });
+
   it('a body over maxBodyBytes over HTTP/1.1: 413 too (declared and chunked)', async () => {
     const declared = await request(h2c('/rpc/time'), { method: 'POST', body: 'x'.repeat(2048) });
     expect(declared.statusCode).toBe(413);
