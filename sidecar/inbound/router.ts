@@ -30,6 +30,8 @@ export const routerSeams = { exchange: true };
 
 export class ServiceRouter {
   private readonly http = new Map<string, { key: string; forwarder: HttpForwarder }>();
+  /** The settings of each h2c:// and h2:// service, as JSON: a stream adopted under other settings is retired. */
+  private readonly h2Keys = new Map<string, string>();
   private services: Record<string, ServiceConfig> = {};
   private readonly notFound: http.Server;
   /** What streams handed to the answering server get: a 404 for an unknown service, or a stream hook's denial. */
@@ -81,6 +83,11 @@ export class ServiceRouter {
       const key = JSON.stringify([svc, keepAliveTimeoutMs]);
       this.http.set(name, { key, forwarder: new HttpForwarder(name, svc, this.deps) });
     }
+    this.h2Keys.clear();
+    for (const [name, svc] of Object.entries(services))
+      if (/^h2c?:\/\//.test(svc.target)) this.h2Keys.set(name, JSON.stringify(svc));
+    // The HTTP/2 target sessions: the first update runs from the constructor, before they exist.
+    this.h2?.retain(services);
   }
 
   /**
@@ -158,7 +165,21 @@ export class ServiceRouter {
       const forwarder = this.http.get(service)?.forwarder;
       if (forwarder)
         return this.exchanges.serve(stream, { ...ctx, config: svc, ...forwarder.adopt(stream, direction) });
-      if (/^h2c?:\/\//.test(svc.target)) return this.exchanges.serve(stream, { ...ctx, config: svc });
+      if (/^h2c?:\/\//.test(svc.target)) {
+        // A reload that changes the service (its target, its TLS) applies to the streams already pooled: each
+        // exchange reads the service as now configured, and a stream adopted under other settings ends after its
+        // exchange (the opener's next one goes on a new stream). Ending an idle one at once would race the
+        // opener's next request on it.
+        const key = this.h2Keys.get(service);
+        const router = this;
+        return this.exchanges.serve(stream, {
+          ...ctx,
+          get config() {
+            return Object.hasOwn(router.services, service) ? router.services[service] : svc;
+          },
+          retiring: () => this.h2Keys.get(service) !== key,
+        });
+      }
       const message = `service "${service}" is not an HTTP service`;
       return this.exchanges.serve(stream, {
         ...ctx,

@@ -897,8 +897,7 @@ export class H2Inbound {
   /** The HTTP/2 session to an h2c:// or h2:// target (one per target and TLS settings, made on first use). */
   session(target: string, service: string, config: ServiceConfig): http2.ClientHttp2Session {
     const secure = target.startsWith('h2://');
-    // An h2:// session is the target's with that service's TLS settings (two services may trust differently).
-    const key = secure ? `${target} ${JSON.stringify(config.tls)}` : target;
+    const key = sessionKey(target, config);
     let s = this.sessions.get(key);
     if (s && !s.closed && !s.destroyed) return s;
     s = http2.connect(target.replace(/^h2c:/, 'http:').replace(/^h2:/, 'https:'), {
@@ -920,6 +919,26 @@ export class H2Inbound {
     return s;
   }
 
+  /**
+   * After a reload: a session no service uses any more (its target removed, or an h2:// service's TLS settings
+   * changed) is closed. Its streams in flight finish first (GOAWAY); the next request opens a session as now configured.
+   */
+  retain(services: Record<string, ServiceConfig>): void {
+    const used = new Set<string>();
+    for (const svc of Object.values(services))
+      if (/^h2c?:\/\//.test(svc.target)) used.add(sessionKey(svc.target, svc));
+    for (const [key, s] of this.sessions) {
+      if (used.has(key)) continue;
+      this.sessions.delete(key);
+      s.close();
+    }
+  }
+
+  /** Sessions open now (for tests and /debug). */
+  get size(): number {
+    return this.sessions.size;
+  }
+
   close(): void {
     for (const s of this.sessions.values()) s.close();
   }
@@ -927,4 +946,9 @@ export class H2Inbound {
   destroy(): void {
     for (const s of this.sessions.values()) s.destroy();
   }
+}
+
+/** An h2:// session is the target's with that service's TLS settings (two services may trust differently). */
+function sessionKey(target: string, config: ServiceConfig): string {
+  return target.startsWith('h2://') ? `${target} ${JSON.stringify(config.tls)}` : target;
 }

@@ -337,3 +337,29 @@ describe('HTTP/2 and HTTP/1.1 on one port, and HTTP/2 to an HTTP/1.1 app', () =>
     expect(n).toBe(app.big.length);
   });
 });
+
+// Last in the file: it moves the "grpc" service to another server.
+describe('a reload that moves an h2c:// service', () => {
+  it('the next call goes to the new target, on the streams already pooled', async () => {
+    expect((await unary(client, 'unary', Buffer.from('before'))).value.toString()).toBe('before');
+    const other = await startEchoServer();
+    try {
+      const seenBefore = echo.traceparents.length;
+      const cfg = pair.inbound.config;
+      await pair.inbound.reload({
+        ...cfg,
+        services: {
+          ...cfg.services,
+          grpc: { ...cfg.services.grpc!, target: `h2c://127.0.0.1:${other.port}` },
+        },
+      });
+      for (let i = 0; i < 3; i++) {
+        expect((await unary(client, 'unary', Buffer.from(`after ${i}`))).value.toString()).toBe(`after ${i}`);
+      }
+      expect(other.traceparents).toHaveLength(3);
+      expect(echo.traceparents).toHaveLength(seenBefore);
+    } finally {
+      await other.close();
+    }
+  });
+});

@@ -232,6 +232,29 @@ describe.skipIf(!hasOpenssl)('grpc-js over TLS -> two sidecars -> an h2:// (TLS)
     expect(err.code).toBe(grpc.status.UNAVAILABLE);
     expect(err.details).toMatch(/certificate/i);
   });
+
+  it("a reload that changes an h2:// service's TLS settings closes the old session; calls go on", async () => {
+    const client = tlsClient('tgrpcs');
+    expect((await unary(client, 'unary', Buffer.from('one'))).value.toString()).toBe('one');
+    // The inbound's HTTP/2 target sessions (internal: no metric counts them).
+    const sessions = () => (pair.inbound as unknown as { router: { h2: { size: number } } }).router.h2.size;
+    const before = sessions();
+    // The same trust from another file: a different setting, so a session made with the old one must not stay.
+    copyFileSync(file('app', 'tls.crt'), file('app-ca-copy.crt'));
+    const cfg = pair.inbound.config;
+    await pair.inbound.reload({
+      ...cfg,
+      services: {
+        ...cfg.services,
+        grpcs: {
+          ...cfg.services.grpcs!,
+          tls: { ...cfg.services.grpcs!.tls!, caFile: file('app-ca-copy.crt') },
+        },
+      },
+    });
+    expect((await unary(client, 'unary', Buffer.from('two'))).value.toString()).toBe('two');
+    expect(sessions()).toBe(before);
+  });
 });
 
 describe.skipIf(!hasOpenssl)('HTTP/2 and HTTP/1.1 by ALPN on one TLS port', () => {
