@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -40,8 +41,18 @@ type result struct {
 
 func main() {
 	addr := flag.String("addr", "", "host:port of the outbound listener")
+	ca := flag.String("ca", "", "PEM CA file: connect over TLS (ALPN h2) trusting it; plaintext h2c without it")
 	flag.Parse()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if *ca != "" {
+		tlsCreds, err := credentials.NewClientTLSFromFile(*ca, "")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		creds = tlsCreds
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
