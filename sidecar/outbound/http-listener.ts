@@ -207,7 +207,7 @@ export class HttpOutboundListener {
     if (pool) return pool;
     const { config, deps } = this;
     pool = new ExchangePool({
-      current: l.current,
+      current: () => l.current(),
       open: (end) => this.openStream(end, EXCHANGE_PROTO),
       maxStreams: config.maxStreams,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
