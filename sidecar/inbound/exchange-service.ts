@@ -434,17 +434,19 @@ class InboundExchange {
     if (status < 200) return;
     if (this.aborted) return c.abort(new Error('the exchange was reset'));
     this.answerStarted = true;
-    const out = (this.h2 ? h2AnswerHeaders(hs as IncomingHttpHeaders) : responseHeaders(hs)) as Record<
-      string,
-      string | string[]
-    >;
-    this.answerHead({ status, headers: this.facade ? { ...this.facade.set, ...out } : out });
+    // The sidecar's own headers (x-request-id) first, the target's after them (and over them): one object.
+    const out = (
+      this.h2
+        ? h2AnswerHeaders(hs as IncomingHttpHeaders)
+        : responseHeaders(hs, this.facade ? { ...this.facade.set } : undefined)
+    ) as Record<string, string | string[]>;
+    this.answerHead({ status, headers: this.facade && this.h2 ? { ...this.facade.set, ...out } : out });
   }
 
   onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.aborted) return;
     if (this.facade) countResponse(this.facade as unknown as ServerResponse, chunk.length);
-    if (!this.frame(dataFrames(chunk))) {
+    if (!this.frameData(chunk)) {
       c.pause();
       this.stream.once('drain', () => c.resume());
     }
@@ -547,6 +549,20 @@ class InboundExchange {
     return true;
   }
 
+  /**
+   * Queues an answer chunk as a DATA frame: a small one as its header and the chunk as it came (copied once, by
+   * the flush's concat, not into a frame buffer first).
+   */
+  private frameData(chunk: Buffer): boolean {
+    if (chunk.length > COALESCE) return this.frame(dataFrames(chunk));
+    const header = Buffer.allocUnsafe(5);
+    header[0] = FrameType.Data;
+    header.writeUInt32BE(chunk.length, 1);
+    this.pending.push(header);
+    this.pendingBytes += 5;
+    return this.frame(chunk);
+  }
+
   flush(): boolean {
     this.flushQueued = false;
     if (this.pending.length === 0) return true;
@@ -570,7 +586,7 @@ class InboundExchange {
     if (trailers) {
       this.obs?.noteTrailers(trailers);
       this.frame(encodeFrame(FrameType.Trailers, JSON.stringify(trailers)));
-    } else this.frame(encodeFrame(FrameType.End));
+    } else this.frame(END_FRAME);
     this.complete();
   }
 
@@ -631,6 +647,9 @@ class InboundExchange {
     this.obs?.finish('reset');
   }
 }
+
+/** The END frame (never written into: the stream and the flush's concat only read it). */
+const END_FRAME = encodeFrame(FrameType.End);
 
 /** The end-of-turn flush of an exchange's answer (no closure per answer). */
 function flushSoon(x: InboundExchange): void {

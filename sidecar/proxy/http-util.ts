@@ -149,9 +149,14 @@ export function forwardHeaders(
   return out;
 }
 
-/** Response headers to send back: hop-by-hop ones removed (Node frames the body itself). */
-export function responseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
+/**
+ * Response headers to send back: hop-by-hop ones removed (Node frames the body itself). Added to `out` when given
+ * (after the headers it has, replacing those of the same name).
+ */
+export function responseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+  out: OutgoingHttpHeaders = {},
+): OutgoingHttpHeaders {
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k.toLowerCase())) continue;
