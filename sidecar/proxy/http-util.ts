@@ -117,9 +117,15 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** What the usual Connection headers name (read only): no Set, no split per request for them. */
+const KEEP_ALIVE: ReadonlySet<string> = new Set(['keep-alive']);
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
 /** The header names a Connection header lists (they are hop-by-hop too), or undefined when there is none. */
-function connectionNamed(connection: string | string[] | undefined): Set<string> | undefined {
+function connectionNamed(connection: string | string[] | undefined): ReadonlySet<string> | undefined {
   if (connection === undefined) return undefined;
+  if (connection === 'keep-alive') return KEEP_ALIVE;
+  if (connection === 'close') return CLOSE;
   const named = new Set<string>();
   for (const s of String(connection).toLowerCase().split(',')) {
     const name = s.trim();
