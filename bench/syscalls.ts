@@ -287,10 +287,11 @@ try {
     if (INSTRUCTIONS) {
       // One process counted at a time; each figure is instructions per request, main thread and the others.
       // First a window per process that is not reported: the first counted window of a run was 2.5x the next
-      // ones, whichever process it was. Then several rounds: figures close to each other say the warm-up was long
-      // enough (no JIT work left); a round with a major GC in it is higher.
+      // ones, whichever process it was (a quarter of a window before it was not enough). Then several rounds:
+      // figures close to each other say the warm-up was long enough (no JIT work left); a round with a major GC
+      // in it is higher.
       for (const pid of Object.values(t.pids))
-        await instructions(pid, () => drive(t.url, REQUESTS / 4, CONNECTIONS));
+        await instructions(pid, () => drive(t.url, REQUESTS, CONNECTIONS));
       for (let round = 1; round <= ROUNDS; round++) {
         const per: Record<string, { main: number; other: number }> = {};
         for (const [name, pid] of Object.entries(t.pids)) {
