@@ -3,6 +3,7 @@
  * on the machine's load, beside the CPU figures that do.
  *
  *   npx tsx bench/syscalls.ts [--requests 2000] [--warmup 2000] [--paths minimal2,sidecar]
+ *   npx tsx bench/syscalls.ts --instructions [--connections 1] [--requests 2000] [--warmup 5000] [--rounds 3]
  *
  * Starts the app (bench/http-app.ts), the minimal Node proxy's two-hop chain (bench/http-proxy.ts) and the two
  * sidecars (the bundle in BENCH_SIDECAR_BUNDLE, or one built from the current sources, with the configs of
@@ -10,8 +11,19 @@
  * of its proxy processes, sends `requests` more (one at a time, one keep-alive connection, as
  * bench/http-load.ts at concurrency 1), detaches, and prints each process's syscalls divided by the requests
  * (one JSON line per path). Needs strace (and ptrace permission); results are reported, never asserted.
+ *
+ * --instructions: instead, every proxy process runs under valgrind's callgrind (this VM exposes no hardware
+ * counters to `perf stat`; needs the Debian package valgrind) with V8 single-threaded on a predictable GC
+ * schedule, counting only in the measured windows; for each process in turn the counters are zeroed
+ * (`callgrind_control -z`), `requests` requests are sent (over `connections` keep-alive connections, each
+ * sequential) and the counters dumped: user-space instructions executed per request, main thread (JavaScript,
+ * V8's compiler and GC) and the other threads (libuv's pool, the inspector). A first window per process is not
+ * reported (the first counted window of a run is ~2.5x the next ones), then `rounds` windows per process. The count
+ * does not depend on the machine's load, but each process runs ~50x slower, so timing-driven behaviour (how many
+ * requests share a loop turn at several connections, timers) may differ from a run at full speed; kernel time
+ * (the syscalls) is not in it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,19 +41,97 @@ const PATHS = opt('paths', 'minimal2,sidecar').split(',');
 /** --heap: every proxy preloads bench/heap-per-request.mjs, and a third pass counts heap bytes per request. */
 const HEAP = argv.includes('--heap');
 const preload = HEAP ? ['--import', join(repoDir, 'bench', 'heap-per-request.mjs')] : [];
+/** --instructions: the proxies under callgrind; instructions per request instead of syscalls. */
+const INSTRUCTIONS = argv.includes('--instructions');
+const CONNECTIONS = Number(opt('connections', '1'));
+const ROUNDS = Number(opt('rounds', '2'));
+const STARTUP_MS = INSTRUCTIONS ? 600_000 : 30_000;
+if (INSTRUCTIONS && spawnSync('valgrind', ['--version']).status !== 0) {
+  console.error('--instructions needs valgrind (Debian: apt-get install valgrind)');
+  process.exit(2);
+}
 /** Each proxy process's stderr (the preload's report). */
 const stderrOf = new Map<number, string>();
 const collect = (c: ChildProcess) =>
   c.stderr?.on('data', (d: Buffer) => stderrOf.set(c.pid!, (stderrOf.get(c.pid!) ?? '') + d.toString()));
 
-async function drive(url: string, n: number): Promise<void> {
-  const pool = new Pool(url, { connections: 1, pipelining: 1, keepAliveTimeout: 60_000 });
-  for (let i = 0; i < n; i++) {
-    const { statusCode, body } = await pool.request({ path: '/', method: 'GET' });
-    await body.arrayBuffer();
-    if (statusCode !== 200) throw new Error(`GET ${url}: ${statusCode}`);
-  }
+async function drive(url: string, n: number, connections = 1): Promise<void> {
+  const pool = new Pool(url, {
+    connections,
+    pipelining: 1,
+    keepAliveTimeout: 60_000,
+    headersTimeout: 600_000,
+    bodyTimeout: 600_000,
+  });
+  let left = n;
+  const one = async () => {
+    while (left-- > 0) {
+      const { statusCode, body } = await pool.request({ path: '/', method: 'GET' });
+      await body.arrayBuffer();
+      if (statusCode !== 200) throw new Error(`GET ${url}: ${statusCode}`);
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, one));
   await pool.close();
+}
+
+/** The command (and its leading arguments) that runs a proxy process: node, or node under callgrind. */
+function runner(nodeArgs: string[]): [string, string[]] {
+  if (!INSTRUCTIONS) return [process.execPath, nodeArgs];
+  return [
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--separate-threads=yes',
+      // Counting only in the measured window (callgrind_control -i on): the warm-up runs ~10x faster.
+      '--instr-atstart=no',
+      `--callgrind-out-file=${join(dir, 'cg.%p')}`,
+      process.execPath,
+      // V8's compiler and GC on the main thread, in an order and on a schedule set by the work done (not by the
+      // threads' timing, nor by the allocation rate per second, which the ~50x slowdown would change).
+      '--single-threaded',
+      '--predictable-gc-schedule',
+      ...nodeArgs,
+    ],
+  ];
+}
+
+/** Callgrind's instruction counts of pid while fn runs, per thread (01 is the main thread). */
+let dumps = 0;
+async function instructions(pid: number, fn: () => Promise<void>): Promise<{ main: number; other: number }> {
+  const control = (args: string[]) =>
+    new Promise<void>((res, rej) =>
+      spawn('callgrind_control', [...args, String(pid)], { stdio: 'ignore' }).once('exit', (code) =>
+        code === 0 ? res() : rej(new Error(`callgrind_control ${args.join(' ')}: exit ${code}`)),
+      ),
+    );
+  await control(['-i', 'on']);
+  await control(['-z']);
+  await fn();
+  const tag = `w${++dumps}`;
+  await control([`--dump=${tag}`]);
+  await control(['-i', 'off']);
+  let main = 0;
+  let other = 0;
+  for (let i = 0; i < 100; i++) {
+    const files = readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`));
+    const mine = files.filter((f) =>
+      readFileSync(join(dir, f), 'utf8').includes(`desc: Trigger: dump ${tag}\n`),
+    );
+    if (mine.length > 0) {
+      await sleep(200);
+      for (const f of mine) {
+        const text = readFileSync(join(dir, f), 'utf8');
+        const n = Number(/^summary: (\d+)/m.exec(text)?.[1] ?? 0);
+        if (f.endsWith('-01')) main += n;
+        else other += n;
+        rmSync(join(dir, f));
+      }
+      return { main, other };
+    }
+    await sleep(100);
+  }
+  throw new Error(`no callgrind dump of ${pid}`);
 }
 
 /** strace -c -f on pid while fn runs: syscall name -> calls. */
@@ -106,13 +196,15 @@ try {
 
   if (PATHS.includes('minimal2')) {
     const proxy = async (target: number) => {
-      const c = new JsonChild(process.execPath, [
-        ...tsxArgs('http-proxy.ts', preload),
-        JSON.stringify({ kind: 'minimal', target: `http://127.0.0.1:${target}`, connections: 1 }),
-      ]);
+      const c = new JsonChild(
+        ...runner([
+          ...tsxArgs('http-proxy.ts', preload),
+          JSON.stringify({ kind: 'minimal', target: `http://127.0.0.1:${target}`, connections: CONNECTIONS }),
+        ]),
+      );
       kids.push(c);
       collect(c.child);
-      return (await c.next(30_000)) as { port: number; pid: number };
+      return (await c.next(STARTUP_MS)) as { port: number; pid: number };
     };
     const back = await proxy(a.port);
     const front = await proxy(back.port);
@@ -143,15 +235,14 @@ try {
       const file = join(dir, `${side}.json`);
       writeFileSync(file, JSON.stringify(config));
       const p = spawn(
-        process.execPath,
-        [
+        ...runner([
           ...preload,
           ...(process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(' ').filter(Boolean),
           bundle!,
           'run',
           '--config',
           file,
-        ],
+        ]),
         {
           cwd: repoDir,
           stdio: ['ignore', 'ignore', 'pipe'],
@@ -168,7 +259,7 @@ try {
       inbound: { listen: `127.0.0.1:${geminio}` },
       services: { app: { target: `http://127.0.0.1:${a.port}` } },
     });
-    await sleep(1500);
+    await sleep(INSTRUCTIONS ? 15_000 : 1500);
     const outb = start('outbound', {
       name: 'bench-outbound',
       log,
@@ -182,7 +273,7 @@ try {
         await drive(url, 1);
         break;
       } catch (err) {
-        if (i > 100) throw err;
+        if (i > (INSTRUCTIONS ? 1500 : 100)) throw err;
         await sleep(200);
       }
     }
@@ -192,7 +283,32 @@ try {
   for (const path of PATHS) {
     const t = targets[path];
     if (!t) continue;
-    await drive(t.url, WARMUP);
+    await drive(t.url, WARMUP, CONNECTIONS);
+    if (INSTRUCTIONS) {
+      // One process counted at a time; each figure is instructions per request, main thread and the others.
+      // First a window per process that is not reported: the first counted window of a run was 2.5x the next
+      // ones, whichever process it was (a quarter of a window before it was not enough). Then several rounds:
+      // figures close to each other say the warm-up was long enough (no JIT work left); a round with a major GC
+      // in it is higher.
+      for (const pid of Object.values(t.pids))
+        await instructions(pid, () => drive(t.url, REQUESTS, CONNECTIONS));
+      for (let round = 1; round <= ROUNDS; round++) {
+        const per: Record<string, { main: number; other: number }> = {};
+        for (const [name, pid] of Object.entries(t.pids)) {
+          const n = await instructions(pid, () => drive(t.url, REQUESTS, CONNECTIONS));
+          per[name] = { main: Math.round(n.main / REQUESTS), other: Math.round(n.other / REQUESTS) };
+        }
+        const line = {
+          path,
+          round,
+          requests: REQUESTS,
+          connections: CONNECTIONS,
+          instructionsPerRequest: per,
+        };
+        process.stdout.write(`${JSON.stringify(line)}\n`);
+      }
+      continue;
+    }
     const perProc: Record<string, Record<string, number>> = {};
     // One process traced at a time (strace slows what it traces; the other hops run free).
     for (const [name, pid] of Object.entries(t.pids)) {

@@ -6,7 +6,6 @@
  * observation otherwise, as on an "h2" stream), then sent to the service's target with undici's `dispatch` (an
  * http:// target) or on the HTTP/2 session of an h2c:// or h2:// target, and the answer is framed back on the same stream.
  */
-import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
@@ -73,20 +72,33 @@ export interface ExchangeStreamContext {
  * A request as observe() sees it: the head's method, path and headers, and the answer's state (observe() takes
  * an IncomingMessage and a ServerResponse; this is the part of them it reads).
  */
-class Facade extends EventEmitter {
+class Facade {
   readonly socket = null;
   headersSent = false;
   statusCode = 200;
   writableFinished = false;
   readonly set: Record<string, string> = {};
   private answerLength: unknown;
+  /** observe()'s 'close' listener (the one event it listens to): no EventEmitter per request. */
+  private closeListeners: Array<(this: Facade) => void> | undefined;
 
   constructor(
     readonly method: string,
     readonly url: string,
     readonly headers: IncomingHttpHeaders,
-  ) {
-    super();
+  ) {}
+
+  on(event: string, fn: (this: Facade) => void): this {
+    if (event !== 'close') throw new Error(`a request facade has no '${event}' event`);
+    (this.closeListeners ??= []).push(fn);
+    return this;
+  }
+
+  /** The answer is over (completed or reset): what observe() counts and logs. Once. */
+  close(): void {
+    const fns = this.closeListeners;
+    this.closeListeners = undefined;
+    if (fns) for (const fn of fns) fn.call(this);
   }
 
   push(_chunk: unknown): boolean {
@@ -308,7 +320,6 @@ class InboundExchange {
       const r = ctx.refusal;
       return this.error(r.status, r.status === 404 ? 12 : deniedGrpcStatus(r.status), r.code, r.message);
     }
-    this.stream.pause(); // until the request is decided and its target exists
     const facts: HookFacts = {
       clientId: ctx.clientId,
       streamId: ctx.streamId,
@@ -318,10 +329,12 @@ class InboundExchange {
       service: ctx.service,
       direction: ctx.direction,
     };
-    // Decided in this turn when nothing can make the decision wait (no hook, no plugin for requests).
+    // Decided in this turn when nothing can make the decision wait (no hook, no plugin for requests): the stream
+    // is not paused then (a pause and a resume in one turn cost a tick and a read of the stream for nothing).
     const now = svc.deps.hooks.decideNow('request', facts);
-    if (now) this.decided(now);
-    else void svc.deps.hooks.decide('request', facts).then((d) => this.decided(d));
+    if (now) return this.decided(now);
+    this.stream.pause(); // until the request is decided and its target exists
+    void svc.deps.hooks.decide('request', facts).then((d) => this.decided(d));
   }
 
   private decided(decision: Decision): void {
@@ -427,17 +440,19 @@ class InboundExchange {
     if (status < 200) return;
     if (this.aborted) return c.abort(new Error('the exchange was reset'));
     this.answerStarted = true;
-    const out = (this.h2 ? h2AnswerHeaders(hs as IncomingHttpHeaders) : responseHeaders(hs)) as Record<
-      string,
-      string | string[]
-    >;
-    this.answerHead({ status, headers: this.facade ? { ...this.facade.set, ...out } : out });
+    // The sidecar's own headers (x-request-id) first, the target's after them (and over them): one object.
+    const out = (
+      this.h2
+        ? h2AnswerHeaders(hs as IncomingHttpHeaders)
+        : responseHeaders(hs, this.facade ? { ...this.facade.set } : undefined)
+    ) as Record<string, string | string[]>;
+    this.answerHead({ status, headers: this.facade && this.h2 ? { ...this.facade.set, ...out } : out });
   }
 
   onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.aborted) return;
     if (this.facade) countResponse(this.facade as unknown as ServerResponse, chunk.length);
-    if (!this.frame(dataFrames(chunk))) {
+    if (!this.frameData(chunk)) {
       c.pause();
       this.stream.once('drain', () => c.resume());
     }
@@ -540,6 +555,20 @@ class InboundExchange {
     return true;
   }
 
+  /**
+   * Queues an answer chunk as a DATA frame: a small one as its header and the chunk as it came (copied once, by
+   * the flush's concat, not into a frame buffer first).
+   */
+  private frameData(chunk: Buffer): boolean {
+    if (chunk.length > COALESCE) return this.frame(dataFrames(chunk));
+    const header = Buffer.allocUnsafe(5);
+    header[0] = FrameType.Data;
+    header.writeUInt32BE(chunk.length, 1);
+    this.pending.push(header);
+    this.pendingBytes += 5;
+    return this.frame(chunk);
+  }
+
   flush(): boolean {
     this.flushQueued = false;
     if (this.pending.length === 0) return true;
@@ -563,7 +592,7 @@ class InboundExchange {
     if (trailers) {
       this.obs?.noteTrailers(trailers);
       this.frame(encodeFrame(FrameType.Trailers, JSON.stringify(trailers)));
-    } else this.frame(encodeFrame(FrameType.End));
+    } else this.frame(END_FRAME);
     this.complete();
   }
 
@@ -572,7 +601,7 @@ class InboundExchange {
     this.flush();
     if (this.facade) {
       this.facade.writableFinished = true;
-      this.facade.emit('close');
+      this.facade.close();
     }
     this.obs?.finish('completed');
     if (this.requestEnded) this.conn.finished(this, true);
@@ -620,10 +649,13 @@ class InboundExchange {
     this.controller?.abort(new Error('the exchange was reset'));
     this.app?.close(http2.constants.NGHTTP2_CANCEL);
     this.body?.destroy(new Error('cancelled'));
-    this.facade?.emit('close');
+    this.facade?.close();
     this.obs?.finish('reset');
   }
 }
+
+/** The END frame (never written into: the stream and the flush's concat only read it). */
+const END_FRAME = encodeFrame(FrameType.End);
 
 /** The end-of-turn flush of an exchange's answer (no closure per answer). */
 function flushSoon(x: InboundExchange): void {

@@ -62,22 +62,33 @@ export class Balancer {
   /** Picks one endpoint (P2C) among the usable, eligible ones not in `exclude`; undefined when none is. */
   pick(candidates: readonly Candidate[], exclude?: ReadonlySet<string>): EndpointStats | undefined {
     const t = this.now();
-    const open = candidates.filter((c) => c.usable && !exclude?.has(c.stats.id) && this.eligible(c.stats, t));
-    if (open.length === 0) return undefined;
-    // An ejected endpoint whose backoff is over is probed first: one unit of work tells whether it is back.
-    const probe = open.find((c) => c.stats.health === 'ejected');
+    // Loops, not filter/find: this runs per request, and most upstreams have one endpoint (no array is made then).
+    let first: EndpointStats | undefined;
+    let probe: EndpointStats | undefined;
+    let n = 0;
+    for (const c of candidates) {
+      if (!c.usable || exclude?.has(c.stats.id) || !this.eligible(c.stats, t)) continue;
+      n++;
+      first ??= c.stats;
+      // An ejected endpoint whose backoff is over is probed first: one unit of work tells whether it is back.
+      if (probe === undefined && c.stats.health === 'ejected') probe = c.stats;
+    }
+    if (first === undefined) return undefined;
     let chosen: EndpointStats;
     if (probe) {
-      chosen = probe.stats;
+      chosen = probe;
       chosen.health = 'probing';
-    } else if (open.length === 1) {
-      chosen = open[0]!.stats;
+    } else if (n === 1) {
+      chosen = first;
     } else {
+      const open: EndpointStats[] = [];
+      for (const c of candidates)
+        if (c.usable && !exclude?.has(c.stats.id) && this.eligible(c.stats, t)) open.push(c.stats);
       const i = Math.floor(this.random() * open.length);
       let j = Math.floor(this.random() * (open.length - 1));
       if (j >= i) j++;
-      const a = open[i]!.stats;
-      const b = open[j]!.stats;
+      const a = open[i]!;
+      const b = open[j]!;
       const mean = this.meanEwma(candidates);
       chosen = this.cost(a, mean) <= this.cost(b, mean) ? a : b;
     }

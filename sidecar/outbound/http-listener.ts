@@ -27,7 +27,7 @@ import type { Tracing } from '../observe/tracing.js';
 import type { HookFacts, HookRunner } from '../policy/hooks.js';
 import { EXCHANGE_PROTO, ExchangePool } from '../proxy/exchange.js';
 import { H2Observation, h2SessionOptions, serveOutboundH2 } from '../proxy/h2.js';
-import { proxyRequest, relayUpgrade } from '../proxy/http.js';
+import { type ProxyOptions, proxyRequest, relayUpgrade } from '../proxy/http.js';
 import { admit, admitUpgrade, createHttpServer } from '../proxy/http-server.js';
 import {
   deniedCode,
@@ -78,6 +78,8 @@ export class HttpOutboundListener {
   private closing = false;
   private info: ObserveInfo | undefined;
   private infoEnd: End | undefined;
+  /** What every request's attempts share (made once; each request's own state is an Attempts). */
+  private readonly attempts: AttemptContext;
 
   constructor(
     readonly config: HttpListenerConfig,
@@ -94,6 +96,13 @@ export class HttpOutboundListener {
       maxBodyBytes: config.publish.maxBodyBytes,
     };
     this.series = deps.metrics.httpSeries(config.name, config.service, source.name);
+    this.attempts = {
+      source,
+      config,
+      log: this.log,
+      pool: (l) => this.poolFor(l),
+      onRetry: () => deps.metrics.httpRetries.inc({ listener: config.name }),
+    };
     this.server = createHttpServer(
       deps.httpServer,
       {
@@ -207,7 +216,7 @@ export class HttpOutboundListener {
     if (pool) return pool;
     const { config, deps } = this;
     pool = new ExchangePool({
-      current: l.current,
+      current: () => l.current(),
       open: (end) => this.openStream(end, EXCHANGE_PROTO),
       maxStreams: config.maxStreams,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -402,35 +411,7 @@ export class HttpOutboundListener {
       );
     }
     if (expectContinue) res.writeContinue();
-    // Each attempt picks an endpoint; a retry (idempotent, no body) goes to another one when there is another.
-    const tried = new Set<string>();
-    let held: Lease | undefined;
-    let started = 0;
-    await proxyRequest(req, res, {
-      attempt: () => {
-        held = lease(this.source, tried) ?? lease(this.source);
-        if (!held) return undefined;
-        tried.add(held.key);
-        started = performance.now();
-        return this.poolFor(held);
-      },
-      onAttemptEnd: (r) => {
-        const ms = performance.now() - started;
-        if (r.gone) held?.done({ neutral: true });
-        else if (r.err !== undefined || r.sidecarError) {
-          this.log.debug(
-            { endpoint: held?.endpoint, err: r.err?.message, status: r.status },
-            'attempt failed',
-          );
-          held?.done({ ok: false, ms });
-        } else held?.done({ ok: true, ms });
-      },
-      headersTimeoutMs: this.config.headersTimeoutMs,
-      bodyTimeoutMs: this.config.bodyTimeoutMs,
-      retries: this.config.retries,
-      side: 'upstream',
-      onRetry: () => this.deps.metrics.httpRetries.inc({ listener: this.config.name }),
-    });
+    return proxyRequest(req, res, new Attempts(this.attempts));
   }
 
   /** What the exchanges are observed with: built once per End (a reconnect gives another ClientID), not per request. */
@@ -522,5 +503,67 @@ export class HttpOutboundListener {
     this.server.closeAllConnections();
     for (const s of this.h2Sessions) s.destroy();
     for (const p of this.pools.values()) p.destroy();
+  }
+}
+
+/** What the attempts of every request of a listener share. */
+interface AttemptContext {
+  source: EndSource;
+  config: HttpListenerConfig;
+  log: Logger;
+  pool: (l: Lease) => ExchangePool;
+  onRetry: () => void;
+}
+
+/**
+ * One request's attempts, as proxyRequest's options: each attempt picks an endpoint; a retry (idempotent, no body)
+ * goes to another one when there is another. One object per request (not an options object and three closures).
+ */
+class Attempts implements ProxyOptions {
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly retries: number;
+  readonly side = 'upstream' as const;
+  /** The endpoints tried before the current attempt's (made on the first retry). */
+  private tried: Set<string> | undefined;
+  private held: Lease | undefined;
+  private started = 0;
+
+  constructor(private readonly ctx: AttemptContext) {
+    this.headersTimeoutMs = ctx.config.headersTimeoutMs;
+    this.bodyTimeoutMs = ctx.config.bodyTimeoutMs;
+    this.retries = ctx.config.retries;
+  }
+
+  attempt(): ExchangePool | undefined {
+    const { source } = this.ctx;
+    if (this.held) (this.tried ??= new Set()).add(this.held.key);
+    const held = (this.tried && lease(source, this.tried)) || lease(source);
+    this.held = held;
+    if (!held) return undefined;
+    this.started = performance.now();
+    return this.ctx.pool(held);
+  }
+
+  onAttemptEnd(r: {
+    err?: Error | undefined;
+    status?: number | undefined;
+    sidecarError: boolean;
+    gone: boolean;
+  }): void {
+    const held = this.held;
+    const ms = performance.now() - this.started;
+    if (r.gone) held?.done({ neutral: true });
+    else if (r.err !== undefined || r.sidecarError) {
+      this.ctx.log.debug(
+        { endpoint: held?.endpoint, err: r.err?.message, status: r.status },
+        'attempt failed',
+      );
+      held?.done({ ok: false, ms });
+    } else held?.done({ ok: true, ms });
+  }
+
+  onRetry(): void {
+    this.ctx.onRetry();
   }
 }

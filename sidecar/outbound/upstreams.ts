@@ -18,7 +18,7 @@ import { type ConfigProblem, formatProblem } from '../config/validate.js';
 import { clientTls, materialKey, readTlsMaterial } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
-import { Balancer, type Outcome } from './balancer.js';
+import { Balancer, type Candidate, type EndpointStats, type Outcome } from './balancer.js';
 import { Discovery } from './discovery.js';
 import { Endpoint } from './endpoints.js';
 
@@ -75,6 +75,8 @@ export class Upstream extends EventEmitter implements EndSource {
   readonly endpoints = new Map<string, Endpoint>();
   /** Endpoints removed (DNS, reload) that still finish their work in flight; listed by /debug/ends until closed. */
   private readonly leaving = new Set<Endpoint>();
+  /** The balancer's view of `endpoints`, made on the first pick after the set changed. */
+  private candidates: Array<Candidate & { endpoint: Endpoint }> | undefined;
   private closed = false;
   private readonly log: Logger;
   private readonly balancer: Balancer;
@@ -205,6 +207,7 @@ export class Upstream extends EventEmitter implements EndSource {
   /** Makes the endpoint set this list: new ones are dialled, missing ones drain (bounded by drainMs). */
   setEndpoints(addresses: readonly string[]): void {
     if (this.closed) return;
+    this.candidates = undefined;
     const wanted = new Set(addresses);
     for (const [address, e] of this.endpoints) {
       if (wanted.has(address)) continue;
@@ -236,6 +239,7 @@ export class Upstream extends EventEmitter implements EndSource {
       this.log.info({ endpoint: address }, 'endpoint added');
       e.start();
     }
+    this.candidates = undefined;
     this.gauge();
   }
 
@@ -254,42 +258,36 @@ export class Upstream extends EventEmitter implements EndSource {
 
   /** Picks an endpoint for one unit of work (P2C over outstanding work x latency EWMA). */
   pick(exclude?: ReadonlySet<string>): Lease | undefined {
-    const list = [...this.endpoints.values()];
-    const candidates = list.map((e) => ({ stats: e.stats, usable: e.state === 'connected' }));
+    // The candidates are kept (one per endpoint, rebuilt when the set changes); only `usable` is read again.
+    let candidates = this.candidates;
+    if (!candidates) {
+      candidates = [...this.endpoints.values()].map((e) => ({ endpoint: e, stats: e.stats, usable: false }));
+      this.candidates = candidates;
+    }
+    for (const c of candidates) c.usable = c.endpoint.state === 'connected';
     const stats = this.balancer.pick(candidates, exclude);
     if (!stats) return undefined;
     const e = this.endpoints.get(stats.id)!;
-    const end = e.current()!;
+    e.series.inflight.set(stats.outstanding);
+    return new EndpointLease(this, e, stats, e.current()!);
+  }
+
+  /** A lease's end (EndpointLease.done): the balancer's counts, then the endpoint's series. */
+  settle(e: Endpoint, stats: EndpointStats, outcome: Outcome): void {
+    const ejected = this.balancer.done(stats, outcome);
+    if (e.state === 'closed') return; // its series are gone; do not bring them back
     const { series } = e;
     series.inflight.set(stats.outstanding);
-    let finished = false;
-    return {
-      end,
-      endpoint: e.address,
-      key: e.address,
-      current: () => e.current(),
-      onGone: (fn) => {
-        if (e.state === 'closed') fn();
-        else e.once('closed', fn);
-      },
-      done: (outcome) => {
-        if (finished) return;
-        finished = true;
-        const ejected = this.balancer.done(stats, outcome);
-        if (e.state === 'closed') return; // its series are gone; do not bring them back
-        series.inflight.set(stats.outstanding);
-        series.requests['neutral' in outcome ? 'other' : outcome.ok ? 'ok' : 'failed'].inc();
-        if (stats.ewma !== undefined) series.latency.set(stats.ewma / 1000);
-        if (ejected) {
-          series.ejections.inc();
-          const backoffMs = Math.round(stats.ejectedUntil - performance.now());
-          this.log.warn(
-            { endpoint: e.address, failures: stats.consecutiveFailures, backoffMs },
-            'endpoint ejected after consecutive failures',
-          );
-        }
-      },
-    };
+    series.requests['neutral' in outcome ? 'other' : outcome.ok ? 'ok' : 'failed'].inc();
+    if (stats.ewma !== undefined) series.latency.set(stats.ewma / 1000);
+    if (ejected) {
+      series.ejections.inc();
+      const backoffMs = Math.round(stats.ejectedUntil - performance.now());
+      this.log.warn(
+        { endpoint: e.address, failures: stats.consecutiveFailures, backoffMs },
+        'endpoint ejected after consecutive failures',
+      );
+    }
   }
 
   /** Resolves when at least one endpoint is connected (tests, the demo). */
@@ -347,5 +345,40 @@ export class Upstream extends EventEmitter implements EndSource {
     this.discovery?.stop();
     this.deps.metrics.upstreamConnected.set({ upstream: this.name }, 0);
     await Promise.all([...this.endpoints.values(), ...this.leaving].map((e) => e.close()));
+  }
+}
+
+/** One unit of work's hold on an endpoint of an Upstream (an object with methods: no closures per request). */
+class EndpointLease implements Lease {
+  private finished = false;
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly e: Endpoint,
+    private readonly stats: EndpointStats,
+    readonly end: End,
+  ) {}
+
+  get endpoint(): string {
+    return this.e.address;
+  }
+
+  get key(): string {
+    return this.e.address;
+  }
+
+  current(): End | undefined {
+    return this.e.current();
+  }
+
+  onGone(fn: () => void): void {
+    if (this.e.state === 'closed') fn();
+    else this.e.once('closed', fn);
+  }
+
+  done(outcome: Outcome): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.upstream.settle(this.e, this.stats, outcome);
   }
 }

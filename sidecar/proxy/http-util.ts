@@ -117,9 +117,15 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** What the usual Connection headers name (read only): no Set, no split per request for them. */
+const KEEP_ALIVE: ReadonlySet<string> = new Set(['keep-alive']);
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
 /** The header names a Connection header lists (they are hop-by-hop too), or undefined when there is none. */
-function connectionNamed(connection: string | string[] | undefined): Set<string> | undefined {
+function connectionNamed(connection: string | string[] | undefined): ReadonlySet<string> | undefined {
   if (connection === undefined) return undefined;
+  if (connection === 'keep-alive') return KEEP_ALIVE;
+  if (connection === 'close') return CLOSE;
   const named = new Set<string>();
   for (const s of String(connection).toLowerCase().split(',')) {
     const name = s.trim();
@@ -149,9 +155,14 @@ export function forwardHeaders(
   return out;
 }
 
-/** Response headers to send back: hop-by-hop ones removed (Node frames the body itself). */
-export function responseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
+/**
+ * Response headers to send back: hop-by-hop ones removed (Node frames the body itself). Added to `out` when given
+ * (after the headers it has, replacing those of the same name).
+ */
+export function responseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+  out: OutgoingHttpHeaders = {},
+): OutgoingHttpHeaders {
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k.toLowerCase())) continue;

@@ -57,15 +57,15 @@ class Exchange implements Dispatcher.DispatchHandler {
   status: number | undefined;
   /** The answer is an error of the far sidecar itself (it carries x-geminio-error), not of the service. */
   sidecarError = false;
+  /** What the attempt failed with (set when it settles). */
+  err: Error | undefined;
   private settle!: (err?: Error) => void;
   readonly settled = new Promise<Error | undefined>((resolve) => {
     this.settle = resolve;
   });
   private waitingDrain = false;
-  private readonly resume = () => {
-    this.waitingDrain = false;
-    this.controller?.resume();
-  };
+  /** Made on the first backpressure only (most answers never wait for a drain). */
+  private resume: (() => void) | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -97,6 +97,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (!this.res.write(chunk) && !this.waitingDrain) {
       this.waitingDrain = true;
       controller.pause();
+      this.resume ??= () => {
+        this.waitingDrain = false;
+        this.controller?.resume();
+      };
       this.res.once('drain', this.resume);
     }
   }
@@ -119,6 +123,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       // is down, as without a body), and its unread body is dropped with the connection after it.
       if (this.res.headersSent) this.body.destroy(err);
     }
+    this.err = err;
     this.settle(err);
   }
 }
@@ -127,7 +132,41 @@ function noop(): void {}
 
 interface Watched {
   res: ServerResponse;
-  abandon: () => void;
+  abandon(): void;
+}
+
+/**
+ * One request being forwarded: the attempt in flight, aborted when the client goes away or the sidecar answered
+ * it itself. Its response's one 'close' listener (forwardClosed) finds it under FORWARD: no closures per request.
+ */
+class Forward implements Watched {
+  current: Exchange | undefined;
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly inFlight: Set<Watched> | undefined,
+  ) {}
+
+  abandon(): void {
+    const c = this.current;
+    if (!c || c.done) return;
+    c.gone = true;
+    c.controller?.abort(
+      new Error(this.res.writableFinished ? 'request already answered' : 'client went away'),
+    );
+  }
+}
+
+const FORWARD = Symbol('geminio.forward');
+type Forwarded = ServerResponse & { [FORWARD]?: Forward };
+
+/** The 'close' listener of every forwarded response (`this` is the response). */
+function forwardClosed(this: Forwarded): void {
+  const f = this[FORWARD];
+  if (!f) return;
+  this[FORWARD] = undefined;
+  f.inFlight?.delete(f);
+  f.abandon();
 }
 const WATCHED = new WeakMap<object, Set<Watched>>();
 
@@ -162,28 +201,18 @@ export async function proxyRequest(
   const headers = forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix);
   // A body that has not started holds nothing yet: the pooled connection is taken once it sends (or is refused).
   if (withBody && !(await bodyStarted(req))) return;
-  let current: Exchange | undefined;
   // The client went away, or the sidecar answered it itself (408 for a stalled body): the attempt in flight is
   // aborted, which frees its pooled connection (undici's bodyTimeout does not run while a response is paused).
   // One listener per request: a response's 'close' always follows its 'finish'.
-  const abandon = () => {
-    if (!current || current.done) return;
-    current.gone = true;
-    current.controller?.abort(
-      new Error(res.writableFinished ? 'request already answered' : 'client went away'),
-    );
-  };
   // The connection itself: a peer that ended (a stream's Dismiss, a FIN) or failed will not read this answer.
   // Watched on the socket, since its close (and so the response's) may never come while writes are pending on a
   // zero window; the socket is destroyed so that nothing waits on it. The socket's listeners are installed once
   // per connection (not per request): the requests in flight on it are a set.
   const inFlight = watchSocket(req.socket as Duplex | null);
-  const mine = { res, abandon };
-  inFlight?.add(mine);
-  res.once('close', () => {
-    inFlight?.delete(mine);
-    abandon();
-  });
+  const fwd = new Forward(res, inFlight);
+  inFlight?.add(fwd);
+  (res as Forwarded)[FORWARD] = fwd;
+  res.on('close', forwardClosed);
   let lastFailure: ReturnType<typeof classify> | undefined;
   for (let attempt = 0; ; attempt++) {
     const dispatcher = o.attempt ? o.attempt(attempt) : o.dispatcher;
@@ -194,7 +223,7 @@ export async function proxyRequest(
       return sendError(res, f.status, f.code, f.message);
     }
     const exchange = new Exchange(res, withBody ? req : undefined);
-    current = exchange;
+    fwd.current = exchange;
     try {
       dispatcher.dispatch(
         {
@@ -211,12 +240,8 @@ export async function proxyRequest(
       exchange.onResponseError(undefined as unknown as Dispatcher.DispatchController, err as Error);
     }
     const err = await exchange.settled;
-    o.onAttemptEnd?.({
-      err,
-      status: exchange.status,
-      sidecarError: exchange.sidecarError,
-      gone: exchange.gone,
-    });
+    exchange.err = err;
+    o.onAttemptEnd?.(exchange);
     if (err === undefined || res.writableEnded) return;
     if (exchange.gone || res.headersSent || res.destroyed) {
       res.destroy();

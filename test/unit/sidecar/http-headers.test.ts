@@ -41,6 +41,14 @@ describe('forwardHeaders', () => {
     expect(Object.keys(out)[0]).toBe('x-geminio-client-id');
   });
 
+  it('drops what a plain "keep-alive" or "close" Connection names, as any other list', () => {
+    expect(forwardHeaders({ connection: 'keep-alive', 'keep-alive': 'timeout=5', a: '1' })).toEqual({
+      a: '1',
+    });
+    expect(forwardHeaders({ connection: 'close', close: 'x', a: '1' })).toEqual({ a: '1' });
+    expect(forwardHeaders({ connection: 'Close', close: 'x', a: '1' })).toEqual({ a: '1' });
+  });
+
   it('keeps repeated headers as lists', () => {
     expect(forwardHeaders({ 'set-cookie': ['a=1', 'b=2'] })).toEqual({ 'set-cookie': ['a=1', 'b=2'] });
   });
@@ -56,6 +64,15 @@ describe('responseHeaders', () => {
         x: undefined,
       }),
     ).toEqual({ 'Content-Type': 'text/plain' });
+  });
+
+  it('adds to the object given: its headers first, a header of the same name replaced in place', () => {
+    const out = responseHeaders(
+      { 'content-type': 'text/plain', 'x-request-id': 'app', connection: 'close' },
+      { 'x-request-id': 'sidecar', 'x-other': '1' },
+    );
+    expect(out).toEqual({ 'x-request-id': 'app', 'x-other': '1', 'content-type': 'text/plain' });
+    expect(Object.keys(out)).toEqual(['x-request-id', 'x-other', 'content-type']);
   });
 });
 
