@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { writeSidecarSummary } from './cpuprofile.js';
 import { ensureDebianBinary, firstLine, run } from './debian.js';
 import type { ProxyKind } from './http-proxy.js';
-import { benchDir, freePort, JsonChild, repoDir, sleep, type Timing, tsxArgs } from './lib.js';
+import { benchDir, freePort, JsonChild, repoDir, sidecarEnv, sleep, type Timing, tsxArgs } from './lib.js';
 
 export const PATHS = [
   'direct',
@@ -186,8 +186,14 @@ export class Proc {
     readonly name: string,
     cmd: string,
     args: string[],
+    /** Added to this process's environment. */
+    env: Record<string, string> = {},
   ) {
-    this.child = spawn(cmd, args, { cwd: repoDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(cmd, args, {
+      cwd: repoDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     const keep = (chunk: Buffer) => {
       this.tail = (this.tail + chunk.toString()).slice(-4_096);
       if (process.env.BENCH_DEBUG) process.stderr.write(`[${name}] ${chunk}`);
@@ -422,7 +428,7 @@ export async function startSidecarPair(
       mkdirSync(pdir, { recursive: true });
       prof.push('--cpu-prof', `--cpu-prof-dir=${pdir}`);
     }
-    const p = new Proc(side, process.execPath, [...prof, ...o.args, 'run', '--config', file]);
+    const p = new Proc(side, process.execPath, [...prof, ...o.args, 'run', '--config', file], sidecarEnv());
     o.procs.push(p);
     return p;
   };
@@ -604,7 +610,7 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
         const start = (side: string, config: unknown): Proc => {
           const file = join(dir, `${side}.json`);
           writeFileSync(file, JSON.stringify(config, null, 2));
-          const p = new Proc(side, process.execPath, [...args, 'run', '--config', file]);
+          const p = new Proc(side, process.execPath, [...args, 'run', '--config', file], sidecarEnv());
           procs.push(p);
           return p;
         };
