@@ -1,4 +1,4 @@
-# geminio-sidecar: the single-file bundle on a slim Node image, run as a numeric non-root user.
+# geminio-sidecar: the bundle on a slim Node image, run as a numeric non-root user.
 #   docker build -t geminio-sidecar:0.1.0 .
 #   docker run --rm -p 8080:8080 -v $PWD/sidecar.yaml:/etc/geminio-sidecar/sidecar.yaml geminio-sidecar:0.1.0
 # BASE_IMAGE is any image with `node` and `npm` of that major on the PATH (CI builds over a local stand-in, see
@@ -17,7 +17,8 @@ COPY sdk ./sdk
 COPY plugins ./plugins
 COPY sidecar ./sidecar
 COPY scripts ./scripts
-# Only the bundle is needed at run time: every dependency (and the built-in plugins) is inlined into this one file.
+# Only the bundle is needed at run time: every dependency (and the built-in plugins) is inlined into its entry file
+# and the chunks beside it (/out/geminio-sidecar.chunks/: the code loaded only on demand, see scripts/bundle.ts).
 RUN npx tsx scripts/bundle.ts /out/geminio-sidecar.mjs \
  && node /out/geminio-sidecar.mjs --version
 
@@ -25,7 +26,7 @@ FROM ${BASE_IMAGE}
 ENV NODE_ENV=production \
     GEMINIO_SIDECAR_LOG_FORMAT=json
 WORKDIR /app
-COPY --from=build /out/geminio-sidecar.mjs /app/geminio-sidecar.mjs
+COPY --from=build /out/ /app/
 COPY deploy/sidecar.example.yaml /etc/geminio-sidecar/sidecar.example.yaml
 # Numeric, so Kubernetes can verify runAsNonRoot; not node's 1000, so it matches no host account.
 USER 10001:10001

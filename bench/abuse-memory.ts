@@ -14,7 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundle } from '../scripts/bundle.js';
-import { freePort } from './lib.js';
+import { freePort, sidecarEnv } from './lib.js';
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -85,7 +85,10 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, 'out.json'), JSON.stringify(outboundCfg));
   const procs: ChildProcess[] = [];
   const run = (file: string) => {
-    const p = spawn(process.execPath, [bin, 'run', '--config', path.join(dir, file)], { stdio: 'inherit' });
+    const p = spawn(process.execPath, [bin, 'run', '--config', path.join(dir, file)], {
+      stdio: 'inherit',
+      env: { ...process.env, ...sidecarEnv() },
+    });
     procs.push(p);
     return p;
   };

@@ -4,12 +4,35 @@
  * result types.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const benchDir: string = dirname(fileURLToPath(import.meta.url));
 export const repoDir: string = join(benchDir, '..');
+
+/**
+ * The environment the image runs the sidecar with that changes how it uses memory: the Dockerfile's `ENV`
+ * variables named MALLOC_* (glibc's allocator reads them at start). Every bench runs its sidecars with them, as the
+ * image does. BENCH_SIDECAR_ENV replaces them, for an A/B: "K=V K2=V2", or "none" for none.
+ */
+export function sidecarEnv(): Record<string, string> {
+  const given = process.env.BENCH_SIDECAR_ENV;
+  const pairs = (words: string[]) =>
+    Object.fromEntries(
+      words
+        .filter((w) => /^\w+=/.test(w))
+        .map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]),
+    );
+  if (given !== undefined) return given === 'none' ? {} : pairs(given.split(/\s+/));
+  const text = readFileSync(join(repoDir, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const words = text
+    .split('\n')
+    .filter((l) => /^ENV\s/.test(l))
+    .flatMap((l) => l.slice(4).trim().split(/\s+/));
+  return Object.fromEntries(Object.entries(pairs(words)).filter(([k]) => k.startsWith('MALLOC_')));
+}
 export const interopDir: string = join(repoDir, 'test', 'interop');
 export const goBenchBinary: string = join(benchDir, 'results', 'bin', 'geminio-bench');
 

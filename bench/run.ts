@@ -604,6 +604,26 @@ let httpTable: string | undefined;
       mb(m?.settledMb, settleNote),
       [{ anchor: 'its idle RSS', result: mb(m?.idleMb), target: { kind: 'ratio-max', k: 1.1 } }],
     );
+    // What those VmRSS readings are made of (no targets: the targets stay on VmRSS above).
+    const moments = [
+      ['idle', 'idle', undefined],
+      ['afterLoad', 'right after load', undefined],
+      [
+        'settled',
+        `${m && m.settleMs > 0 ? `${Math.round(m.settleMs / 1000)} s` : 'a minute'} after load`,
+        settleNote,
+      ],
+    ] as const;
+    for (const [part, label, why] of moments) {
+      const p = m?.parts?.[part];
+      const idle = m?.parts?.idle;
+      addRow(`RSS ${label}, ${side} sidecar: anonymous (RssAnon)`, 'MB', mb(p?.anonMb, why), [
+        ...(part === 'idle' ? [] : [{ anchor: 'its idle RssAnon', result: mb(idle?.anonMb) }]),
+      ]);
+      addRow(`RSS ${label}, ${side} sidecar: file pages (RssFile)`, 'MB', mb(p?.fileMb, why), [
+        ...(part === 'idle' ? [] : [{ anchor: 'its idle RssFile', result: mb(idle?.fileMb) }]),
+      ]);
+    }
   }
 
   httpTable = httpTableText(http, HIGH);

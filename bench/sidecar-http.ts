@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { writeSidecarSummary } from './cpuprofile.js';
 import { ensureDebianBinary, firstLine, run } from './debian.js';
 import type { ProxyKind } from './http-proxy.js';
-import { benchDir, freePort, JsonChild, repoDir, sleep, type Timing, tsxArgs } from './lib.js';
+import { benchDir, freePort, JsonChild, repoDir, sidecarEnv, sleep, type Timing, tsxArgs } from './lib.js';
 
 export const PATHS = [
   'direct',
@@ -136,6 +136,11 @@ export interface RssReport {
   /** VmRSS settleMs after the last load (null when settleMs is 0: --quick). */
   settledMb: number | null;
   settleMs: number;
+  /**
+   * What each VmRSS reading is made of: RssAnon (the V8 heap, malloc'ed memory, thread stacks) and RssFile (pages
+   * of files mapped in: the node binary's code and data that the process has touched), at the same moments.
+   */
+  parts: Record<'idle' | 'afterLoad' | 'settled', { anonMb: number | null; fileMb: number | null }>;
 }
 
 export interface SidecarHttpOptions {
@@ -181,8 +186,14 @@ export class Proc {
     readonly name: string,
     cmd: string,
     args: string[],
+    /** Added to this process's environment. */
+    env: Record<string, string> = {},
   ) {
-    this.child = spawn(cmd, args, { cwd: repoDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(cmd, args, {
+      cwd: repoDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     const keep = (chunk: Buffer) => {
       this.tail = (this.tail + chunk.toString()).slice(-4_096);
       if (process.env.BENCH_DEBUG) process.stderr.write(`[${name}] ${chunk}`);
@@ -269,19 +280,28 @@ function machineJiffies(): { busy: number; total: number } | null {
   }
 }
 
-/** VmRSS and VmHWM of a process, in MB (10^6 bytes), or nulls. */
-function memoryOf(pid: number): { rssMb: number | null; peakMb: number | null } {
+interface Memory {
+  rssMb: number | null;
+  peakMb: number | null;
+  anonMb: number | null;
+  fileMb: number | null;
+}
+
+/** VmRSS, VmHWM, RssAnon and RssFile of a process, in MB (10^6 bytes), or nulls. */
+function memoryOf(pid: number): Memory {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string) => {
       const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
       return m ? (Number(m[1]) * 1024) / 1e6 : null;
     };
-    return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM') };
+    return { rssMb: kb('VmRSS'), peakMb: kb('VmHWM'), anonMb: kb('RssAnon'), fileMb: kb('RssFile') };
   } catch {
-    return { rssMb: null, peakMb: null };
+    return { rssMb: null, peakMb: null, anonMb: null, fileMb: null };
   }
 }
+
+const partsOf = (m: Memory) => ({ anonMb: m.anonMb, fileMb: m.fileMb });
 
 /** The child pids of pid (nginx's worker). */
 function childrenOf(pid: number): number[] {
@@ -408,7 +428,7 @@ export async function startSidecarPair(
       mkdirSync(pdir, { recursive: true });
       prof.push('--cpu-prof', `--cpu-prof-dir=${pdir}`);
     }
-    const p = new Proc(side, process.execPath, [...prof, ...o.args, 'run', '--config', file]);
+    const p = new Proc(side, process.execPath, [...prof, ...o.args, 'run', '--config', file], sidecarEnv());
     o.procs.push(p);
     return p;
   };
@@ -558,13 +578,18 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
         await sleep(1_000);
         sidecarPids = { outbound: outProc.pid, inbound: inProc.pid };
         const settleMs = o.rssSettleMs ?? 0;
-        const idle = (pid: number): RssReport => ({
-          idleMb: memoryOf(pid).rssMb,
-          afterLoadMb: null,
-          peakMb: null,
-          settledMb: null,
-          settleMs,
-        });
+        const idle = (pid: number): RssReport => {
+          const m = memoryOf(pid);
+          const none = { anonMb: null, fileMb: null };
+          return {
+            idleMb: m.rssMb,
+            afterLoadMb: null,
+            peakMb: null,
+            settledMb: null,
+            settleMs,
+            parts: { idle: partsOf(m), afterLoad: none, settled: none },
+          };
+        };
         rss = { outbound: idle(outProc.pid), inbound: idle(inProc.pid) };
       } catch (err) {
         log(`    sidecars FAILED: ${firstLine(err)}`);
@@ -585,7 +610,7 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
         const start = (side: string, config: unknown): Proc => {
           const file = join(dir, `${side}.json`);
           writeFileSync(file, JSON.stringify(config, null, 2));
-          const p = new Proc(side, process.execPath, [...args, 'run', '--config', file]);
+          const p = new Proc(side, process.execPath, [...args, 'run', '--config', file], sidecarEnv());
           procs.push(p);
           return p;
         };
@@ -648,6 +673,7 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
             const m = memoryOf(sidecarPids[side]);
             rss[side].afterLoadMb = m.rssMb;
             rss[side].peakMb = m.peakMb;
+            rss[side].parts.afterLoad = partsOf(m);
           }
         }
       }
@@ -656,8 +682,11 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
       const wait = (o.rssSettleMs ?? 0) - (performance.now() - lastSidecarLoad);
       log(`  rss   waiting ${Math.round(Math.max(0, wait) / 1000)} s after the sidecars' last load`);
       if (wait > 0) await sleep(wait);
-      for (const side of ['outbound', 'inbound'] as const)
-        rss[side].settledMb = memoryOf(sidecarPids[side]).rssMb;
+      for (const side of ['outbound', 'inbound'] as const) {
+        const m = memoryOf(sidecarPids[side]);
+        rss[side].settledMb = m.rssMb;
+        rss[side].parts.settled = partsOf(m);
+      }
     }
   } catch (err) {
     log(`    sidecar rows FAILED: ${firstLine(err)}`);

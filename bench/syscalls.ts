@@ -28,7 +28,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { freePort, JsonChild, repoDir, sleep, tsxArgs } from './lib.js';
+import { freePort, JsonChild, repoDir, sidecarEnv, sleep, tsxArgs } from './lib.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => {
@@ -246,6 +246,7 @@ try {
         {
           cwd: repoDir,
           stdio: ['ignore', 'ignore', 'pipe'],
+          env: { ...process.env, ...sidecarEnv() },
         },
       );
       procs.push(p);

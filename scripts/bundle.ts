@@ -1,10 +1,15 @@
 /**
- * Builds the single-file bundle dist/geminio-sidecar.mjs: every dependency inlined, runs with nothing but `node`.
+ * Builds the bundle dist/geminio-sidecar.mjs: every dependency inlined, runs with nothing but `node`. The entry
+ * file is what `node` runs; the code it loads only on demand (OpenTelemetry when tracing is on, yargs for the full
+ * command line, pino-pretty for pretty logs, the demo) is in chunks beside it, in dist/geminio-sidecar.chunks/,
+ * so a sidecar that never uses them never reads them (V8 keeps the whole source of every module it loads: 1.2 MB
+ * less RSS idle, docs/SIDECAR.md "Memory"). Ship the entry and its chunks directory together.
  * Some dependencies are CommonJS and call `require` for Node built-ins, which an ESM file does not have: the
- * banner gives the bundle one (createRequire), under a name no bundled module declares.
+ * banner gives each file one (createRequire), under a name no bundled module declares.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
@@ -48,12 +53,29 @@ const builtinsByRequire: Plugin = {
   },
 };
 
-/** Bundles sidecar/cli.ts into `outfile` (default dist/geminio-sidecar.mjs). */
+/** The directory of an entry file's chunks: dist/geminio-sidecar.mjs -> dist/geminio-sidecar.chunks. */
+export function chunksDirOf(outfile: string): string {
+  return join(dirname(outfile), `${basename(outfile, '.mjs')}.chunks`);
+}
+
+/**
+ * Bundles sidecar/cli.ts into `outfile` (default dist/geminio-sidecar.mjs, a name ending in .mjs) and its chunks
+ * into chunksDirOf(outfile); chunks of an earlier build that this one does not write are removed (chunk names
+ * carry a hash of their content, so two builds of the same sources at once write the same files). Returns
+ * `outfile`.
+ */
 export async function bundle(outfile = `${root}dist/geminio-sidecar.mjs`): Promise<string> {
+  if (!outfile.endsWith('.mjs')) throw new Error(`bundle: ${outfile}: the entry's name must end in .mjs`);
   const { version } = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string };
-  await build({
-    entryPoints: [`${root}sidecar/cli.ts`],
-    outfile,
+  outfile = resolve(outfile);
+  const chunks = chunksDirOf(outfile);
+  const result = await build({
+    entryPoints: { [basename(outfile, '.mjs')]: `${root}sidecar/cli.ts` },
+    outdir: dirname(outfile),
+    // Each dynamic import() is its own chunk, and code shared by the entry and a chunk another chunk.
+    splitting: true,
+    chunkNames: `${basename(chunks)}/[name]-[hash]`,
+    outExtension: { '.js': '.mjs' },
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -72,7 +94,11 @@ export async function bundle(outfile = `${root}dist/geminio-sidecar.mjs`): Promi
     },
     logLevel: 'warning',
     plugins: [builtinsByRequire],
+    metafile: true,
   });
+  const written = new Set(Object.keys(result.metafile.outputs).map((f) => resolve(f)));
+  for (const f of readdirSync(chunks))
+    if (!written.has(join(chunks, f))) rmSync(join(chunks, f), { force: true });
   return outfile;
 }
 

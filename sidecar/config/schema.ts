@@ -94,7 +94,7 @@ export const schema = object({
     exportTimeoutMs: ms(10_000),
   }),
   shutdown: object({ gracePeriodMs: ms(10_000, 0) }),
-  // After work (requests, connections, calls) has stopped for idleGcMs, one full GC gives the heap grown under load
+  // After work (requests, connections, calls) has stopped for idleGcMs, two full GCs give the heap grown under load
   // back (V8 alone does it only ~100 s later, on an idle process); 0: never.
   memory: object({ idleGcMs: ms(20_000, 0) }),
   hooks: object({ timeoutMs: ms(1_000) }),

@@ -161,8 +161,10 @@ describe('npm packages geminio and geminio-sidecar', () => {
     ).toEqual([]);
   });
 
-  it('geminio-sidecar holds the bundle, its bin, the example config and its exports', () => {
-    expect(sidecar.files.map((f) => f.path).sort()).toEqual([
+  it('geminio-sidecar holds the bundle (its entry and chunks), its bin, the example config and its exports', () => {
+    const paths = sidecar.files.map((f) => f.path).sort();
+    const chunks = paths.filter((f) => f.startsWith('dist/geminio-sidecar.chunks/'));
+    expect(paths.filter((f) => !chunks.includes(f))).toEqual([
       'LICENSE',
       'README.md',
       'dist/geminio-sidecar.mjs',
@@ -171,6 +173,10 @@ describe('npm packages geminio and geminio-sidecar', () => {
       'package.json',
       'sidecar.example.yaml',
     ]);
+    for (const f of chunks) expect(f).toMatch(/^dist\/geminio-sidecar\.chunks\/[\w-]+\.mjs$/);
+    // The code loaded only on demand is in its own chunks (scripts/bundle.ts).
+    for (const name of ['otel', 'commands', 'pino-pretty'])
+      expect(chunks.some((f) => f.includes(`/${name}-`))).toBe(true);
   });
 
   it('both carry the Apache-2.0 text, agree on the version, and point at no missing file or source map', () => {
@@ -188,8 +194,9 @@ describe('npm packages geminio and geminio-sidecar', () => {
         if (!/\.(m?js|d\.ts)$/.test(f)) continue;
         const text = readFileSync(path.join(root, f), 'utf8');
         expect(text, f).not.toMatch(/sourceMappingURL/);
-        // Every relative import resolves to a file in the package (the bundle has none: its text quotes some).
-        if (f === 'dist/geminio-sidecar.mjs') continue;
+        // Every relative import resolves to a file in the package (the bundle's chunks are checked by running it:
+        // its text quotes some).
+        if (f.startsWith('dist/geminio-sidecar')) continue;
         for (const m of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
           const target = path.posix.normalize(path.posix.join(path.posix.dirname(f), m[1] as string));
           const candidates = [target, target.replace(/\.js$/, '.d.ts')];

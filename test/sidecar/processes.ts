@@ -1,11 +1,14 @@
-/** Sidecar processes for the tests: the esbuild bundle copied alone into a temp dir, spawned with plain node. */
+/**
+ * Sidecar processes for the tests: the esbuild bundle (its entry and its chunks) copied alone into a temp dir,
+ * spawned with plain node.
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { bundle } from '../../scripts/bundle.js';
+import { bundle, chunksDirOf } from '../../scripts/bundle.js';
 import { eventually } from '../helpers/wait.js';
 
 export const root = new URL('../../', import.meta.url).pathname;
@@ -32,6 +35,7 @@ export async function bundledSidecar(): Promise<{ work: string; bundled: string 
   const built = await bundle(join(root, 'dist', 'geminio-sidecar.mjs'));
   const bundled = join(work, 'geminio-sidecar.mjs');
   copyFileSync(built, bundled);
+  cpSync(chunksDirOf(built), chunksDirOf(bundled), { recursive: true });
   return { work, bundled };
 }
 
