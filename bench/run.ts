@@ -9,6 +9,7 @@
  *   --http-warmup MS   warm-up before each HTTP window, the same for every path (full: 3000, quick: 1000; a
  *                      Node proxy measured after 300 ms of load still runs cold code, several times its warm cost)
  *   --rss-settle MS    how long after the sidecars' last load their RSS is read again (full: 60000, quick: 0)
+ *   --rss-idle MS      how long after the sidecars are ready their idle RSS is read (full: 10000, quick: 1000)
  * Targets are reported, never asserted. See docs/BENCHMARKS.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -56,6 +57,7 @@ const httpTiming: Timing = {
   warmupMs: numberFlag('--http-warmup', quick ? HTTP_WARMUP_MS.quick : HTTP_WARMUP_MS.full),
 };
 const rssSettleMs = numberFlag('--rss-settle', quick ? 0 : 60_000);
+const rssIdleMs = numberFlag('--rss-idle', quick ? 1_000 : 10_000);
 
 export interface Row {
   name: string;
@@ -355,7 +357,7 @@ for (const streams of [1, 16]) {
 let httpTable: string | undefined;
 {
   const HIGH = 64;
-  const http = await runSidecarHttp(httpTiming, { concurrencies: [1, HIGH], log, rssSettleMs });
+  const http = await runSidecarHttp(httpTiming, { concurrencies: [1, HIGH], log, rssSettleMs, rssIdleMs });
   const res = http.results;
   const cores = http.setup.cores;
   const SIDECARS = 'two sidecars: client -> outbound -> geminio -> inbound -> app (4 processes)';
@@ -582,10 +584,16 @@ let httpTable: string | undefined;
       value: v ?? null,
       ...(v == null && (why ?? missing) ? { note: why ?? missing } : {}),
     });
-    addRow(`RSS idle, ${side} sidecar (ready, no request yet)`, 'MB', mb(m?.idleMb), [], {
-      kind: 'max',
-      v: 50,
-    });
+    addRow(
+      `RSS idle, ${side} sidecar (${Math.round(rssIdleMs / 1000)} s after ready, no request yet)`,
+      'MB',
+      mb(m?.idleMb),
+      [],
+      {
+        kind: 'max',
+        v: 50,
+      },
+    );
     addRow(`RSS right after load, ${side} sidecar`, 'MB', mb(m?.afterLoadMb), [
       { anchor: 'its idle RSS', result: mb(m?.idleMb) },
     ]);

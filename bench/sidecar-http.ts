@@ -21,7 +21,7 @@
  * calls `runSidecarHttp()`; on its own:
  *
  *   npx tsx bench/sidecar-http.ts [--quick] [--profile] [--concurrency 1,64] [--paths direct,minimal2,sidecar]
- *                                 [--warmup MS] [--rss-settle MS]
+ *                                 [--warmup MS] [--rss-settle MS] [--rss-idle MS]
  *
  * prints the raw results; `--profile` runs both sidecars under `node --cpu-prof` (bench/results/profiles/
  * sidecar-http/{outbound,inbound}/) and prints their top self-time functions. Results are reported, never
@@ -151,6 +151,11 @@ export interface SidecarHttpOptions {
   profileDir?: string;
   /** How long after the sidecars' last load their RSS is read again (0: not read). */
   rssSettleMs?: number;
+  /**
+   * How long after both sidecars are ready their idle RSS is read (default 1000). The full run waits 10 s: V8's
+   * memory reducer runs its first collection about 8 s after start, so what a sidecar idles at comes after it.
+   */
+  rssIdleMs?: number;
 }
 
 const bundlePath = join(benchDir, 'results', 'bin', 'geminio-sidecar.mjs');
@@ -575,7 +580,7 @@ export async function runSidecarHttp(timing: Timing, o: SidecarHttpOptions): Pro
           metricsUrl: `http://127.0.0.1:${adminOut}/metrics`,
         };
         // Idle RSS: ready, connected to each other, no request yet.
-        await sleep(1_000);
+        await sleep(o.rssIdleMs ?? 1_000);
         sidecarPids = { outbound: outProc.pid, inbound: inProc.pid };
         const settleMs = o.rssSettleMs ?? 0;
         const idle = (pid: number): RssReport => {
@@ -816,6 +821,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   };
   if (arg('--warmup')) timing.warmupMs = Number(arg('--warmup'));
   const rssSettleMs = Number(arg('--rss-settle') ?? 0);
+  const rssIdleMs = Number(arg('--rss-idle') ?? 1_000);
   const profile = process.argv.includes('--profile');
   const profileDir = join(benchDir, 'results', 'profiles', 'sidecar-http');
   const concurrencies = (arg('--concurrency') ?? (profile ? '1' : '1,64')).split(',').map(Number);
@@ -829,6 +835,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     concurrencies,
     paths,
     rssSettleMs,
+    rssIdleMs,
     ...(profile ? { profileDir } : {}),
   });
   console.log(JSON.stringify(out, null, 2));
