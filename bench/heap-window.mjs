@@ -2,7 +2,7 @@
  * Heap bytes a process allocates in a window the bench chooses, noise-free (the machine's load does not change
  * them): a preload (`node --import bench/heap-window.mjs ...`; bench/grpc.ts --count adds it to both sidecars).
  * The first SIGUSR2 starts a v8.GCProfiler, the second stops it and appends one JSON line to HEAP_OUT (default
- * stderr): pid, name (the config file's name), allocated bytes (the used heap's growth between garbage
+ * stderr): pid, name (the config file's name), gcs and their cost in µs (gcUs), allocated bytes (the used heap's growth between garbage
  * collections: used heap before each GC minus used heap after the one before, plus the growth since the last).
  * The bench divides it by the calls completed in the window (bench/heap-per-request.mjs counts HTTP/1.1 requests
  * itself; Node 20 has no diagnostics channel for HTTP/2 streams).
@@ -25,7 +25,9 @@ process.on('SIGUSR2', () => {
   const endUsed = getHeapStatistics().used_heap_size;
   let allocated = 0;
   let after = startUsed;
+  let gcUs = 0;
   for (const gc of statistics) {
+    gcUs += gc.cost;
     allocated += gc.beforeGC.heapStatistics.usedHeapSize - after;
     after = gc.afterGC.heapStatistics.usedHeapSize;
   }
@@ -35,6 +37,7 @@ process.on('SIGUSR2', () => {
     pid: process.pid,
     name: config.replace(/^.*\//, ''),
     gcs: statistics.length,
+    gcUs,
     allocatedBytes: allocated,
   };
   const text = `${JSON.stringify(line)}\n`;

@@ -55,7 +55,7 @@ function cpu(pid: number): { user: number; sys: number } {
   return { user: Number(rest[11]), sys: Number(rest[12]) };
 }
 
-function heapWindow(): () => number {
+function heapWindow(): () => { allocated: number; gcs: number; gcUs: number } {
   const profiler = new GCProfiler();
   profiler.start();
   const startUsed = getHeapStatistics().used_heap_size;
@@ -63,11 +63,19 @@ function heapWindow(): () => number {
     const { statistics } = profiler.stop();
     let allocated = 0;
     let after = startUsed;
+    let gcUs = 0;
+    if (process.env.GC_TYPES)
+      console.error(statistics.map((g) => `${g.gcType}:${Math.round(g.cost)}`).join(' '));
     for (const gc of statistics) {
       allocated += gc.beforeGC.heapStatistics.usedHeapSize - after;
       after = gc.afterGC.heapStatistics.usedHeapSize;
+      gcUs += gc.cost;
     }
-    return allocated + getHeapStatistics().used_heap_size - after;
+    return {
+      allocated: allocated + getHeapStatistics().used_heap_size - after,
+      gcs: statistics.length,
+      gcUs,
+    };
   };
 }
 
@@ -157,20 +165,24 @@ async function main(): Promise<void> {
   const s1 = cpu(spid);
   process.kill(spid, 'SIGUSR2');
   await sleep(300);
-  const serverHeap = JSON.parse(readFileSync(heapOut, 'utf8').trim().split('\n').pop()!).allocatedBytes;
+  const serverHeap = JSON.parse(readFileSync(heapOut, 'utf8').trim().split('\n').pop()!);
   const perCallUs = (ticks: number) => Math.round(((ticks / CLK_TCK) * 1e6) / CALLS);
   result.callsPerSec = Math.round(CALLS / seconds);
   result.client = {
     userUs: perCallUs(c1.user - c0.user),
     sysUs: perCallUs(c1.sys - c0.sys),
-    heapBytes: Math.round(clientHeap / CALLS),
+    heapBytes: Math.round(clientHeap.allocated / CALLS),
+    gcsPer1000: +((clientHeap.gcs * 1000) / CALLS).toFixed(2),
+    gcUs: +(clientHeap.gcUs / CALLS).toFixed(2),
     writesPerCall: +(writes / CALLS).toFixed(3),
     bytesPerWrite: Math.round(bytes / writes),
   };
   result.server = {
     userUs: perCallUs(s1.user - s0.user),
     sysUs: perCallUs(s1.sys - s0.sys),
-    heapBytes: Math.round(serverHeap / CALLS),
+    heapBytes: Math.round(serverHeap.allocatedBytes / CALLS),
+    gcsPer1000: +((serverHeap.gcs * 1000) / CALLS).toFixed(2),
+    gcUs: +(serverHeap.gcUs / CALLS).toFixed(2),
   };
 
   for (const tool of ['perf', 'strace'] as const) {
