@@ -7,8 +7,8 @@
  *                              [--perf] [--strace]
  *
  * After `warmup` calls it runs `calls` more (with `inflight` loops) and reports, per call and per process: CPU µs
- * (user / system, from /proc/PID/stat; this one moves with the load), heap bytes allocated (v8.GCProfiler: the
- * client here, the server through bench/heap-window.mjs), socket writes and bytes written (the client's net.Socket
+ * (user / system, from /proc/PID/stat; this one moves with the load), heap bytes allocated and bytes promoted
+ * to the old generation by scavenges (v8.GCProfiler: the client here, the server through bench/heap-window.mjs), socket writes and bytes written (the client's net.Socket
  * writes). `--perf` adds a pass under `perf stat -e instructions:u` on both processes (instructions per call),
  * `--strace` a pass under `strace -c -f` (syscalls per call; strace slows the process, so that pass is separate).
  * Results are one JSON line on stdout, reported, never asserted.
@@ -55,7 +55,17 @@ function cpu(pid: number): { user: number; sys: number } {
   return { user: Number(rest[11]), sys: Number(rest[12]) };
 }
 
-function heapWindow(): () => { allocated: number; gcs: number; gcUs: number } {
+/** What a scavenge moved into the old generation: the old space's growth across it. */
+function oldSpaceGrowth(gc: {
+  beforeGC: { heapSpaceStatistics: Array<{ spaceName: string; spaceUsedSize: number }> };
+  afterGC: { heapSpaceStatistics: Array<{ spaceName: string; spaceUsedSize: number }> };
+}): number {
+  const used = (s: Array<{ spaceName: string; spaceUsedSize: number }>) =>
+    s.find((x) => x.spaceName === 'old_space')?.spaceUsedSize ?? 0;
+  return used(gc.afterGC.heapSpaceStatistics) - used(gc.beforeGC.heapSpaceStatistics);
+}
+
+function heapWindow(): () => { allocated: number; gcs: number; gcUs: number; promoted: number } {
   const profiler = new GCProfiler();
   profiler.start();
   const startUsed = getHeapStatistics().used_heap_size;
@@ -64,17 +74,20 @@ function heapWindow(): () => { allocated: number; gcs: number; gcUs: number } {
     let allocated = 0;
     let after = startUsed;
     let gcUs = 0;
+    let promoted = 0;
     if (process.env.GC_TYPES)
       console.error(statistics.map((g) => `${g.gcType}:${Math.round(g.cost)}`).join(' '));
     for (const gc of statistics) {
       allocated += gc.beforeGC.heapStatistics.usedHeapSize - after;
       after = gc.afterGC.heapStatistics.usedHeapSize;
       gcUs += gc.cost;
+      if (gc.gcType === 'Scavenge') promoted += oldSpaceGrowth(gc);
     }
     return {
       allocated: allocated + getHeapStatistics().used_heap_size - after,
       gcs: statistics.length,
       gcUs,
+      promoted,
     };
   };
 }
@@ -174,6 +187,7 @@ async function main(): Promise<void> {
     heapBytes: Math.round(clientHeap.allocated / CALLS),
     gcsPer1000: +((clientHeap.gcs * 1000) / CALLS).toFixed(2),
     gcUs: +(clientHeap.gcUs / CALLS).toFixed(2),
+    promotedBytes: Math.round(clientHeap.promoted / CALLS),
     writesPerCall: +(writes / CALLS).toFixed(3),
     bytesPerWrite: Math.round(bytes / writes),
   };
@@ -183,6 +197,7 @@ async function main(): Promise<void> {
     heapBytes: Math.round(serverHeap.allocatedBytes / CALLS),
     gcsPer1000: +((serverHeap.gcs * 1000) / CALLS).toFixed(2),
     gcUs: +(serverHeap.gcUs / CALLS).toFixed(2),
+    promotedBytes: Math.round(serverHeap.promotedBytes / CALLS),
   };
 
   for (const tool of ['perf', 'strace'] as const) {
