@@ -18,6 +18,7 @@ import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet } from '../frame/packet.js';
 import { guard, toBytes, wireDeadline } from '../util.js';
 import type { DeliveryWindow } from './delivery-window.js';
+import { IdMap } from './id-map.js';
 import type { StreamPort } from './port.js';
 
 export type Delivery = 'at-least-once' | 'at-most-once';
@@ -96,7 +97,7 @@ function messageBytes(m: Message): number {
 }
 
 export class Messenger {
-  private readonly pending = new Map<bigint, PendingPublish>();
+  private readonly pending = new IdMap<PendingPublish>();
   private readonly queue: Message[] = [];
   /** Bytes of data and custom held in `queue`. */
   private queueBytes = 0;

@@ -18,6 +18,7 @@ import { CancelType, PacketType as T } from '../frame/constants.js';
 import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet, RegisterAckPacket, RegisterPacket } from '../frame/packet.js';
 import { guard, toBytes, wireDeadline } from '../util.js';
+import { IdMap } from './id-map.js';
 import type { StreamPort } from './port.js';
 
 /** What a handler receives. */
@@ -77,7 +78,7 @@ export class RpcEndpoint {
   /** Methods the peer registered on this stream. */
   readonly remoteMethods = new Set<string>();
   private remoteWaiters: Array<() => void> = [];
-  private readonly calls = new Map<bigint, PendingCall>();
+  private readonly calls = new IdMap<PendingCall>();
   private readonly keys = new Map<string, Buffer>();
   private readonly registers = new Map<bigint, PendingRegister>();
   private readonly running = new Map<bigint, RunningCall>();
