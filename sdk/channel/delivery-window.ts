@@ -5,7 +5,7 @@
 export class DeliveryWindow {
   private readonly entries = new Map<
     bigint,
-    { error: string | undefined; settled: boolean; ackers: Ack[] }
+    { error: string | undefined; settled: boolean; ackers: Ack[] | undefined }
   >();
 
   constructor(readonly size = 4096) {}
@@ -17,12 +17,12 @@ export class DeliveryWindow {
   admit(id: bigint, ack: Ack): boolean {
     const e = this.entries.get(id);
     if (!e) {
-      this.entries.set(id, { error: undefined, settled: false, ackers: [] });
+      this.entries.set(id, { error: undefined, settled: false, ackers: undefined });
       if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value as bigint);
       return true;
     }
     if (e.settled) ack(e.error);
-    else e.ackers.push(ack);
+    else (e.ackers ??= []).push(ack);
     return false;
   }
 
@@ -32,7 +32,9 @@ export class DeliveryWindow {
     if (!e || e.settled) return;
     e.settled = true;
     e.error = error;
-    for (const ack of e.ackers.splice(0)) ack(error);
+    const ackers = e.ackers;
+    e.ackers = undefined;
+    if (ackers) for (const ack of ackers) ack(error);
   }
 }
 

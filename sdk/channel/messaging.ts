@@ -18,6 +18,7 @@ import { encodePacket } from '../frame/encode.js';
 import type { MessagePacket, Packet } from '../frame/packet.js';
 import { guard, toBytes, wireDeadline } from '../util.js';
 import type { DeliveryWindow } from './delivery-window.js';
+import { IdMap } from './id-map.js';
 import type { StreamPort } from './port.js';
 
 export type Delivery = 'at-least-once' | 'at-most-once';
@@ -47,7 +48,8 @@ export class Message {
     readonly data: Buffer,
     readonly topic: string | undefined,
     readonly custom: Buffer | undefined,
-    private readonly onAck?: (error: string | undefined) => void,
+    /** The receiving End's delivery window, told the outcome for the message's replays. */
+    private readonly window?: DeliveryWindow,
   ) {}
 
   get clientId(): bigint {
@@ -75,7 +77,7 @@ export class Message {
     this.port.send(
       encodePacket({ type: T.MessageAck, id: this.id, sessionId: this.port.streamId, data: { error } }),
     );
-    this.onAck?.(error);
+    this.window?.settle(this.id, error);
   }
 }
 
@@ -84,7 +86,10 @@ interface PendingPublish {
   frame: Buffer;
   resolve: () => void;
   reject: (e: Error) => void;
-  release: () => void;
+  /** The ack timer of a publish without a signal (no closures for it). */
+  timer: NodeJS.Timeout | undefined;
+  /** A publish with a signal: its timer and listener, released together. */
+  release: (() => void) | undefined;
 }
 
 function messageBytes(m: Message): number {
@@ -92,7 +97,7 @@ function messageBytes(m: Message): number {
 }
 
 export class Messenger {
-  private readonly pending = new Map<bigint, PendingPublish>();
+  private readonly pending = new IdMap<PendingPublish>();
   private readonly queue: Message[] = [];
   /** Bytes of data and custom held in `queue`. */
   private queueBytes = 0;
@@ -132,13 +137,18 @@ export class Messenger {
         resolve();
         return;
       }
-      const release = guard(
-        timeout,
-        options.signal,
-        () => this.settle(id, new TimeoutError(`message not acknowledged within ${timeout} ms`)),
-        (reason) => this.settle(id, abortError(reason)),
-      );
-      this.pending.set(id, { frame, resolve, reject, release });
+      const pending: PendingPublish = { frame, resolve, reject, timer: undefined, release: undefined };
+      if (options.signal) {
+        pending.release = guard(
+          timeout,
+          options.signal,
+          () => this.timedOut(id, timeout),
+          (reason) => this.settle(id, abortError(reason)),
+        );
+      } else if (Number.isFinite(timeout) && timeout > 0) {
+        pending.timer = setTimeout(publishTimedOut, timeout, this, id, timeout);
+      }
+      this.pending.set(id, pending);
       this.port.send(frame);
     });
   }
@@ -155,6 +165,10 @@ export class Messenger {
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(abortError(signal.reason));
     return new Promise<Message>((resolve, reject) => {
+      if (!signal) {
+        this.waiters.push({ resolve, reject });
+        return;
+      }
       const waiter = {
         resolve: (m: Message) => {
           signal?.removeEventListener('abort', onAbort);
@@ -217,7 +231,7 @@ export class Messenger {
       p.data.value ?? Buffer.alloc(0),
       p.data.topic,
       p.data.custom,
-      window ? (error) => window.settle(p.id, error) : undefined,
+      window,
     );
     const w = this.waiters.shift();
     if (w) {
@@ -252,9 +266,15 @@ export class Messenger {
     const pending = this.pending.get(id);
     if (!pending) return;
     this.pending.delete(id);
-    pending.release();
+    clearTimeout(pending.timer);
+    pending.release?.();
     if (err) pending.reject(err);
     else pending.resolve();
+  }
+
+  /** @internal A publish's ack timer fired. */
+  timedOut(id: bigint, timeout: number): void {
+    this.settle(id, new TimeoutError(`message not acknowledged within ${timeout} ms`));
   }
 
   close(err: GeminioError): void {
@@ -269,4 +289,8 @@ export class Messenger {
       this.port.resumeReading(this);
     }
   }
+}
+
+function publishTimedOut(m: Messenger, id: bigint, timeout: number): void {
+  m.timedOut(id, timeout);
 }

@@ -3,7 +3,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { HEADER_LENGTH, PacketType, UINT64_MAX, VERSION } from './constants.js';
-import { encodeConnData, encodeMessageData, encodeRegisterData, encodeSessionData } from './json.js';
+import { encodeConnData, encodeMessageDataAt, encodeRegisterData, encodeSessionData } from './json.js';
 import type { Packet } from './packet.js';
 
 const MAX_BODY = 0xffff_ffff;
@@ -85,8 +85,13 @@ export function encodePacket(p: Packet): Buffer {
     case PacketType.Message:
     case PacketType.MessageAck:
     case PacketType.Request:
-    case PacketType.Response:
-      return frame(p.type, p.id, 8, encodeMessageData(p.data), (b) => u64(b, p.sessionId, 0, 'session id'));
+    case PacketType.Response: {
+      // The JSON is written in place after the header and stream ID: no second buffer, no copy.
+      const buf = encodeMessageDataAt(p.data, H + 8);
+      header(buf, p.type, p.id, buf.length - H);
+      u64(buf, p.sessionId, 0, 'session id');
+      return buf;
+    }
     case PacketType.Stream:
       return frame(p.type, p.id, 8, p.payload, (b) => u64(b, p.sessionId, 0, 'session id'));
     case PacketType.RequestCancel:

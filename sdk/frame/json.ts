@@ -72,18 +72,63 @@ export function encodeRegisterData(d: RegisterData): Buffer {
 
 /** MessageData always carries `deadline` and `context` (Go never omits a time.Time); the common tail is constant. */
 export function encodeMessageData(d: MessageData): Buffer {
-  const out: string[] = [];
-  bytesField(out, 'key', d.key);
-  bytesField(out, 'value', d.value);
-  stringField(out, 'topic', d.topic);
-  bytesField(out, 'custom', d.custom);
-  stringField(out, 'error', d.error);
-  if (d.timeout !== undefined && d.timeout !== 0) out.push(`"timeout":${Math.trunc(d.timeout)}`);
-  const head = out.length === 0 ? '{' : `{${out.join(',')},`;
-  if (d.deadline === undefined && d.contextDeadline === undefined) return Buffer.from(head + ZERO_TAIL);
-  return Buffer.from(
-    `${head}"deadline":"${goTime(d.deadline)}","context":{"deadline":"${goTime(d.contextDeadline)}"}}`,
-  );
+  return encodeMessageDataAt(d, 0);
+}
+
+/** Length of the padded standard base64 of n bytes. */
+const base64Length = (n: number): number => Math.ceil(n / 3) * 4;
+
+/**
+ * MessageData's JSON written straight into one Buffer after `head` bytes left for the caller (the frame header
+ * and stream ID): the same bytes as building the JSON text and copying it, without the intermediate strings,
+ * joins and Buffers (a 4 KiB value is 5.5 KB of base64: building it as text cost a string, a flattened copy and
+ * a Buffer per message).
+ */
+export function encodeMessageDataAt(d: MessageData, head: number): Buffer {
+  const key = d.key !== undefined && d.key.length > 0 ? d.key : undefined;
+  const value = d.value !== undefined && d.value.length > 0 ? d.value : undefined;
+  const custom = d.custom !== undefined && d.custom.length > 0 ? d.custom : undefined;
+  const topic = d.topic !== undefined && d.topic !== '' ? goString(d.topic) : undefined;
+  const error = d.error !== undefined && d.error !== '' ? goString(d.error) : undefined;
+  const timeout = d.timeout !== undefined && d.timeout !== 0 ? String(Math.trunc(d.timeout)) : undefined;
+  const tail =
+    d.deadline === undefined && d.contextDeadline === undefined
+      ? ZERO_TAIL
+      : `"deadline":"${goTime(d.deadline)}","context":{"deadline":"${goTime(d.contextDeadline)}"}}`;
+  // '{' + each field with its trailing comma + the tail (ASCII); the string fields' JSON may hold any UTF-8.
+  let length = 1 + tail.length;
+  if (key) length += 9 + base64Length(key.length); // "key":"…",
+  if (value) length += 11 + base64Length(value.length); // "value":"…",
+  if (topic) length += 9 + Buffer.byteLength(topic); // "topic":…,
+  if (custom) length += 12 + base64Length(custom.length); // "custom":"…",
+  if (error) length += 9 + Buffer.byteLength(error); // "error":…,
+  if (timeout) length += 11 + timeout.length; // "timeout":…,
+  const buf = Buffer.allocUnsafe(head + length);
+  let o = head;
+  buf[o++] = 0x7b; // {
+  if (key) o = bytesInto(buf, o, '"key":"', key);
+  if (value) o = bytesInto(buf, o, '"value":"', value);
+  if (topic) o = textInto(buf, o, '"topic":', topic);
+  if (custom) o = bytesInto(buf, o, '"custom":"', custom);
+  if (error) o = textInto(buf, o, '"error":', error);
+  if (timeout) o += buf.write(`"timeout":${timeout},`, o, 'latin1');
+  buf.write(tail, o, 'latin1');
+  return buf;
+}
+
+function bytesInto(buf: Buffer, o: number, name: string, bytes: Buffer): number {
+  o += buf.write(name, o, 'latin1');
+  o += buf.write(bytes.toString('base64'), o, 'latin1');
+  buf[o++] = 0x22; // "
+  buf[o++] = 0x2c; // ,
+  return o;
+}
+
+function textInto(buf: Buffer, o: number, name: string, json: string): number {
+  o += buf.write(name, o, 'latin1');
+  o += buf.write(json, o, 'utf8');
+  buf[o++] = 0x2c; // ,
+  return o;
 }
 
 // ---- decoding ----
@@ -223,7 +268,220 @@ export function decodeRegisterData(buf: Buffer): RegisterData {
 
 const INTEGER_TIMEOUT = /"timeout"\s*:\s*-?\d+\s*[,}]/i;
 
+/**
+ * MessageData from its JSON. What Go and we write (compact, lower-case keys, no escapes) is read by a scanner over
+ * the bytes, without turning the body into a string and parsing it into an object first; anything else (escapes,
+ * other key cases, unknown keys, odd values, and every malformed body) goes to the general path below, which
+ * decides what is accepted and with which error.
+ */
 export function decodeMessageData(buf: Buffer): MessageData {
+  return scanMessageData(buf) ?? decodeMessageDataGeneral(buf);
+}
+
+const ZERO_TIME_BYTES = Buffer.from(GO_ZERO_TIME, 'latin1');
+const K = {
+  Key: 0,
+  Value: 1,
+  Topic: 2,
+  Custom: 3,
+  Error: 4,
+  Timeout: 5,
+  Deadline: 6,
+  Context: 7,
+  Other: 8,
+} as const;
+type K = (typeof K)[keyof typeof K];
+const KEY_BYTES: ReadonlyArray<readonly [K, Buffer]> = (
+  [
+    [K.Key, 'key'],
+    [K.Value, 'value'],
+    [K.Topic, 'topic'],
+    [K.Custom, 'custom'],
+    [K.Error, 'error'],
+    [K.Timeout, 'timeout'],
+    [K.Deadline, 'deadline'],
+    [K.Context, 'context'],
+  ] as const
+).map(([k, name]) => [k, Buffer.from(name, 'latin1')] as const);
+
+function isWs(c: number | undefined): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function skipWs(b: Buffer, i: number): number {
+  while (isWs(b[i])) i++;
+  return i;
+}
+
+function sameBytes(b: Buffer, start: number, end: number, want: Buffer): boolean {
+  if (end - start !== want.length) return false;
+  for (let j = 0; j < want.length; j++) if (b[start + j] !== want[j]) return false;
+  return true;
+}
+
+function keyOf(b: Buffer, start: number, end: number): K {
+  for (const [k, name] of KEY_BYTES) if (sameBytes(b, start, end, name)) return k;
+  return K.Other;
+}
+
+/** The fast path's refusal: the general path decides (and reports the error, if any). */
+class NotPlain {}
+const NOT_PLAIN = new NotPlain();
+
+/** `null`: returns the index after it, or -1 when the value there is not null. */
+function nullAt(b: Buffer, i: number): number {
+  return b[i] === 0x6e && b[i + 1] === 0x75 && b[i + 2] === 0x6c && b[i + 3] === 0x6c ? i + 4 : -1;
+}
+
+/** The end (closing quote) of the escape-free string opening at i. */
+function stringEnd(b: Buffer, i: number): number {
+  if (b[i] !== 0x22) throw NOT_PLAIN;
+  const e = b.indexOf(0x22, i + 1);
+  if (e < 0) throw NOT_PLAIN;
+  return e;
+}
+
+function bytesAt(b: Buffer, start: number, end: number): Buffer | undefined {
+  const v = b.toString('latin1', start, end);
+  const bytes = Buffer.from(v, 'base64');
+  // The same rule as readBytes: padded standard base64 only.
+  const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
+  if (
+    v.length % 4 !== 0 ||
+    bytes.length !== (v.length / 4) * 3 - padding ||
+    v.includes('-') ||
+    v.includes('_')
+  ) {
+    throw NOT_PLAIN;
+  }
+  return bytes;
+}
+
+function textAt(b: Buffer, start: number, end: number): string | undefined {
+  for (let j = start; j < end; j++) if (b[j]! < 0x20) throw NOT_PLAIN; // JSON forbids raw control characters
+  return start === end ? undefined : b.toString('utf8', start, end);
+}
+
+function timeAt(b: Buffer, start: number, end: number, what: string): number | undefined {
+  if (sameBytes(b, start, end, ZERO_TIME_BYTES)) return undefined;
+  for (let j = start; j < end; j++) if (b[j]! >= 0x80) throw NOT_PLAIN;
+  return readTime(b.toString('latin1', start, end), what);
+}
+
+/**
+ * The fast path of decodeMessageData: compact or spaced JSON with lower-case MessageData keys only, strings
+ * without escapes, `null` anywhere Go allows it, an integer timeout, a context with at most its deadline.
+ * Returns undefined for anything else, and for anything invalid: the general path then reads it (or refuses it).
+ */
+/** @internal Exported for the codec tests. */
+export function scanMessageData(b: Buffer): MessageData | undefined {
+  if (b.indexOf(0x5c) >= 0) return undefined; // a backslash: escapes are the general path's
+  const d: MessageData = {
+    key: undefined,
+    value: undefined,
+    topic: undefined,
+    custom: undefined,
+    error: undefined,
+    timeout: undefined,
+    deadline: undefined,
+    contextDeadline: undefined,
+  };
+  try {
+    let i = skipWs(b, 0);
+    if (b[i] !== 0x7b) return undefined;
+    i = skipWs(b, i + 1);
+    if (b[i] === 0x7d) i++;
+    else {
+      for (;;) {
+        const ke = stringEnd(b, i);
+        const k = keyOf(b, i + 1, ke);
+        if (k === K.Other) return undefined;
+        i = skipWs(b, ke + 1);
+        if (b[i] !== 0x3a) return undefined;
+        i = skipWs(b, i + 1);
+        const afterNull = nullAt(b, i);
+        if (afterNull >= 0) {
+          i = afterNull;
+          if (k === K.Key) d.key = undefined;
+          else if (k === K.Value) d.value = undefined;
+          else if (k === K.Topic) d.topic = undefined;
+          else if (k === K.Custom) d.custom = undefined;
+          else if (k === K.Error) d.error = undefined;
+          else if (k === K.Timeout) d.timeout = undefined;
+          else if (k === K.Deadline) d.deadline = undefined;
+          else d.contextDeadline = undefined;
+        } else if (k === K.Timeout) {
+          i = timeoutAt(b, i, d);
+        } else if (k === K.Context) {
+          i = contextAt(b, i, d);
+        } else {
+          const e = stringEnd(b, i);
+          if (k === K.Key) d.key = bytesAt(b, i + 1, e);
+          else if (k === K.Value) d.value = bytesAt(b, i + 1, e);
+          else if (k === K.Custom) d.custom = bytesAt(b, i + 1, e);
+          else if (k === K.Topic) d.topic = textAt(b, i + 1, e);
+          else if (k === K.Error) d.error = textAt(b, i + 1, e);
+          else d.deadline = timeAt(b, i + 1, e, 'MessageData.deadline');
+          i = e + 1;
+        }
+        i = skipWs(b, i);
+        if (b[i] === 0x2c) {
+          i = skipWs(b, i + 1);
+          continue;
+        }
+        if (b[i] !== 0x7d) return undefined;
+        i++;
+        break;
+      }
+    }
+    return skipWs(b, i) === b.length ? d : undefined;
+  } catch (err) {
+    if (err === NOT_PLAIN || err instanceof ProtocolError) return undefined;
+    throw err;
+  }
+}
+
+/** An integer literal (what Go's int64 takes): -?(0|[1-9][0-9]*), at most 15 digits here. */
+function timeoutAt(b: Buffer, i: number, d: MessageData): number {
+  let j = i;
+  const negative = b[j] === 0x2d;
+  if (negative) j++;
+  const first = j;
+  let n = 0;
+  while (j < b.length && b[j]! >= 0x30 && b[j]! <= 0x39) n = n * 10 + (b[j++]! - 0x30);
+  const digits = j - first;
+  if (digits === 0 || digits > 15 || (digits > 1 && b[first] === 0x30)) throw NOT_PLAIN;
+  const c = b[j];
+  if (c !== 0x2c && c !== 0x7d && !isWs(c)) throw NOT_PLAIN; // a fraction or an exponent
+  d.timeout = n === 0 ? undefined : negative ? -n : n;
+  return j;
+}
+
+/** `{}` or `{"deadline": time-or-null}`. */
+function contextAt(b: Buffer, i: number, d: MessageData): number {
+  if (b[i] !== 0x7b) throw NOT_PLAIN;
+  i = skipWs(b, i + 1);
+  d.contextDeadline = undefined;
+  if (b[i] === 0x7d) return i + 1;
+  const ke = stringEnd(b, i);
+  if (keyOf(b, i + 1, ke) !== K.Deadline) throw NOT_PLAIN;
+  i = skipWs(b, ke + 1);
+  if (b[i] !== 0x3a) throw NOT_PLAIN;
+  i = skipWs(b, i + 1);
+  const afterNull = nullAt(b, i);
+  if (afterNull >= 0) i = afterNull;
+  else {
+    const e = stringEnd(b, i);
+    d.contextDeadline = timeAt(b, i + 1, e, 'MessageData.context.deadline');
+    i = e + 1;
+  }
+  i = skipWs(b, i);
+  if (b[i] !== 0x7d) throw NOT_PLAIN;
+  return i + 1;
+}
+
+/** @internal The general MessageData decoder (JSON.parse): everything the fast path leaves to it. */
+export function decodeMessageDataGeneral(buf: Buffer): MessageData {
   const text = buf.toString('utf8');
   const o = parseObject(text, 'MessageData');
   const timeout = o.timeout;

@@ -113,4 +113,60 @@ describe('RpcEndpoint', () => {
     rpc.handlePacket(request(9n, 'missing'));
     expect((port.sent.at(-1) as MessagePacket).data.error).toBe('no such rpc: missing');
   });
+
+  // Issue 14, round 4: the Response echoes the Request's key bytes (as Go does), it does not re-encode a decoded
+  // method name; a key that is not UTF-8 shows the difference (re-encoding gives EF BF BD).
+  it("a Response carries the Request's key bytes back as they came", () => {
+    const port = new FakePort();
+    const rpc = new RpcEndpoint(port);
+    const key = Buffer.from([0x65, 0xff, 0x63]);
+    rpc.register('e\ufffdc', () => 'out');
+    rpc.handlePacket({ type: T.Request, id: 5n, sessionId: 1n, data: { key, value: Buffer.from('in') } });
+    const res = port.sent.at(-1) as MessagePacket;
+    expect(res.type).toBe(T.Response);
+    expect(res.data.key).toEqual(key);
+    expect(res.data.value?.toString()).toBe('out');
+  });
+
+  it('a synchronous handler is answered before handlePacket returns; an async one stays cancellable', async () => {
+    const port = new FakePort();
+    const rpc = new RpcEndpoint(port);
+    rpc.register('sync', (r) => Buffer.concat([r.data, Buffer.from('!')]));
+    let aborted: unknown;
+    rpc.register(
+      'async',
+      (r) =>
+        new Promise((_resolve, reject) => {
+          r.signal.addEventListener('abort', () => {
+            aborted = r.signal.reason;
+            reject(r.signal.reason);
+          });
+        }),
+    );
+    const before = port.sent.length;
+    rpc.handlePacket(request(7n, 'sync'));
+    expect(port.sent).toHaveLength(before + 1);
+    expect((port.sent.at(-1) as MessagePacket).data.value?.toString()).toBe('in!');
+    rpc.handlePacket(request(8n, 'async'));
+    rpc.handlePacket({ type: T.RequestCancel, id: 8n, sessionId: 1n, cancelType: CancelType.Canceled });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(aborted).toBeInstanceOf(AbortError);
+    expect((port.sent.at(-1) as MessagePacket).data.error).toBe('caller canceled');
+  });
+
+  it('a call without a signal times out on the default timeout and leaves no timer behind when answered', async () => {
+    const port = new FakePort();
+    const rpc = new RpcEndpoint(port);
+    const answered = rpc.call('m', 'x');
+    expect(vi.getTimerCount()).toBe(1);
+    const id = port.sent.at(-1)!.id;
+    rpc.handlePacket({ type: T.Response, id, sessionId: 1n, data: { value: Buffer.from('ok') } });
+    expect((await answered).data.toString()).toBe('ok');
+    expect(vi.getTimerCount()).toBe(0);
+    const slow = rpc.call('m', 'x');
+    const failed = expect(slow).rejects.toBeInstanceOf(TimeoutError);
+    await vi.advanceTimersByTimeAsync(port.limits.callTimeout);
+    await failed;
+    expect(vi.getTimerCount()).toBe(0);
+  });
 });
