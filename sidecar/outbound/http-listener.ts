@@ -78,6 +78,7 @@ export class HttpOutboundListener {
   private closing = false;
   private info: ObserveInfo | undefined;
   private infoEnd: End | undefined;
+  private readonly infos = new WeakMap<End, ObserveInfo>();
   /** What every request's attempts share (made once; each request's own state is an Attempts). */
   private readonly attempts: AttemptContext;
 
@@ -153,7 +154,6 @@ export class HttpOutboundListener {
           direction,
           protocol: this.tls ? 'h2' : 'h2c',
           upstreamName: source.name,
-          current: () => source.current(),
           lease: () => lease(source),
           pool: (l) => this.poolFor(l as Lease),
           open: (end) => this.openStream(end, 'h2'),
@@ -375,19 +375,24 @@ export class HttpOutboundListener {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): Promise<void> {
-    const end = this.source.current();
+    const url = req.url ?? '/';
+    const gateway =
+      req.method === 'POST' &&
+      ((this.config.rpc.enabled && url.startsWith('/rpc/')) ||
+        (this.config.publish.enabled && url.startsWith('/publish/')));
+    if (gateway) {
+      observe(req, res, this.infoFor(this.source.current()));
+      if (this.closing) res.setHeader('connection', 'close');
+      if (expectContinue) res.writeContinue();
+      return url.startsWith('/rpc/') ? handleRpc(req, res, this.rpc) : handlePublish(req, res, this.publish);
+    }
+    // The first attempt's endpoint is chosen before the request is decided: the hooks, the metrics and the access
+    // line see the ClientID of the connection it goes on (each endpoint of an upstream has its own).
+    const attempts = new Attempts(this.attempts);
+    const end = attempts.first()?.end ?? this.source.current();
     const info = this.infoFor(end);
     const seen = observe(req, res, info);
     if (this.closing) res.setHeader('connection', 'close');
-    const url = req.url ?? '/';
-    if (req.method === 'POST' && this.config.rpc.enabled && url.startsWith('/rpc/')) {
-      if (expectContinue) res.writeContinue();
-      return handleRpc(req, res, this.rpc);
-    }
-    if (req.method === 'POST' && this.config.publish.enabled && url.startsWith('/publish/')) {
-      if (expectContinue) res.writeContinue();
-      return handlePublish(req, res, this.publish);
-    }
     const facts: HookFacts = {
       clientId: info.clientId,
       method: req.method,
@@ -400,7 +405,10 @@ export class HttpOutboundListener {
     const decision =
       this.deps.hooks.decideNow('request', facts) ?? (await this.deps.hooks.decide('request', facts));
     seen.decided(decision.allow);
-    if (!decision.allow) return sendDenied(res, decision);
+    if (!decision.allow) {
+      attempts.release();
+      return sendDenied(res, decision);
+    }
     if (!end) {
       res.setHeader('connection', 'close'); // an unread body must not be parsed as the next request
       return sendError(
@@ -411,12 +419,21 @@ export class HttpOutboundListener {
       );
     }
     if (expectContinue) res.writeContinue();
-    return proxyRequest(req, res, new Attempts(this.attempts));
+    return proxyRequest(req, res, attempts);
   }
 
-  /** What the exchanges are observed with: built once per End (a reconnect gives another ClientID), not per request. */
+  /**
+   * What the exchanges are observed with: built once per End (each endpoint's End, and each reconnect, has its own
+   * ClientID), not per request.
+   */
   private infoFor(end: End | undefined): ObserveInfo {
     if (this.info && this.infoEnd === end) return this.info;
+    const known = end && this.infos.get(end);
+    if (known) {
+      this.infoEnd = end;
+      this.info = known;
+      return known;
+    }
     const { metrics, logger, inflight, accessLog, tracing } = this.deps;
     const clientId = end ? String(end.clientId) : undefined;
     this.infoEnd = end;
@@ -431,6 +448,7 @@ export class HttpOutboundListener {
       accessLog,
       tracing,
     };
+    if (end) this.infos.set(end, this.info);
     return this.info;
   }
 
@@ -527,6 +545,8 @@ class Attempts implements ProxyOptions {
   /** The endpoints tried before the current attempt's (made on the first retry). */
   private tried: Set<string> | undefined;
   private held: Lease | undefined;
+  /** `held` was taken by first() and its attempt has not begun. */
+  private pending = false;
   private started = 0;
 
   constructor(private readonly ctx: AttemptContext) {
@@ -535,10 +555,34 @@ class Attempts implements ProxyOptions {
     this.retries = ctx.config.retries;
   }
 
+  /** The first attempt's endpoint, leased before the request is decided. */
+  first(): Lease | undefined {
+    this.held = lease(this.ctx.source);
+    this.pending = this.held !== undefined;
+    return this.held;
+  }
+
+  onNoAttempt(): void {
+    this.release();
+  }
+
+  /** The request goes nowhere (denied, or gone before it began): the endpoint leased for it is given back. */
+  release(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.held?.done({ neutral: true });
+  }
+
   attempt(): ExchangePool | undefined {
     const { source } = this.ctx;
-    if (this.held) (this.tried ??= new Set()).add(this.held.key);
-    const held = (this.tried && lease(source, this.tried)) || lease(source);
+    let held: Lease | undefined;
+    if (this.pending) {
+      this.pending = false;
+      held = this.held;
+    } else {
+      if (this.held) (this.tried ??= new Set()).add(this.held.key);
+      held = (this.tried && lease(source, this.tried)) || lease(source);
+    }
     this.held = held;
     if (!held) return undefined;
     this.started = performance.now();

@@ -508,8 +508,6 @@ export interface OutboundH2Context {
   service: string;
   direction: Direction;
   protocol: 'h2c' | 'h2';
-  /** The End to the far side, when connected (the ClientID the hooks see). */
-  current: () => End | undefined;
   /** An endpoint for this request (balanced per request); undefined when none is connected. */
   lease: () => H2Lease | undefined;
   /** The exchange streams to the lease's endpoint. */
@@ -536,8 +534,10 @@ export async function serveOutboundH2(
   const method = String(headers[':method'] ?? 'GET');
   const path = String(headers[':path'] ?? '/');
   const grpc = isGrpc(headers);
-  const end = ctx.current();
-  const clientId = end ? String(end.clientId) : undefined;
+  // The endpoint is chosen first, so the hooks, the metrics and the access line see the ClientID of the
+  // connection the request goes on (each endpoint of an upstream has its own).
+  const held = ctx.lease();
+  const clientId = held ? String(held.end.clientId) : undefined;
   const obs = new H2Observation(
     deps,
     {
@@ -567,11 +567,11 @@ export async function serveOutboundH2(
   const decision = deps.hooks.decideNow('request', facts) ?? (await deps.hooks.decide('request', facts));
   obs.decided(decision.allow);
   if (!decision.allow) {
+    held?.done({ neutral: true });
     const status = decision.status ?? 403;
     return answerH2(s, grpc, status, deniedGrpcStatus(status), 'FORBIDDEN', decision.reason, obs);
   }
   obs.inject(plain);
-  const held = ctx.lease();
   if (!held) {
     return answerH2(
       s,

@@ -38,6 +38,8 @@ export interface ProxyOptions {
    */
   attempt?: (n: number) => Dispatch | undefined;
   onAttemptEnd?: (r: { err?: Error; status?: number; sidecarError: boolean; gone: boolean }) => void;
+  /** The request ended before its first attempt (the client left before its body began). */
+  onNoAttempt?: () => void;
   extraHeaders?: Record<string, string>;
   /** Request headers with this prefix are not forwarded (the sidecar sets its own `x-geminio-` ones). */
   dropPrefix?: string;
@@ -200,7 +202,7 @@ export async function proxyRequest(
   const replayable = IDEMPOTENT.has(req.method ?? '') && !withBody;
   const headers = forwardHeaders(req.headers, o.extraHeaders, o.dropPrefix);
   // A body that has not started holds nothing yet: the pooled connection is taken once it sends (or is refused).
-  if (withBody && !(await bodyStarted(req))) return;
+  if (withBody && !(await bodyStarted(req))) return o.onNoAttempt?.();
   // The client went away, or the sidecar answered it itself (408 for a stalled body): the attempt in flight is
   // aborted, which frees its pooled connection (undici's bodyTimeout does not run while a response is paused).
   // One listener per request: a response's 'close' always follows its 'finish'.

@@ -20,6 +20,7 @@ import { ChaosProxy } from '../../chaos/index.js';
 import { parseConfig } from '../../sidecar/config/load.js';
 import { Sidecar } from '../../sidecar/main.js';
 import type { HttpOutboundListener } from '../../sidecar/outbound/http-listener.js';
+import type { Hook } from '../../sidecar/policy/hooks.js';
 import { delay, eventually } from '../helpers/wait.js';
 import { inboundConfig, metricValue, quiet } from './helpers.js';
 
@@ -93,7 +94,7 @@ class Backends {
   }
 }
 
-function outboundSidecar(upstreams: Record<string, unknown>, name = 'outbound'): Sidecar {
+function outboundSidecar(upstreams: Record<string, unknown>, name = 'outbound', hooks: Hook[] = []): Sidecar {
   const http = Object.keys(upstreams).map((u) => ({
     name: u,
     listen: '127.0.0.1:0',
@@ -108,7 +109,7 @@ function outboundSidecar(upstreams: Record<string, unknown>, name = 'outbound'):
       upstreams,
       outbound: { http },
     }),
-    { logger: quiet() },
+    { logger: quiet(), hooks },
   );
 }
 
@@ -280,6 +281,61 @@ describe('an upstream of three static endpoints', () => {
       for (const h of HOSTS) expect(counts[h]!, JSON.stringify(counts)).toBeGreaterThanOrEqual(n / 3 / 2);
     } finally {
       session.close();
+    }
+  });
+
+  it('the outbound hooks see the ClientID of the endpoint each request goes to (HTTP/1.1 and HTTP/2)', async () => {
+    const seen = new Map<string, string | undefined>();
+    const record: Hook = (point, facts) => {
+      if (point === 'request' && facts.path?.startsWith('/cid/')) seen.set(facts.path, facts.clientId);
+      return undefined;
+    };
+    const eps = HOSTS.map((h) => `${h}:${backends.port}`);
+    const watched = outboundSidecar({ cid: { endpoints: eps, ...upstreamDefaults } }, 'outbound-cid', [
+      record,
+    ]);
+    await watched.start();
+    try {
+      await eventually(async () => (await connected(watched, 'cid')).length === 3, 10_000, 'three connected');
+      const ids = Object.fromEntries(
+        (await debugEndpoints(watched, 'cid')).map((e) => [
+          e.endpoint,
+          (e as unknown as { clientId: string }).clientId,
+        ]),
+      );
+      expect(new Set(Object.values(ids)).size).toBe(3);
+      const url = listenerUrl(watched, 'cid');
+      const served: Array<[string, string]> = []; // [path, who answered]
+      for (let i = 0; i < 30; i++) {
+        const r = await send(url, `/cid/h1-${i}`);
+        expect(r.status).toBe(200);
+        served.push([`/cid/h1-${i}`, r.body]);
+      }
+      const session = http2.connect(url);
+      session.on('error', () => {});
+      try {
+        for (let i = 0; i < 30; i++) {
+          const path = `/cid/h2-${i}`;
+          const who = await new Promise<string>((resolve, reject) => {
+            const r = session.request({ ':path': path });
+            let body = '';
+            r.on('data', (c: Buffer) => {
+              body += c.toString();
+            });
+            r.on('end', () => resolve(body));
+            r.on('error', reject);
+            r.end();
+          });
+          served.push([path, who]);
+        }
+      } finally {
+        session.close();
+      }
+      // Every endpoint served some, and each request's hook saw the ClientID of the endpoint that answered it.
+      expect(new Set(served.map(([, who]) => who)).size).toBe(3);
+      for (const [path, who] of served) expect(seen.get(path), path).toBe(ids[`${who}:${backends.port}`]);
+    } finally {
+      watched.destroy();
     }
   });
 
