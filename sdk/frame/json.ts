@@ -168,20 +168,21 @@ function readBytes(o: JsonObject, key: string, what: string): Buffer | undefined
   const v = o[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') throw new ProtocolError(`${what}.${key} must be a base64 string`);
-  // Padded standard base64, as Go's StdEncoding wants, checked without a regex or a second pass: Node's decoder
-  // skips invalid characters and stops at '=', so any of those makes the output shorter than the length implies;
-  // it also takes the URL-safe alphabet, which Go refuses.
+  const bytes = paddedBase64(v);
+  if (!bytes) throw new ProtocolError(`${what}.${key} is not padded standard base64`);
+  return bytes;
+}
+
+/**
+ * The bytes of padded standard base64, as Go's StdEncoding wants it, or undefined for anything else; checked
+ * without a regex or a second pass: Node's decoder skips invalid characters and stops at '=', so any of those makes
+ * the output shorter than the length implies; it also takes the URL-safe alphabet, which Go refuses.
+ */
+function paddedBase64(v: string): Buffer | undefined {
   const bytes = Buffer.from(v, 'base64');
   const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
-  if (
-    v.length % 4 !== 0 ||
-    bytes.length !== (v.length / 4) * 3 - padding ||
-    v.includes('-') ||
-    v.includes('_')
-  ) {
-    throw new ProtocolError(`${what}.${key} is not padded standard base64`);
-  }
-  return bytes;
+  if (v.length % 4 !== 0 || bytes.length !== (v.length / 4) * 3 - padding) return undefined;
+  return v.includes('-') || v.includes('_') ? undefined : bytes;
 }
 
 function readString(o: JsonObject, key: string, what: string): string | undefined {
@@ -342,18 +343,9 @@ function stringEnd(b: Buffer, i: number): number {
 }
 
 function bytesAt(b: Buffer, start: number, end: number): Buffer | undefined {
-  const v = b.toString('latin1', start, end);
-  const bytes = Buffer.from(v, 'base64');
   // The same rule as readBytes: padded standard base64 only.
-  const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
-  if (
-    v.length % 4 !== 0 ||
-    bytes.length !== (v.length / 4) * 3 - padding ||
-    v.includes('-') ||
-    v.includes('_')
-  ) {
-    throw NOT_PLAIN;
-  }
+  const bytes = paddedBase64(b.toString('latin1', start, end));
+  if (!bytes) throw NOT_PLAIN;
   return bytes;
 }
 

@@ -91,16 +91,6 @@ describe.skipIf(!goAvailable && !process.env.CI)('a Go gRPC client through two s
     const { stdout } = await exec(binary, ['-addr', `127.0.0.1:${new URL(pair.web).port}`], {
       timeout: 60_000,
     });
-    const r = JSON.parse(stdout) as Record<string, unknown>;
-    expect(r).toEqual({
-      unary: 'hello from go',
-      echoedHeader: 'go',
-      trailer: 'bye',
-      streamCount: 100,
-      streamBytes: 1_000_000,
-      errorCode: 'InvalidArgument',
-      errorMessage: 'bad request: fail',
-      deadlineCode: 'DeadlineExceeded',
-    });
+    expect(JSON.parse(stdout)).toEqual(expected);
   }, 90_000);
 });
