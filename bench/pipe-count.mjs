@@ -112,10 +112,13 @@ function report() {
     .sort((a, b) => b.wbytes + b.rbytes - (a.wbytes + a.rbytes));
   const r = (x, d = 100) => Math.round(x * d) / d;
   const g = byBytes[0];
-  const rest = byBytes.slice(1).reduce(
-    (a, s) => ({ sockets: a.sockets + 1, writes: a.writes + s.writes, reads: a.reads + s.reads }),
-    { sockets: 0, writes: 0, reads: 0 },
-  );
+  const rest = byBytes
+    .slice(1)
+    .reduce((a, s) => ({ sockets: a.sockets + 1, writes: a.writes + s.writes, reads: a.reads + s.reads }), {
+      sockets: 0,
+      writes: 0,
+      reads: 0,
+    });
   const secs = last.ms / 1000;
   process.stderr.write(
     `${JSON.stringify({
@@ -133,7 +136,11 @@ function report() {
         requestsPerRead: r(n / g.reads, 10),
         bytesPerRead: Math.round(g.rbytes / g.reads),
       },
-      otherSockets: { sockets: rest.sockets, writesPerReq: r(rest.writes / n), readsPerReq: r(rest.reads / n) },
+      otherSockets: {
+        sockets: rest.sockets,
+        writesPerReq: r(rest.writes / n),
+        readsPerReq: r(rest.reads / n),
+      },
     })}\n`,
   );
 }

@@ -575,7 +575,7 @@ let httpTable: string | undefined;
       },
       {
         anchor:
-          'the whole machine idle in the same window (/proc/stat idle + iowait; loopback softirq is inside the processes\' CPU)',
+          "the whole machine idle in the same window (/proc/stat idle + iowait; loopback softirq is inside the processes' CPU)",
         result: { value: at('sidecar', HIGH).machine?.idle ?? null },
       },
     ],

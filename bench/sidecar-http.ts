@@ -860,7 +860,8 @@ export function cpuNote(r: HttpResult): string | undefined {
   const us = Object.entries(r.cpuUsPerReq).map(([k, v]) => `${k} ${v}`);
   const perReq = us.length > 0 ? ` (µs per request: ${us.join(', ')})` : '';
   const waits = Object.entries(r.runWaitPct ?? {}).map(([k, v]) => `${k} ${v}`);
-  const wait = waits.length > 0 ? `; runnable but waiting for a core, % of one core: ${waits.join(', ')}` : '';
+  const wait =
+    waits.length > 0 ? `; runnable but waiting for a core, % of one core: ${waits.join(', ')}` : '';
   const m = r.machine;
   const machine = m
     ? `; whole machine, % of all cores: user ${m.user}, system ${m.system}, softirq ${m.softirq}, irq ${m.irq}, ` +
