@@ -116,6 +116,12 @@ export interface HttpResult {
    * that process's schedstat time, softirq run by ksoftirqd is not (see `ksoftirqdPct`).
    */
   machine?: Record<'user' | 'system' | 'softirq' | 'irq' | 'steal' | 'idle', number>;
+  /**
+   * How often the cores went idle in the window (/sys/devices/system/cpu/cpu<N>/cpuidle/state<K>/usage and time,
+   * all cores and states): idle entries per second and their mean length in µs. On this VM (cpuidle-haltpoll with
+   * guest_halt_poll_ns 0) every entry is a HLT, and a task woken onto a halted core waits for it to wake.
+   */
+  idleEntries?: { perSec: number; meanUs: number };
   /** CPU of the ksoftirqd threads in the window (softirq work deferred out of the path's processes), % of one core. */
   ksoftirqdPct?: number;
   /**
@@ -302,6 +308,31 @@ function ksoftirqd(): number[] {
     // no /proc
   }
   return ksoftirqdPids;
+}
+
+/** Idle entries and idle µs of all cores so far (cpuidle sysfs), or null. */
+function cpuidleTotals(): { entries: number; us: number } | null {
+  try {
+    let entries = 0;
+    let us = 0;
+    const base = '/sys/devices/system/cpu';
+    for (const cpu of readdirSync(base)) {
+      if (!/^cpu\d+$/.test(cpu)) continue;
+      let states: string[];
+      try {
+        states = readdirSync(`${base}/${cpu}/cpuidle`).filter((d) => d.startsWith('state'));
+      } catch {
+        continue;
+      }
+      for (const st of states) {
+        entries += Number(readFileSync(`${base}/${cpu}/cpuidle/${st}/usage`, 'utf8'));
+        us += Number(readFileSync(`${base}/${cpu}/cpuidle/${st}/time`, 'utf8'));
+      }
+    }
+    return entries > 0 ? { entries, us } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** CPU seconds of all ksoftirqd threads so far. */
@@ -783,6 +814,7 @@ export async function measureLoad(
     const waited = { ...pids, ...(load.child.pid ? { load: load.child.pid } : {}) };
     const wait0 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, schedSeconds(pid)]));
     const soft0 = ksoftirqdSeconds();
+    const idle0 = cpuidleTotals();
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const machine0 = machineJiffies();
     const t0 = performance.now();
@@ -790,6 +822,7 @@ export async function measureLoad(
     const secs = (performance.now() - t0) / 1000;
     const machine1 = machineJiffies();
     const soft1 = ksoftirqdSeconds();
+    const idle1 = cpuidleTotals();
     const runWaitPct: Record<string, number> = {};
     for (const [k, pid] of Object.entries(waited)) {
       const a = wait0[k];
@@ -833,6 +866,14 @@ export async function measureLoad(
       ...(machineCpuPct !== undefined ? { machineCpuPct } : {}),
       ...(machine ? { machine } : {}),
       ksoftirqdPct: Math.round((1000 * (soft1 - soft0)) / secs) / 10,
+      ...(idle0 && idle1 && idle1.entries > idle0.entries
+        ? {
+            idleEntries: {
+              perSec: Math.round((idle1.entries - idle0.entries) / secs),
+              meanUs: Math.round((idle1.us - idle0.us) / (idle1.entries - idle0.entries)),
+            },
+          }
+        : {}),
       runWaitPct,
       perSec: Number(r.perSec),
       p50Us: r.p50Us === null ? null : Number(r.p50Us),
@@ -865,7 +906,8 @@ export function cpuNote(r: HttpResult): string | undefined {
   const m = r.machine;
   const machine = m
     ? `; whole machine, % of all cores: user ${m.user}, system ${m.system}, softirq ${m.softirq}, irq ${m.irq}, ` +
-      `steal ${m.steal}, idle ${m.idle}; ksoftirqd ${r.ksoftirqdPct ?? '-'} % of one core`
+      `steal ${m.steal}, idle ${m.idle}; ksoftirqd ${r.ksoftirqdPct ?? '-'} % of one core` +
+      (r.idleEntries ? `; cores went idle ${r.idleEntries.perSec}/s for ${r.idleEntries.meanUs} µs each` : '')
     : '';
   return `CPU % of one core in the window: ${parts.join(', ')}${perReq}${wait}${machine}`;
 }
