@@ -24,8 +24,10 @@ import { performance } from 'node:perf_hooks';
 
 const START = 3000;
 let done = 0;
-let inflight = 0;
-let area = 0;
+/** Requests in flight as a server (`http.server.*`) and as a client (`undici:*`), and their time integrals. */
+const inflight = { server: 0, client: 0 };
+const area = { server: 0, client: 0 };
+const finished = { server: 0, client: 0 };
 let lastT = 0;
 let counting = false;
 let t0 = 0;
@@ -37,31 +39,35 @@ const sockets = new Map();
 
 function tick() {
   const now = performance.now();
-  if (counting) area += inflight * (now - lastT);
+  if (counting) {
+    area.server += inflight.server * (now - lastT);
+    area.client += inflight.client * (now - lastT);
+  }
   lastT = now;
 }
-function startReq() {
+function startReq(side) {
   tick();
-  inflight++;
+  inflight[side]++;
 }
-function endReq() {
+function endReq(side) {
   tick();
-  inflight--;
-  done++;
+  inflight[side]--;
+  finished[side]++;
+  done = Math.max(finished.server, finished.client);
   if (!counting && done >= START) {
     counting = true;
     t0 = performance.now();
     elu0 = performance.eventLoopUtilization();
     done0 = done;
-    area = 0;
+    area.server = area.client = 0;
     for (const s of sockets.values()) s.writes = s.wbytes = s.reads = s.rbytes = 0;
   }
 }
-dc.subscribe('http.server.request.start', startReq);
-dc.subscribe('http.server.response.finish', endReq);
-dc.subscribe('undici:request:create', startReq);
-dc.subscribe('undici:request:trailers', endReq);
-dc.subscribe('undici:request:error', endReq);
+dc.subscribe('http.server.request.start', () => startReq('server'));
+dc.subscribe('http.server.response.finish', () => endReq('server'));
+dc.subscribe('undici:request:create', () => startReq('client'));
+dc.subscribe('undici:request:trailers', () => endReq('client'));
+dc.subscribe('undici:request:error', () => endReq('client'));
 
 function stat(sock) {
   let s = sockets.get(sock);
@@ -94,7 +100,10 @@ setInterval(() => {
   last = {
     ms: performance.now() - t0,
     requests: done - done0,
-    avgInflight: area / (performance.now() - t0),
+    avgInflight: {
+      server: area.server / (performance.now() - t0),
+      client: area.client / (performance.now() - t0),
+    },
     elu: performance.eventLoopUtilization(elu0).utilization,
     sockets: [...sockets.values()].map((s) => ({ ...s })),
   };
@@ -125,8 +134,10 @@ function report() {
       pipeCount: true,
       pid: process.pid,
       requests: n,
+      title: process.title,
+      argv: process.argv.slice(1).join(' ').slice(-60),
       perSec: Math.round(n / secs),
-      avgInflight: r(last.avgInflight, 10),
+      avgInflight: { server: r(last.avgInflight.server, 10), client: r(last.avgInflight.client, 10) },
       eventLoopUtilization: r(last.elu),
       geminio: g && {
         writesPerSec: Math.round(g.writes / secs),
