@@ -122,6 +122,12 @@ export interface HttpResult {
    * guest_halt_poll_ns 0) every entry is a HLT, and a task woken onto a halted core waits for it to wake.
    */
   idleEntries?: { perSec: number; meanUs: number };
+  /**
+   * Per request in the window, for each process: read and write syscalls (/proc/<pid>/io syscr, syscw: read/readv,
+   * write/writev of every thread) and the main thread's voluntary context switches (the event loop went to sleep
+   * in epoll: one per batch of input it served) and involuntary ones (preempted), from its /proc status.
+   */
+  perRequest?: Record<string, { reads: number; writes: number; sleeps: number; preempted: number }>;
   /** CPU of the ksoftirqd threads in the window (softirq work deferred out of the path's processes), % of one core. */
   ksoftirqdPct?: number;
   /**
@@ -308,6 +314,24 @@ function ksoftirqd(): number[] {
     // no /proc
   }
   return ksoftirqdPids;
+}
+
+/** Read and write syscalls of a process, and its main thread's context switches so far, or null. */
+function ioCounts(pid: number): { reads: number; writes: number; sleeps: number; preempted: number } | null {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const st = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8');
+    const num = (text: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1]);
+    const c = {
+      reads: num(io, 'syscr'),
+      writes: num(io, 'syscw'),
+      sleeps: num(st, 'voluntary_ctxt_switches'),
+      preempted: num(st, 'nonvoluntary_ctxt_switches'),
+    };
+    return Object.values(c).every(Number.isFinite) ? c : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Idle entries and idle µs of all cores so far (cpuidle sysfs), or null. */
@@ -813,6 +837,7 @@ export async function measureLoad(
     await window?.start(load);
     const waited = { ...pids, ...(load.child.pid ? { load: load.child.pid } : {}) };
     const wait0 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, schedSeconds(pid)]));
+    const io0 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, ioCounts(pid)]));
     const soft0 = ksoftirqdSeconds();
     const idle0 = cpuidleTotals();
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
@@ -822,6 +847,7 @@ export async function measureLoad(
     const secs = (performance.now() - t0) / 1000;
     const machine1 = machineJiffies();
     const soft1 = ksoftirqdSeconds();
+    const io1 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, ioCounts(pid)]));
     const idle1 = cpuidleTotals();
     const runWaitPct: Record<string, number> = {};
     for (const [k, pid] of Object.entries(waited)) {
@@ -831,6 +857,20 @@ export async function measureLoad(
       if (a && b) runWaitPct[k] = Math.round((100 * (b.wait - a.wait)) / secs);
     }
     if (r.error) throw new Error(r.error);
+    const perRequest: NonNullable<HttpResult['perRequest']> = {};
+    const served = Number(r.perSec) * secs;
+    for (const k of Object.keys(waited)) {
+      const a = io0[k];
+      const b = io1[k];
+      if (!a || !b || !(served > 0)) continue;
+      const per = (f: keyof typeof a) => Math.round((100 * (b[f] - a[f])) / served) / 100;
+      perRequest[k] = {
+        reads: per('reads'),
+        writes: per('writes'),
+        sleeps: per('sleeps'),
+        preempted: per('preempted'),
+      };
+    }
     const cpu: Record<string, number> = { load: Number(r.cpuPct) };
     // µs of CPU per request: the load generator's from its own window and count; each server's from its CPU
     // time between the orchestrator's two samples and the requests completed at the measured rate meanwhile.
@@ -875,6 +915,7 @@ export async function measureLoad(
           }
         : {}),
       runWaitPct,
+      perRequest,
       perSec: Number(r.perSec),
       p50Us: r.p50Us === null ? null : Number(r.p50Us),
       p90Us: r.p90Us === null ? null : Number(r.p90Us),
