@@ -128,6 +128,14 @@ export interface HttpResult {
    * in epoll: one per batch of input it served) and involuntary ones (preempted), from its /proc status.
    */
   perRequest?: Record<string, { reads: number; writes: number; sleeps: number; preempted: number }>;
+  /**
+   * With BENCH_HTTP_STATES=1: the share of samples (every 2 ms of the window, /proc/<pid>/task/<tid>/stat of the
+   * main thread of each process of the path, load generator included) in which 0, 1, 2, ... of them were
+   * runnable (on a core or waiting for one), in %. With two cores, time with fewer than two runnable is time the
+   * path itself leaves a core idle; time with two or more while the machine idles is time a woken process waits
+   * for a core to wake. Off by default: the sampling costs the orchestrator about 1% of a core.
+   */
+  runnable?: number[];
   /** CPU of the ksoftirqd threads in the window (softirq work deferred out of the path's processes), % of one core. */
   ksoftirqdPct?: number;
   /**
@@ -332,6 +340,31 @@ function ioCounts(pid: number): { reads: number; writes: number; sleeps: number;
   } catch {
     return null;
   }
+}
+
+/** Samples, every 2 ms until stopped, how many of these processes' main threads are runnable (state R). */
+function sampleStates(pids: number[]): { stop: () => number[] } {
+  const counts = new Array<number>(pids.length + 1).fill(0);
+  let samples = 0;
+  const timer = setInterval(() => {
+    let n = 0;
+    for (const pid of pids) {
+      try {
+        const st = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+        if (st[st.lastIndexOf(')') + 2] === 'R') n++;
+      } catch {
+        // gone
+      }
+    }
+    counts[n]!++;
+    samples++;
+  }, 2);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return counts.map((c) => Math.round((1000 * c) / Math.max(1, samples)) / 10);
+    },
+  };
 }
 
 /** Idle entries and idle µs of all cores so far (cpuidle sysfs), or null. */
@@ -843,7 +876,9 @@ export async function measureLoad(
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const machine0 = machineJiffies();
     const t0 = performance.now();
+    const sampler = process.env.BENCH_HTTP_STATES ? sampleStates(Object.values(waited)) : undefined;
     const r = await load.next(60_000);
+    const runnable = sampler?.stop();
     const secs = (performance.now() - t0) / 1000;
     const machine1 = machineJiffies();
     const soft1 = ksoftirqdSeconds();
@@ -916,6 +951,7 @@ export async function measureLoad(
         : {}),
       runWaitPct,
       perRequest,
+      ...(runnable ? { runnable } : {}),
       perSec: Number(r.perSec),
       p50Us: r.p50Us === null ? null : Number(r.p50Us),
       p90Us: r.p90Us === null ? null : Number(r.p90Us),
