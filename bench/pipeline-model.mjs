@@ -3,7 +3,7 @@
  * the four-process HTTP paths at 64 connections? A discrete-event simulation of the closed loop load generator (L)
  * -> proxy A -> proxy B -> app (P) -> B -> A -> L with 64 requests on 2 cores:
  *
- *   node bench/pipeline-model.mjs [--costs JSON] [--cork A>B,B>A] [--pull P] [--wake US] [--seed N]
+ *   node bench/pipeline-model.mjs [--costs JSON] [--cork A>B,B>A] [--flush-every N] [--pull P] [--wake US] [--seed N]
  *
  * Each process, when it runs, serves every input queued when its turn starts (one epoll batch), each at a fixed
  * CPU cost in µs (--costs: {"L":[req,resp],"A":[req,resp],"B":[req,resp],"P":[req]}, default: the sidecar path's
@@ -12,8 +12,11 @@
  * uncork on setImmediate). One run queue per core as in Linux: a woken process goes to an idle core if there is
  * one (starting --wake µs later: an idle core wakes from HLT), else to the waker's core (a sync wake-up); a core
  * whose queue empties takes a process waiting on the other core with probability --pull (Linux's newidle balance,
- * which it skips when the core's average idle is under 0.5 ms or the process ran in the last 0.5 ms), else idles.
- * --pull 1 is one shared queue. --flush-every N also sends what a corked hop holds after every N items. Prints {reqPerSec, coresBusyPct, idleWakesPerSec}.
+ * which it skips when the core expects to idle for less than a balance costs, and which leaves a process that ran in
+ * the last 0.5 ms, cache-hot, where it is), else idles.
+ * --pull 1 is one shared queue. --flush-every N also sends what a corked hop holds after every N items. Prints
+ * {reqPerSec, coresBusyPct, idleWakesPerSec}. It leaves out the cost of a write and of a wake-up, GC, and the
+ * kernel's real placement: a hypothesis generator for bench/sidecar-http.ts, whose figures are the measurement.
  */
 const arg = (flag, def) => {
   const i = process.argv.indexOf(flag);
