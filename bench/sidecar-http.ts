@@ -980,13 +980,15 @@ export function cpuNote(r: HttpResult): string | undefined {
   const waits = Object.entries(r.runWaitPct ?? {}).map(([k, v]) => `${k} ${v}`);
   const wait =
     waits.length > 0 ? `; runnable but waiting for a core, % of one core: ${waits.join(', ')}` : '';
+  const sleeps = Object.entries(r.perRequest ?? {}).map(([k, v]) => `${k} ${v.sleeps}`);
+  const slept = sleeps.length > 0 ? `; event-loop sleeps per request: ${sleeps.join(', ')}` : '';
   const m = r.machine;
   const machine = m
     ? `; whole machine, % of all cores: user ${m.user}, system ${m.system}, softirq ${m.softirq}, irq ${m.irq}, ` +
       `steal ${m.steal}, idle ${m.idle}; ksoftirqd ${r.ksoftirqdPct ?? '-'} % of one core` +
       (r.idleEntries ? `; cores went idle ${r.idleEntries.perSec}/s for ${r.idleEntries.meanUs} µs each` : '')
     : '';
-  return `CPU % of one core in the window: ${parts.join(', ')}${perReq}${wait}${machine}`;
+  return `CPU % of one core in the window: ${parts.join(', ')}${perReq}${wait}${slept}${machine}`;
 }
 
 /** The CPU of all the path's processes in the window (load generator included), in % of all cores. */
