@@ -22,6 +22,7 @@ export const HTTP_HEADER = [
   'CPU µs/request per proxy, 1 conn',
   'all processes CPU, 64 conn (% of cores)',
   'whole machine CPU, 64 conn (% of cores)',
+  'of which softirq / machine idle, 64 conn (% of cores)',
 ];
 
 function n(v: number | null | undefined, digits = 0): string {
@@ -58,6 +59,7 @@ export function httpTableRows(http: SidecarHttpResults, high = 64): string[][] {
       perProxy(one, PATH_PROXIES[path]),
       n(total),
       n(hi?.machineCpuPct),
+      hi?.machine ? `${n(hi.machine.softirq, 1)} / ${n(hi.machine.idle, 1)}` : '-',
     ]);
   }
   return rows;

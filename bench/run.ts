@@ -568,10 +568,17 @@ let httpTable: string | undefined;
     [
       { anchor: `${PATH_LABELS.minimal2} path`, result: total('minimal2'), target: { kind: 'min', v: 90 } },
       { anchor: `${PATH_LABELS.nginx2} path`, result: total('nginx2') },
+      // direct is two processes: its ceiling is the one-thread load generator (its CPU is in the note)
+      { anchor: `${PATH_LABELS.direct} path`, result: total('direct') },
       {
         anchor:
           'the whole machine in the same window (/proc/stat; above the path: cores busy with other work)',
         result: { value: at('sidecar', HIGH).machineCpuPct ?? null },
+      },
+      {
+        anchor:
+          "the whole machine idle in the same window (/proc/stat idle + iowait; loopback softirq is inside the processes' CPU)",
+        result: { value: at('sidecar', HIGH).machine?.idle ?? null },
       },
     ],
   );

@@ -109,6 +109,40 @@ export interface HttpResult {
    * path's own processes it tells idle cores (the path waits on itself) from cores busy with something else.
    */
   machineCpuPct?: number;
+  /**
+   * The whole machine's CPU in the window split as /proc/stat counts it (ticks), in % of all cores: user (+nice),
+   * system, softirq, irq, steal (the hypervisor's), idle (+iowait). Loopback TCP runs its receive path as softirq;
+   * with this kernel's tick accounting (no CONFIG_IRQ_TIME_ACCOUNTING) softirq run in a process's context is in
+   * that process's schedstat time, softirq run by ksoftirqd is not (see `ksoftirqdPct`).
+   */
+  machine?: Record<'user' | 'system' | 'softirq' | 'irq' | 'steal' | 'idle', number>;
+  /**
+   * How often the cores went idle in the window (/sys/devices/system/cpu/cpu<N>/cpuidle/state<K>/usage and time,
+   * all cores and states): idle entries per second and their mean length in µs. On this VM (cpuidle-haltpoll with
+   * guest_halt_poll_ns 0) every entry is a HLT, and a task woken onto a halted core waits for it to wake.
+   */
+  idleEntries?: { perSec: number; meanUs: number };
+  /**
+   * Per request in the window, for each process: read and write syscalls (/proc/<pid>/io syscr, syscw: read/readv,
+   * write/writev of every thread) and the main thread's voluntary context switches (the event loop went to sleep
+   * in epoll: one per batch of input it served) and involuntary ones (preempted), from its /proc status.
+   */
+  perRequest?: Record<string, { reads: number; writes: number; sleeps: number; preempted: number }>;
+  /**
+   * With BENCH_HTTP_STATES=1: the share of samples (every 2 ms of the window, /proc/<pid>/task/<tid>/stat of the
+   * main thread of each process of the path, load generator included) in which 0, 1, 2, ... of them were
+   * runnable (on a core or waiting for one), in %. With two cores, time with fewer than two runnable is time the
+   * path itself leaves a core idle; time with two or more while the machine idles is time a woken process waits
+   * for a core to wake. Off by default: the sampling costs the orchestrator about 1% of a core.
+   */
+  runnable?: number[];
+  /** CPU of the ksoftirqd threads in the window (softirq work deferred out of the path's processes), % of one core. */
+  ksoftirqdPct?: number;
+  /**
+   * Time each process spent runnable but waiting for a core in the window (run-queue wait, schedstat field 2 of
+   * each thread), in % of one core; the rest of the window it was on a core (`cpu`) or asleep (waiting for input).
+   */
+  runWaitPct?: Record<string, number>;
   /** Streaming loads (bench/grpc-load.ts): MB/s of message bytes read in the window. */
   mbPerSec?: number;
   /** Sidecar path: geminio streams the outbound sidecar opened during the whole measurement (warm-up included). */
@@ -255,15 +289,8 @@ export async function waitHttp(url: string, proc: Proc, timeoutMs = 30_000): Pro
  * second: too coarse for a 1 s window).
  */
 function cpuSeconds(pid: number): number | null {
-  try {
-    let ns = 0;
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    }
-    if (ns > 0 && Number.isFinite(ns)) return ns / 1e9;
-  } catch {
-    // fall through to /proc/<pid>/stat
-  }
+  const s = schedSeconds(pid);
+  if (s) return s.run;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -273,13 +300,140 @@ function cpuSeconds(pid: number): number | null {
   }
 }
 
-/** Busy and total jiffies of the whole machine (first line of /proc/stat), or null. */
-function machineJiffies(): { busy: number; total: number } | null {
+/**
+ * Time on a core and time runnable but waiting for one, in seconds, summed over the threads of a process
+ * (/proc/<pid>/task/<tid>/schedstat: run ns, run-queue wait ns, timeslices), or null.
+ */
+function schedSeconds(pid: number): { run: number; wait: number } | null {
+  try {
+    let run = 0;
+    let wait = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const f = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
+      run += Number(f[0]);
+      wait += Number(f[1]);
+    }
+    if (run > 0 && Number.isFinite(run) && Number.isFinite(wait)) return { run: run / 1e9, wait: wait / 1e9 };
+  } catch {
+    // no schedstat (another kernel): the caller falls back
+  }
+  return null;
+}
+
+/** The pids of the ksoftirqd threads (one per core), read once. */
+let ksoftirqdPids: number[] | undefined;
+function ksoftirqd(): number[] {
+  if (ksoftirqdPids) return ksoftirqdPids;
+  ksoftirqdPids = [];
+  try {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        if (readFileSync(`/proc/${d}/comm`, 'utf8').startsWith('ksoftirqd/')) ksoftirqdPids.push(Number(d));
+      } catch {
+        // gone
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return ksoftirqdPids;
+}
+
+/** Read and write syscalls of a process, and its main thread's context switches so far, or null. */
+function ioCounts(pid: number): { reads: number; writes: number; sleeps: number; preempted: number } | null {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const st = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8');
+    const num = (text: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1]);
+    const c = {
+      reads: num(io, 'syscr'),
+      writes: num(io, 'syscw'),
+      sleeps: num(st, 'voluntary_ctxt_switches'),
+      preempted: num(st, 'nonvoluntary_ctxt_switches'),
+    };
+    return Object.values(c).every(Number.isFinite) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Samples, every 2 ms until stopped, how many of these processes' main threads are runnable (state R). */
+function sampleStates(pids: number[]): { stop: () => number[] } {
+  const counts = new Array<number>(pids.length + 1).fill(0);
+  let samples = 0;
+  const timer = setInterval(() => {
+    let n = 0;
+    for (const pid of pids) {
+      try {
+        const st = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+        if (st[st.lastIndexOf(')') + 2] === 'R') n++;
+      } catch {
+        // gone
+      }
+    }
+    counts[n]!++;
+    samples++;
+  }, 2);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return counts.map((c) => Math.round((1000 * c) / Math.max(1, samples)) / 10);
+    },
+  };
+}
+
+/** Idle entries and idle µs of all cores so far (cpuidle sysfs), or null. */
+function cpuidleTotals(): { entries: number; us: number } | null {
+  try {
+    let entries = 0;
+    let us = 0;
+    const base = '/sys/devices/system/cpu';
+    for (const cpu of readdirSync(base)) {
+      if (!/^cpu\d+$/.test(cpu)) continue;
+      let states: string[];
+      try {
+        states = readdirSync(`${base}/${cpu}/cpuidle`).filter((d) => d.startsWith('state'));
+      } catch {
+        continue;
+      }
+      for (const st of states) {
+        entries += Number(readFileSync(`${base}/${cpu}/cpuidle/${st}/usage`, 'utf8'));
+        us += Number(readFileSync(`${base}/${cpu}/cpuidle/${st}/time`, 'utf8'));
+      }
+    }
+    return entries > 0 ? { entries, us } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds of all ksoftirqd threads so far. */
+function ksoftirqdSeconds(): number {
+  return ksoftirqd().reduce((a, pid) => a + (schedSeconds(pid)?.run ?? 0), 0);
+}
+
+/** The fields of the first line of /proc/stat (jiffies) the window reports, or null. */
+interface MachineJiffies {
+  busy: number;
+  total: number;
+  parts: Record<'user' | 'system' | 'softirq' | 'irq' | 'steal' | 'idle', number>;
+}
+function machineJiffies(): MachineJiffies | null {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    // user nice system idle iowait irq softirq steal (guest time is inside user)
     const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
     const total = v.reduce((a, b) => a + b, 0);
-    return { busy: total - v[3]! - v[4]!, total };
+    const parts = {
+      user: v[0]! + v[1]!,
+      system: v[2]!,
+      softirq: v[6]!,
+      irq: v[5]!,
+      steal: v[7]!,
+      idle: v[3]! + v[4]!,
+    };
+    return { busy: total - v[3]! - v[4]!, total, parts };
   } catch {
     return null;
   }
@@ -748,13 +902,44 @@ export async function measureLoad(
     const first = await load.next(60_000);
     if (first.error) throw new Error(first.error);
     await window?.start(load);
+    const waited = { ...pids, ...(load.child.pid ? { load: load.child.pid } : {}) };
+    const wait0 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, schedSeconds(pid)]));
+    const io0 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, ioCounts(pid)]));
+    const soft0 = ksoftirqdSeconds();
+    const idle0 = cpuidleTotals();
     const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const machine0 = machineJiffies();
     const t0 = performance.now();
+    const sampler = process.env.BENCH_HTTP_STATES ? sampleStates(Object.values(waited)) : undefined;
     const r = await load.next(60_000);
+    const runnable = sampler?.stop();
     const secs = (performance.now() - t0) / 1000;
     const machine1 = machineJiffies();
+    const soft1 = ksoftirqdSeconds();
+    const io1 = Object.fromEntries(Object.entries(waited).map(([k, pid]) => [k, ioCounts(pid)]));
+    const idle1 = cpuidleTotals();
+    const runWaitPct: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(waited)) {
+      const a = wait0[k];
+      // the load generator has exited by now only after its result line, so its schedstat is still there
+      const b = schedSeconds(pid);
+      if (a && b) runWaitPct[k] = Math.round((100 * (b.wait - a.wait)) / secs);
+    }
     if (r.error) throw new Error(r.error);
+    const perRequest: NonNullable<HttpResult['perRequest']> = {};
+    const served = Number(r.perSec) * secs;
+    for (const k of Object.keys(waited)) {
+      const a = io0[k];
+      const b = io1[k];
+      if (!a || !b || !(served > 0)) continue;
+      const per = (f: keyof typeof a) => Math.round((100 * (b[f] - a[f])) / served) / 100;
+      perRequest[k] = {
+        reads: per('reads'),
+        writes: per('writes'),
+        sleeps: per('sleeps'),
+        preempted: per('preempted'),
+      };
+    }
     const cpu: Record<string, number> = { load: Number(r.cpuPct) };
     // µs of CPU per request: the load generator's from its own window and count; each server's from its CPU
     // time between the orchestrator's two samples and the requests completed at the measured rate meanwhile.
@@ -772,8 +957,35 @@ export async function measureLoad(
       machine0 && machine1 && machine1.total > machine0.total
         ? Math.round((100 * (machine1.busy - machine0.busy)) / (machine1.total - machine0.total))
         : undefined;
+    let machine: HttpResult['machine'];
+    if (machine0 && machine1 && machine1.total > machine0.total) {
+      const span = machine1.total - machine0.total;
+      const pct = (k: keyof MachineJiffies['parts']) =>
+        Math.round((1000 * (machine1.parts[k] - machine0.parts[k])) / span) / 10;
+      machine = {
+        user: pct('user'),
+        system: pct('system'),
+        softirq: pct('softirq'),
+        irq: pct('irq'),
+        steal: pct('steal'),
+        idle: pct('idle'),
+      };
+    }
     return {
       ...(machineCpuPct !== undefined ? { machineCpuPct } : {}),
+      ...(machine ? { machine } : {}),
+      ksoftirqdPct: Math.round((1000 * (soft1 - soft0)) / secs) / 10,
+      ...(idle0 && idle1 && idle1.entries > idle0.entries
+        ? {
+            idleEntries: {
+              perSec: Math.round((idle1.entries - idle0.entries) / secs),
+              meanUs: Math.round((idle1.us - idle0.us) / (idle1.entries - idle0.entries)),
+            },
+          }
+        : {}),
+      runWaitPct,
+      perRequest,
+      ...(runnable ? { runnable } : {}),
       perSec: Number(r.perSec),
       p50Us: r.p50Us === null ? null : Number(r.p50Us),
       p90Us: r.p90Us === null ? null : Number(r.p90Us),
@@ -799,7 +1011,18 @@ export function cpuNote(r: HttpResult): string | undefined {
   if (parts.length === 0) return undefined;
   const us = Object.entries(r.cpuUsPerReq).map(([k, v]) => `${k} ${v}`);
   const perReq = us.length > 0 ? ` (µs per request: ${us.join(', ')})` : '';
-  return `CPU % of one core in the window: ${parts.join(', ')}${perReq}`;
+  const waits = Object.entries(r.runWaitPct ?? {}).map(([k, v]) => `${k} ${v}`);
+  const wait =
+    waits.length > 0 ? `; runnable but waiting for a core, % of one core: ${waits.join(', ')}` : '';
+  const sleeps = Object.entries(r.perRequest ?? {}).map(([k, v]) => `${k} ${v.sleeps}`);
+  const slept = sleeps.length > 0 ? `; event-loop sleeps per request: ${sleeps.join(', ')}` : '';
+  const m = r.machine;
+  const machine = m
+    ? `; whole machine, % of all cores: user ${m.user}, system ${m.system}, softirq ${m.softirq}, irq ${m.irq}, ` +
+      `steal ${m.steal}, idle ${m.idle}; ksoftirqd ${r.ksoftirqdPct ?? '-'} % of one core` +
+      (r.idleEntries ? `; cores went idle ${r.idleEntries.perSec}/s for ${r.idleEntries.meanUs} µs each` : '')
+    : '';
+  return `CPU % of one core in the window: ${parts.join(', ')}${perReq}${wait}${slept}${machine}`;
 }
 
 /** The CPU of all the path's processes in the window (load generator included), in % of all cores. */
