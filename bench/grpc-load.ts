@@ -13,7 +13,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { echoClient } from '../test/sidecar/grpc-helpers.js';
-import { emit, sleep } from './lib.js';
+import { emit, percentile, sleep } from './lib.js';
 
 interface Options {
   port: number;
@@ -75,12 +75,6 @@ async function loop(): Promise<void> {
       stop = true;
     }
   }
-}
-
-function percentile(sorted: Float64Array, p: number): number | null {
-  if (sorted.length === 0) return null;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
 }
 
 // A "mark" line on stdin: the calls completed so far (bench/grpc.ts --count brackets its counting window with two).

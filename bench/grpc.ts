@@ -25,7 +25,14 @@ import { fileURLToPath } from 'node:url';
 import { writeSidecarSummary } from './cpuprofile.js';
 import { firstLine } from './debian.js';
 import { benchDir, JsonChild, sleep, type Timing, tsxArgs } from './lib.js';
-import { type HttpResult, measureLoad, type Proc, sidecarCommand, startSidecarPair } from './sidecar-http.js';
+import {
+  failed,
+  type HttpResult,
+  measureLoad,
+  type Proc,
+  sidecarCommand,
+  startSidecarPair,
+} from './sidecar-http.js';
 
 export type GrpcPath = 'direct' | 'sidecar';
 
@@ -162,21 +169,6 @@ async function startCounting(
       totals[name] = { heap: heapLines.find((h) => h.pid === pid)?.allocatedBytes ?? null, io, sys };
     }
     return { seconds, totals };
-  };
-}
-
-function failed(note: string): HttpResult {
-  return {
-    perSec: null,
-    p50Us: null,
-    p90Us: null,
-    p99Us: null,
-    maxUs: null,
-    meanUs: null,
-    count: null,
-    cpu: {},
-    cpuUsPerReq: {},
-    note,
   };
 }
 

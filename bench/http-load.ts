@@ -11,7 +11,7 @@
  * inside the window. Any non-200 answer or a body of the wrong size fails the run.
  */
 import { Pool } from 'undici';
-import { emit, HTTP_BODY_SIZE, sleep } from './lib.js';
+import { emit, HTTP_BODY_SIZE, percentile, sleep } from './lib.js';
 
 interface Options {
   url: string;
@@ -50,12 +50,6 @@ async function loop(): Promise<void> {
   }
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
-
 try {
   const loops = Array.from({ length: o.concurrency }, () => loop());
   await sleep(o.warmupMs);
@@ -71,7 +65,7 @@ try {
   await Promise.all(loops);
   if (failure) throw failure;
   const sorted = Float64Array.from(latencies).sort();
-  const us = (ms: number) => Math.round(ms * 1000 * 10) / 10;
+  const us = (ms: number | null) => (ms === null ? null : Math.round(ms * 1000 * 10) / 10);
   const sum = latencies.reduce((a, b) => a + b, 0);
   emit({
     count: latencies.length,

@@ -59,6 +59,13 @@ export interface Measured {
   [extra: string]: unknown;
 }
 
+/** The nearest-rank percentile `p` (0-100) of ascending samples; null when there are none. */
+export function percentile(sorted: Float64Array, p: number): number | null {
+  if (sorted.length === 0) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

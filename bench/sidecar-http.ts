@@ -194,7 +194,8 @@ export interface SidecarHttpOptions {
 
 const bundlePath = join(benchDir, 'results', 'bin', 'geminio-sidecar.mjs');
 
-function failed(note: string): HttpResult {
+/** A row that could not be measured: every figure null, the reason in the note. */
+export function failed(note: string): HttpResult {
   return {
     perSec: null,
     p50Us: null,

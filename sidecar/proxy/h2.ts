@@ -934,7 +934,7 @@ export class H2Inbound {
     }
   }
 
-  /** Sessions open now (for tests and /debug). */
+  /** Sessions open now (the tests read it). */
   get size(): number {
     return this.sessions.size;
   }

@@ -1,5 +1,5 @@
 /**
- * TLS fixtures: a key and a self-signed certificate for CN=localhost (SAN DNS:localhost), made once per test file
+ * TLS fixtures: a key and a self-signed certificate for CN=localhost (SAN DNS:localhost and IP:127.0.0.1), made once per test file
  * with openssl in a temporary directory. Node cannot make certificates itself; without openssl there is none
  * (tests skip with that reason, see `hasOpenssl`; CI installs openssl).
  */
@@ -20,27 +20,8 @@ export const hasOpenssl = (() => {
 function makeCertificate(): { key: Buffer; cert: Buffer } {
   const dir = mkdtempSync(join(tmpdir(), 'geminio-tls-'));
   try {
-    openssl(
-      dir,
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'key.pem',
-      '-out',
-      'cert.pem',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost',
-    );
-    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+    makeCert(dir, '01');
+    return { key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'tls.crt')) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -60,8 +41,8 @@ export function openssl(cwd: string, ...args: string[]): void {
 }
 
 /**
- * Writes tls.crt (self-signed EC, CN=localhost, SAN IP:127.0.0.1, serial `serial` in hex) and tls.key into `dir`:
- * certificate files that differ by serial, for tests that rotate them.
+ * Writes tls.crt (self-signed EC, CN=localhost, SAN DNS:localhost and IP:127.0.0.1, serial `serial` in hex) and
+ * tls.key into `dir`: certificate files that differ by serial, for tests that rotate them.
  */
 export function makeCert(dir: string, serial: string): void {
   mkdirSync(dir, { recursive: true });
@@ -83,7 +64,7 @@ export function makeCert(dir: string, serial: string): void {
     '-subj',
     '/CN=localhost',
     '-addext',
-    'subjectAltName=IP:127.0.0.1',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
     '-set_serial',
     `0x${serial}`,
   );
