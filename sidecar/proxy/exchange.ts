@@ -375,9 +375,11 @@ class Lane implements FrameSink {
     this.detachBody();
     this.stream.end();
     this.pool.removed(this);
-    // A stream that never answers the Dismiss is not waited for.
+    // A stream that never answers the Dismiss is not waited for; one that closes in time takes its timer along.
     const s = this.stream;
-    setTimeout(() => s.destroy(), 5_000).unref();
+    if (s.closed) return;
+    const t = setTimeout(() => s.destroy(), 5_000).unref();
+    s.once('close', () => clearTimeout(t));
   }
 
   /** The stream failed (closed, ended, a bad frame): the exchange in flight fails with `err`. */
@@ -416,12 +418,12 @@ export class ExchangePool implements Dispatch {
 
   constructor(private readonly o: ExchangePoolOptions) {}
 
-  /** Whether the endpoint speaks the exchange proto: probes it with the first stream when not known yet. */
   /** true (exchange streams) or false (an older inbound) once known; undefined before the first `negotiate`. */
   get negotiated(): boolean | undefined {
     return this.mode === 'unknown' ? undefined : this.mode === 'exchange';
   }
 
+  /** Whether the endpoint speaks the exchange proto: probes it with the first stream when not known yet. */
   async negotiate(): Promise<boolean> {
     if (this.mode === 'unknown') this.mode = await this.probe();
     return this.mode === 'exchange';
