@@ -422,6 +422,14 @@ type clientDelegate struct {
 	delegate.UnimplementedDelegate
 	mu       sync.Mutex
 	lastConn geminio.End
+	// lastOffline is the ClientID of the last connection that went offline (0 before any).
+	lastOffline uint64
+}
+
+func (d *clientDelegate) offlineID() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastOffline
 }
 
 // ConnOnline is only called by a RetryEnd (from its dial step), with the new
@@ -443,6 +451,9 @@ func (d *clientDelegate) underlying() geminio.End {
 
 // ConnOffline must return nil: for a RetryEnd an error here stops the reconnect.
 func (d *clientDelegate) ConnOffline(c delegate.ConnDescriber) error {
+	d.mu.Lock()
+	d.lastOffline = c.ClientID()
+	d.mu.Unlock()
 	emit("offline", "clientId", idStr(c.ClientID()))
 	return nil
 }

@@ -200,7 +200,7 @@ func startClient() {
 				return net.Dial("tcp", addr)
 			}, opts)
 		} else {
-			end, err = client.NewEnd("tcp", cfg.addr, opts)
+			end, err = newEndRetryingLostAck(opts, dlgt)
 		}
 		if err != nil {
 			emitError("connect", err)
@@ -255,4 +255,24 @@ func readCommands(ln server.Listener) {
 
 func parseUint(s string) (uint64, error) {
 	return strconv.ParseUint(s, 10, 64)
+}
+
+// newEndRetryingLostAck is client.NewEnd, tried again (up to 3 times in all) when the handshake times out.
+//
+// The Go library's client handshake has a race (conn/conn_client.go, connect): it queues the Conn packet first and
+// registers the wait for its ConnAck after, so on a busy machine the ConnAck can be read and handled in between.
+// It is then dropped, and connect fails with "timeout" after 10 s although the server answered. The handshake
+// had reached the client, and it learned its ClientID from it, so the next attempt asks for that ID again (unless
+// -client-id set one): the server then sees the same client come back, not a second one.
+func newEndRetryingLostAck(opts *client.EndOptions, dlgt *clientDelegate) (geminio.End, error) {
+	for attempt := 1; ; attempt++ {
+		end, err := client.NewEnd("tcp", cfg.addr, opts)
+		if err == nil || attempt == 3 || err.Error() != "timeout" {
+			return end, err
+		}
+		emit("connect-retry", "attempt", attempt, "error", errText(err))
+		if id := dlgt.offlineID(); cfg.clientID == 0 && id != 0 {
+			opts.SetClientID(id)
+		}
+	}
 }
