@@ -237,8 +237,10 @@ describe('an upstream of three static endpoints', () => {
     await load(web, '/?ms=5', { n: 90, concurrency: 12 }); // warm: pools open, EWMAs start
     // Real latencies on this shared machine are noisy (stalls of a few ms on one endpoint's End), so the band is
     // 20% here; the 10% of steady, equal latencies is the balancer unit test's (test/unit/sidecar/balancer.test.ts).
+    // The app takes 10 ms, so a stall of a few ms is a small peak in the EWMA: at 2 ms, one stall in a loaded CI run
+    // tripled an endpoint's cost and left it 731 of 1,800 (5 runs under 3 CPU hogs: worst 7% off at 2 ms, 5% at 10).
     const n = 1800;
-    const results = await load(web, '/?ms=2', { n, concurrency: 12 });
+    const results = await load(web, '/?ms=10', { n, concurrency: 12 });
     expect(results.filter((r) => r.status !== 200)).toEqual([]);
     const s = shares(results);
     expect(Object.keys(s).sort()).toEqual(HOSTS);
