@@ -245,10 +245,11 @@ export class JsonChild {
 
 /** Starts bench/server.ts (kind: geminio or grpc) in its own process; resolves with it and its address. */
 export async function startNodeServer(
-  kind: 'geminio' | 'grpc',
+  kind: 'geminio' | 'grpc' | 'tcp',
   nodeArgs: string[] = serverNodeArgs(),
+  args: string[] = [],
 ): Promise<{ server: JsonChild; host: string; port: number }> {
-  const server = new JsonChild(process.execPath, [...tsxArgs('server.ts', nodeArgs), kind]);
+  const server = new JsonChild(process.execPath, [...tsxArgs('server.ts', nodeArgs), kind, ...args]);
   const ready = await server.next(30_000);
   return { server, host: ready.host, port: ready.port };
 }

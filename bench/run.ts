@@ -24,6 +24,8 @@ import {
   goBenchBinary,
   JsonChild,
   type Measured,
+  REQUEST_SIZE,
+  RESPONSE_SIZE,
   runGo,
   type Timing,
   tsxArgs,
@@ -194,10 +196,10 @@ async function go(args: string[], field = 'opsPerSec'): Promise<Result> {
   }
 }
 
-/** The Go pair in two processes: a `-mode server` process, and the Go client dialing it (`-addr`). */
-async function go2(args: string[], field = 'opsPerSec'): Promise<Result> {
+/** The Go pair in two processes: a `-mode server` process (or `serverArgs`), and the Go client dialing it (`-addr`). */
+async function go2(args: string[], field = 'opsPerSec', serverArgs = ['-mode', 'server']): Promise<Result> {
   if (!goOk) return { value: null, note: 'Go anchor unavailable (go build failed)' };
-  const server = new JsonChild(goBenchBinary, ['-mode', 'server']);
+  const server = new JsonChild(goBenchBinary, serverArgs);
   try {
     const ready = await server.next(30_000);
     if (ready.event !== 'listening') throw new Error(`Go server: ${JSON.stringify(ready)}`);
@@ -235,6 +237,17 @@ const GRPC = '@grpc/grpc-js unary, 1 connection (2 processes)';
 const RAW = 'raw TCP, 2 Node sockets, 1 process';
 const YAMUX = '@chainsafe/libp2p-yamux over TCP, 1 process';
 const IPERF = 'iperf3 -l 128K on loopback (2 processes): the physical limit';
+const NODE_PP = 'raw TCP ping-pong, 2 Node processes (the same payloads, no protocol)';
+const GO_PP = 'raw TCP ping-pong, 2 Go processes (the same payloads, no protocol)';
+
+/** The floor of a sequential two-process row: a write of `request` bytes answered by `response`, no protocol. */
+async function pingPong(request: number, response: number): Promise<{ node: Result; go: Result }> {
+  const sizes = ['-request', String(request), '-response', String(response)];
+  return {
+    node: await node('pingpong', { request, response }),
+    go: await go2(['-mode', 'tcp-pingpong', ...sizes], 'opsPerSec', ['-mode', 'tcp-server', ...sizes]),
+  };
+}
 
 const started = performance.now();
 log(
@@ -253,9 +266,12 @@ try {
   const n1 = await node('rpc', { inflight: 1 });
   const gg1 = await go2(['-mode', 'rpc', '-inflight', '1']);
   const r1 = await node('grpc', { inflight: 1 });
+  const pp = await pingPong(REQUEST_SIZE, RESPONSE_SIZE);
   addRow('RPC 256 B -> 4 KiB, sequential (2 processes)', 'calls/s', n1, [
     { anchor: GO2, result: gg1, target: { kind: 'ratio-min', k: 2 } },
     { anchor: GRPC, result: r1, target: { kind: 'ratio-min', k: 2 } },
+    { anchor: NODE_PP, result: pp.node },
+    { anchor: GO_PP, result: pp.go },
   ]);
   const n64 = await node('rpc', { inflight: 64 });
   const gg64 = await go2(['-mode', 'rpc', '-inflight', '64']);
@@ -286,8 +302,11 @@ try {
 {
   const n1 = await node('publish', { inflight: 1 });
   const gg1 = await go2(['-mode', 'publish', '-inflight', '1']);
+  const pp = await pingPong(5, 5);
   addRow('Acked publish 5 B, sequential (2 processes)', 'msgs/s', n1, [
     { anchor: GO2, result: gg1, target: { kind: 'ratio-min', k: 2 } },
+    { anchor: NODE_PP, result: pp.node },
+    { anchor: GO_PP, result: pp.go },
   ]);
   const n256 = await node('publish', { inflight: 256 });
   const gg256 = await go2(['-mode', 'publish', '-inflight', '256']);

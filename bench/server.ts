@@ -4,10 +4,13 @@
  *   tsx bench/server.ts geminio   geminio-node Listener: "echo" answers 4 KiB, publishes are acked at once,
  *                                 accepted streams are drained and ended back when the peer ends them.
  *   tsx bench/server.ts grpc      @grpc/grpc-js server with one unary method /bench.Bench/Echo (raw Buffers).
+ *   tsx bench/server.ts tcp REQ RES   no protocol: a net.Server answering every REQ bytes read with RES bytes
+ *                                 (the raw ping-pong anchor of the sequential rows).
  *
  * Prints {"host","port"} once listening. Stdin commands: "mem" prints {heapUsed, rss, ...} after forced GCs
  * (run with --expose-gc), "count" prints how many Ends/streams it holds. Exits when stdin closes.
  */
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { type End, listen } from '../sdk/index.js';
@@ -82,6 +85,31 @@ async function grpcServer(): Promise<() => Promise<void>> {
   };
 }
 
+function tcpServer(requestSize: number, responseSize: number): Promise<() => Promise<void>> {
+  const answer = Buffer.alloc(responseSize, 7);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ noDelay: true }, (c) => {
+    sockets.add(c);
+    c.once('close', () => sockets.delete(c));
+    c.on('error', () => {});
+    let pending = 0;
+    c.on('data', (d) => {
+      pending += d.length;
+      for (; pending >= requestSize; pending -= requestSize) c.write(answer);
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      emit({ host: '127.0.0.1', port });
+      resolve(async () => {
+        for (const c of sockets) c.destroy();
+        server.close();
+      });
+    }),
+  );
+}
+
 function memory() {
   const gc = (globalThis as { gc?: () => void }).gc;
   for (let i = 0; i < 4; i++) gc?.();
@@ -90,7 +118,12 @@ function memory() {
 }
 
 const kind = process.argv[2];
-const shutdown = kind === 'grpc' ? await grpcServer() : await geminio();
+const shutdown =
+  kind === 'grpc'
+    ? await grpcServer()
+    : kind === 'tcp'
+      ? await tcpServer(Number(process.argv[3]), Number(process.argv[4]))
+      : await geminio();
 const rl = createInterface({ input: process.stdin });
 rl.on('line', (line) => {
   if (line === 'mem') emit(memory());

@@ -15,6 +15,9 @@
  *   stream     {streams, transport: 'geminio'|'tcp'|'yamux'}
  *                                               128 KiB writes, both ends in this process, MB/s at the reader
  *   openclose  {inflight}                       open, write 1 byte, end, wait for 'close'; server in another process
+ *   pingpong   {request, response}              no protocol: one socket write of `request` bytes, then wait for
+ *                                               `response` bytes, in a loop, to bench/server.ts tcp in another
+ *                                               process (the floor of the sequential two-process rows)
  *
  * Prints one JSON line: {count, seconds, perSec, stalled?}.
  */
@@ -38,6 +41,8 @@ import { waitDrain, yamuxOverSocket } from './yamux.js';
 
 interface Options extends Timing {
   inflight?: number;
+  request?: number;
+  response?: number;
   server?: 'node' | 'go' | 'inproc';
   streams?: number;
   transport?: 'geminio' | 'tcp' | 'yamux';
@@ -309,12 +314,45 @@ async function openCloseCase(o: Options): Promise<Measured> {
   });
 }
 
+async function pingPongCase(o: Options): Promise<Measured> {
+  const requestSize = o.request ?? REQUEST_SIZE;
+  const responseSize = o.response ?? RESPONSE_SIZE;
+  const { server, host, port } = await startNodeServer('tcp', undefined, [
+    String(requestSize),
+    String(responseSize),
+  ]);
+  const socket = net.connect({ host, port, noDelay: true });
+  try {
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const req = Buffer.alloc(requestSize, 1);
+    let received = 0;
+    let answered: (() => void) | undefined;
+    socket.on('data', (d: Buffer) => {
+      received += d.length;
+      if (received >= responseSize) {
+        received -= responseSize;
+        answered?.();
+      }
+    });
+    const roundTrip = () =>
+      new Promise<void>((resolve) => {
+        answered = resolve;
+        socket.write(req);
+      });
+    return await measureOps(1, roundTrip, o);
+  } finally {
+    socket.destroy();
+    await server.stop();
+  }
+}
+
 const cases: Record<string, (o: Options) => Promise<Measured>> = {
   rpc: rpcCase,
   grpc: grpcCase,
   publish: publishCase,
   stream: streamCase,
   openclose: openCloseCase,
+  pingpong: pingPongCase,
 };
 
 const [name, raw] = process.argv.slice(2);

@@ -18,6 +18,13 @@
 // -mode rpc and -mode publish with -addr HOST:PORT dial that server instead of
 // running both Ends here: the Go pair in two processes, the shape of the Node
 // two-process rows.
+//
+// Without geminio, the physical floor of the sequential rows:
+//
+//	-mode tcp-server   listen on 127.0.0.1:0, print {"event":"listening","addr":...},
+//	                   and answer every -request bytes read with -response bytes
+//	-mode tcp-pingpong -addr HOST:PORT -request N -response M
+//	                   one write of N bytes, then read M bytes, in a loop
 package main
 
 import (
@@ -63,6 +70,8 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "warm-up before the window")
 	stall := flag.Duration("stall", 2*time.Second, "stream: no progress for this long means stalled")
 	addr := flag.String("addr", "", "rpc/publish: dial this -mode server instead of a server End in this process")
+	reqSize := flag.Int("request", requestSize, "tcp-server/tcp-pingpong: bytes per request")
+	respSize := flag.Int("response", responseSize, "tcp-server/tcp-pingpong: bytes per response")
 	flag.Parse()
 
 	var out map[string]any
@@ -76,6 +85,10 @@ func main() {
 		out, err = benchOps("publish", *addr, *inflight, *warmup, *duration, *stall)
 	case "stream":
 		out, err = benchStream(*streams, *warmup, *duration, *stall)
+	case "tcp-server":
+		err = serveTCP(*reqSize, *respSize)
+	case "tcp-pingpong":
+		out, err = benchPingPong(*addr, *reqSize, *respSize, *warmup, *duration, *stall)
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -401,4 +414,71 @@ func measure(counter *atomic.Int64, warmup, duration, stallAfter time.Duration) 
 		out["opsPerSec"] = 0.0
 	}
 	return out
+}
+
+// serveTCP answers every reqSize bytes read with respSize bytes, on every
+// connection, until stdin closes.
+func serveTCP(reqSize, respSize int) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	emit(map[string]any{"event": "listening", "addr": ln.Addr().String()})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req := make([]byte, reqSize)
+				resp := make([]byte, respSize)
+				for {
+					if _, err := io.ReadFull(c, req); err != nil {
+						return
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// benchPingPong writes reqSize bytes and reads respSize bytes back, one round
+// trip after another, over one TCP connection (Nagle off, Go's default).
+func benchPingPong(addr string, reqSize, respSize int, warmup, duration, stallAfter time.Duration) (map[string]any, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var count atomic.Int64
+	var firstErr atomic.Value
+	go func() {
+		req := make([]byte, reqSize)
+		resp := make([]byte, respSize)
+		for {
+			if _, err := c.Write(req); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			if _, err := io.ReadFull(c, resp); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			count.Add(1)
+		}
+	}()
+	out := measure(&count, warmup, duration, stallAfter)
+	if e, ok := firstErr.Load().(error); ok && e != nil {
+		return nil, e
+	}
+	out["mode"] = "tcp-pingpong"
+	out["processes"] = 2
+	return out, nil
 }
