@@ -13,11 +13,12 @@
  * growth across each scavenge; what outlived its request), with the young generation's size at the end
  * (newSpaceBytes: both semi-spaces). On SIGTERM it prints one JSON line on stderr: {heapPerReqBytes,
  * promotedPerReqBytes, scavengesPer1k, scavengeUs, fullGcsPer1k, fullGcUs, newSpaceBytes, socketWritesPerReq,
- * streamWritesPerReq, requests}. BENCH_DEBUG=1
+ * streamWritesPerReq, requests} (or as it exits). BENCH_DEBUG=1
  * shows the sidecars' stderr. Driven by signals instead (bench/syscalls.ts --heap): the first SIGUSR2 starts the
  * count, the second prints it.
  */
 import dc from 'node:diagnostics_channel';
+import { writeSync } from 'node:fs';
 import net from 'node:net';
 import v8 from 'node:v8';
 
@@ -75,10 +76,13 @@ process.on('SIGUSR2', () => {
   }
 });
 process.prependListener('SIGTERM', () => report());
+// A process stopped otherwise (bench/http-proxy.ts exits when its stdin ends) reports as it exits.
+process.on('exit', () => report());
 function report() {
   if (!profiler) return;
   const heapNow = process.memoryUsage().heapUsed;
   const { statistics } = profiler.stop();
+  profiler = null;
   let allocated = heapNow - heapAt0;
   const space = (h, name) => h.heapSpaceStatistics.find((x) => x.spaceName === name);
   let promoted = 0;
@@ -109,5 +113,5 @@ function report() {
     streamWritesPerReq: r(streamWrites / n),
     requests: n,
   };
-  process.stderr.write(`${JSON.stringify(line)}\n`);
+  writeSync(2, `${JSON.stringify(line)}\n`);
 }
