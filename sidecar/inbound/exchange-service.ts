@@ -442,9 +442,7 @@ class InboundExchange {
     this.answerStarted = true;
     // The sidecar's own headers (x-request-id) first, the target's after them (and over them): one object.
     const out = (
-      this.h2
-        ? h2AnswerHeaders(hs as IncomingHttpHeaders)
-        : responseHeaders(hs, this.facade ? { ...this.facade.set } : undefined)
+      this.h2 ? h2AnswerHeaders(hs as IncomingHttpHeaders) : responseHeaders(hs, this.facade?.set)
     ) as Record<string, string | string[]>;
     this.answerHead({ status, headers: this.facade && this.h2 ? { ...this.facade.set, ...out } : out });
   }

@@ -145,7 +145,10 @@ export function forwardHeaders(
   dropPrefix?: string,
 ): Record<string, string | string[]> {
   const named = connectionNamed(headers.connection);
-  const out: Record<string, string | string[]> = { ...extra };
+  // Object.assign, not a spread: on V8 (Node 20) a spread copy of a non-empty object gets a hidden class outside
+  // the transition tree, so each header added to it below made new hidden classes, every request (old-space
+  // garbage, slow property adds, megamorphic reads downstream: docs/BENCHMARKS.md, issue 14 round 5).
+  const out: Record<string, string | string[]> = Object.assign({}, extra);
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k) || Object.hasOwn(extra, k)) continue;
@@ -156,13 +159,15 @@ export function forwardHeaders(
 }
 
 /**
- * Response headers to send back: hop-by-hop ones removed (Node frames the body itself). Added to `out` when given
- * (after the headers it has, replacing those of the same name).
+ * Response headers to send back: hop-by-hop ones removed (Node frames the body itself). After a copy of `first`
+ * when given (the sidecar's own; `first` is not changed), replacing those of the same name.
  */
 export function responseHeaders(
   headers: Record<string, string | string[] | undefined>,
-  out: OutgoingHttpHeaders = {},
+  first?: Readonly<OutgoingHttpHeaders>,
 ): OutgoingHttpHeaders {
+  // A copy by Object.assign, not a spread: see forwardHeaders.
+  const out: OutgoingHttpHeaders = first ? Object.assign({}, first) : {};
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined || HOP_BY_HOP.has(k.toLowerCase())) continue;

@@ -135,6 +135,42 @@ function noop(): void {}
 interface Watched {
   res: ServerResponse;
   abandon(): void;
+  /** Its neighbours in its connection's list of requests in flight (InFlight). */
+  prev: Watched | undefined;
+  next: Watched | undefined;
+}
+
+/**
+ * The requests in flight on one client connection: a list through the requests themselves, not a Set. A Set that
+ * empties and fills again per request (keep-alive) rehashes each time, and once it is old V8 allocates each new
+ * table in the old generation: ~120 bytes of old-space garbage per request (issue 14 round 5).
+ */
+export class InFlight {
+  private first: Watched | undefined;
+
+  add(w: Watched): void {
+    w.next = this.first;
+    if (this.first) this.first.prev = w;
+    this.first = w;
+  }
+
+  delete(w: Watched): void {
+    if (w.prev) w.prev.next = w.next;
+    else if (this.first === w) this.first = w.next;
+    else return; // not in the list (already taken out)
+    if (w.next) w.next.prev = w.prev;
+    w.prev = undefined;
+    w.next = undefined;
+  }
+
+  /** Each request in flight (fn may take it out of the list). */
+  each(fn: (w: Watched) => void): void {
+    for (let w = this.first; w; ) {
+      const next = w.next;
+      fn(w);
+      w = next;
+    }
+  }
 }
 
 /**
@@ -143,10 +179,12 @@ interface Watched {
  */
 class Forward implements Watched {
   current: Exchange | undefined;
+  prev: Watched | undefined;
+  next: Watched | undefined;
 
   constructor(
     readonly res: ServerResponse,
-    readonly inFlight: Set<Watched> | undefined,
+    readonly inFlight: InFlight | undefined,
   ) {}
 
   abandon(): void {
@@ -170,21 +208,21 @@ function forwardClosed(this: Forwarded): void {
   f.inFlight?.delete(f);
   f.abandon();
 }
-const WATCHED = new WeakMap<object, Set<Watched>>();
+const WATCHED = new WeakMap<object, InFlight>();
 
 /** The requests in flight on a client connection; its end, error or close aborts those not answered yet. */
-function watchSocket(socket: Duplex | null): Set<Watched> | undefined {
+function watchSocket(socket: Duplex | null): InFlight | undefined {
   if (!socket) return undefined;
   const known = WATCHED.get(socket);
   if (known) return known;
-  const live = new Set<Watched>();
+  const live = new InFlight();
   WATCHED.set(socket, live);
   const gone = () => {
-    for (const w of live) {
-      if (w.res.writableFinished) continue;
+    live.each((w) => {
+      if (w.res.writableFinished) return;
       w.abandon();
       w.res.destroy();
-    }
+    });
   };
   socket.on('end', gone);
   socket.on('error', gone);
