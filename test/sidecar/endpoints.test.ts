@@ -8,10 +8,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import { promises as dnsPromises } from 'node:dns';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
@@ -431,12 +432,54 @@ describe('an upstream of three static endpoints', () => {
 const dnsmasq = spawnSync('dnsmasq', ['--version']).status === 0;
 if (!dnsmasq && process.env.CI === 'true') throw new Error('dnsmasq is required on CI (.ci/run installs it)');
 
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+/** A port free for both UDP and TCP on 127.0.0.1 right now: dnsmasq binds both. */
+async function freeDnsPort(): Promise<number> {
+  for (;;) {
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    const { port } = udp.address();
+    const tcp = net.createServer();
+    const tcpFree = await new Promise<boolean>((r) => {
+      tcp.once('error', () => r(false));
+      tcp.listen(port, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => udp.close(() => r()));
+    if (tcpFree) await new Promise<void>((r) => tcp.close(() => r()));
+    if (tcpFree) return port;
+  }
+}
+
+/**
+ * Starts dnsmasq on a free port and waits until it answers. The port can still be taken between the check and
+ * dnsmasq's bind (the suite's other files open thousands of connections, whose local ports come from the same
+ * range), so a dnsmasq that exits with "Address already in use" is started again on another port.
+ */
+async function startDnsmasq(args: string[]): Promise<{ dns: ChildProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freeDnsPort();
+    const dns = spawn('dnsmasq', [...args, `--port=${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    dns.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const exited = new Promise<void>((r) => dns.once('exit', () => r()));
+    const resolver = new dnsPromises.Resolver({ timeout: 500, tries: 1 });
+    resolver.setServers([`127.0.0.1:${port}`]);
+    // Any answer (NXDOMAIN or REFUSED included) means it is serving; an exit means it could not start.
+    const answered = (async () => {
+      while (dns.exitCode === null) {
+        const e = await resolver.resolve4('ready.geminio.test').then(
+          () => undefined,
+          (err: NodeJS.ErrnoException) => err,
+        );
+        if (e?.code !== 'ETIMEOUT' && e?.code !== 'ECONNREFUSED') return;
+        await delay(50);
+      }
+    })();
+    await Promise.race([answered, exited]);
+    if (dns.exitCode === null) return { dns, port };
+    if (attempt >= 5 || !/in use/i.test(stderr)) throw new Error(`dnsmasq exited: ${stderr}`);
+  }
 }
 
 describe.skipIf(!dnsmasq)('an upstream discovered in DNS (dnsmasq: install it to run these)', () => {
@@ -456,30 +499,20 @@ describe.skipIf(!dnsmasq)('an upstream discovered in DNS (dnsmasq: install it to
   beforeAll(async () => {
     await backends.start();
     writeFileSync(hostsFile, '');
-    const port = await freeUdpPort();
-    dns = spawn(
-      'dnsmasq',
-      [
-        '--keep-in-foreground',
-        '--conf-file=/dev/null',
-        '--no-resolv',
-        '--no-hosts',
-        `--addn-hosts=${hostsFile}`,
-        '--listen-address=127.0.0.1',
-        '--bind-interfaces',
-        `--port=${port}`,
-        '--local-ttl=1',
-        '--pid-file',
-        '--user=root',
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let stderr = '';
-    dns.stderr!.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    await delay(200);
-    if (dns.exitCode !== null) throw new Error(`dnsmasq exited: ${stderr}`);
+    const started = await startDnsmasq([
+      '--keep-in-foreground',
+      '--conf-file=/dev/null',
+      '--no-resolv',
+      '--no-hosts',
+      `--addn-hosts=${hostsFile}`,
+      '--listen-address=127.0.0.1',
+      '--bind-interfaces',
+      '--local-ttl=1',
+      '--pid-file',
+      '--user=root',
+    ]);
+    dns = started.dns;
+    const port = started.port;
     publish(HOSTS.slice(0, 2));
     outbound = outboundSidecar({
       found: {
