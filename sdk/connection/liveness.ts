@@ -2,6 +2,11 @@
  * Declares the peer dead when nothing at all has arrived for `timeout` ms. Any packet counts, not only
  * HeartbeatAcks, so a long transfer that delays an ack behind data is not mistaken for a dead peer.
  * Checking a counter a few times per timeout keeps per-packet work to one increment.
+ *
+ * A check that finds the timeout passed gives the verdict only after the sockets have been read once more
+ * (setImmediate runs after the event loop's poll phase): when this process itself stalled (a starved CPU, a long
+ * GC pause), the overdue timer runs before the socket holding the peer's packets is read, and a live peer would
+ * otherwise be dropped.
  */
 export class Liveness {
   private seen = 0;
@@ -9,6 +14,7 @@ export class Liveness {
   private lastProgress = 0;
   private timeout = 0;
   private timer: NodeJS.Timeout | undefined;
+  private verdict: NodeJS.Immediate | undefined;
 
   constructor(private readonly onDead: () => void) {}
 
@@ -26,23 +32,37 @@ export class Liveness {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    clearImmediate(this.verdict);
+    this.verdict = undefined;
   }
 
   /** @internal */
   check(): void {
-    const now = Date.now();
-    if (this.seen !== this.lastCount) {
-      this.lastCount = this.seen;
-      this.lastProgress = now;
-      return;
-    }
-    if (now - this.lastProgress >= this.timeout) {
-      this.stop();
-      this.onDead();
-    }
+    if (this.progressed()) return;
+    if (this.verdict === undefined && Date.now() - this.lastProgress >= this.timeout)
+      this.verdict = setImmediate(decide, this);
+  }
+
+  /** @internal Runs after pending reads: dead only if still nothing arrived. */
+  decide(): void {
+    this.verdict = undefined;
+    if (this.timer === undefined || this.progressed()) return;
+    this.stop();
+    this.onDead();
+  }
+
+  private progressed(): boolean {
+    if (this.seen === this.lastCount) return false;
+    this.lastCount = this.seen;
+    this.lastProgress = Date.now();
+    return true;
   }
 }
 
 function check(l: Liveness): void {
   l.check();
+}
+
+function decide(l: Liveness): void {
+  l.decide();
 }

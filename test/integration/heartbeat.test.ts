@@ -95,6 +95,20 @@ function connFlagsByte(c: FakeConnection): number {
   return bytes[HEADER_LENGTH]!;
 }
 
+/** A raw client that completes the handshake (flags 0x18) against a real server. */
+async function rawHandshake(port: number): Promise<{ socket: net.Socket; packets: Packet[] }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  cleanups.push(() => socket.destroy());
+  const packets: Packet[] = [];
+  const decoder = new FrameDecoder();
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk, (p) => packets.push(p)));
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  socket.write(encodePacket({ type: T.Conn, id: 0x42n, flags: 0x18, clientId: 0n, data: {} }));
+  await waitUntil(() => packets.some((p) => p.type === T.ConnAck), 3000);
+  return { socket, packets };
+}
+
 describe('client heartbeats', () => {
   it('a client with heartbeatInterval 100 sends at least 3 Heartbeats within ~450 ms', async () => {
     const { port, connections } = await fakeServer();
@@ -142,20 +156,6 @@ describe('client heartbeats', () => {
 });
 
 describe('server liveness', () => {
-  /** A raw client that completes the handshake (flags 0x18) against a real server. */
-  async function rawHandshake(port: number): Promise<{ socket: net.Socket; packets: Packet[] }> {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.on('error', () => {});
-    cleanups.push(() => socket.destroy());
-    const packets: Packet[] = [];
-    const decoder = new FrameDecoder();
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk, (p) => packets.push(p)));
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write(encodePacket({ type: T.Conn, id: 0x42n, flags: 0x18, clientId: 0n, data: {} }));
-    await waitUntil(() => packets.some((p) => p.type === T.ConnAck), 3000);
-    return { socket, packets };
-  }
-
   it('a real server with heartbeatTimeout 300: a client that never sends heartbeats is dropped with HeartbeatTimeoutError', async () => {
     const listener = await listen('127.0.0.1:0', { heartbeatTimeout: 300 });
     cleanups.push(() => listener.close());
@@ -185,6 +185,44 @@ describe('server liveness', () => {
     const acks = packets.filter((p) => p.type === T.HeartbeatAck);
     expect(acks.length).toBeGreaterThanOrEqual(4);
     for (const [i, a] of acks.entries()) expect(a.id).toBe(0x1000n + BigInt(i));
+  });
+});
+
+describe('liveness after this process stalls', () => {
+  /** Blocks the event loop for `ms`, the way a long GC pause or a starved CPU does. */
+  function stall(ms: number): void {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {}
+  }
+
+  it('a Heartbeat that arrived during a stall longer than heartbeatTimeout keeps the peer alive', async () => {
+    const listener = await listen('127.0.0.1:0', { heartbeatTimeout: 300 });
+    cleanups.push(() => listener.close());
+    const { socket } = await rawHandshake(listener.address().port);
+    const end = await listener.acceptEnd();
+    cleanups.push(() => end.destroy());
+    // The peer is alive: its Heartbeat is in this process's socket buffer before the stall ends. The liveness
+    // check, overdue, runs before that socket is read; it must look at what is pending before calling it dead.
+    socket.write(encodePacket({ type: T.Heartbeat, id: 0x2000n }));
+    stall(600);
+    let id = 0x2001n;
+    const timer = setInterval(() => socket.write(encodePacket({ type: T.Heartbeat, id: id++ })), 50);
+    cleanups.push(() => clearInterval(timer));
+    await delay(200);
+    expect(end.closeError).toBeUndefined();
+    expect(end.destroyed).toBe(false);
+  });
+
+  it('a client End whose server answered during a stall stays connected', async () => {
+    const { port, connections } = await fakeServer();
+    const end = await dialTracked(port, { heartbeatInterval: 100, heartbeatTimeout: 300 });
+    // Right after the handshake, before anything else is read: the fake server (in this same process) answers
+    // by hand, then the process stalls.
+    connections[0]!.socket.write(encodePacket({ type: T.HeartbeatAck, id: 0x2000n }));
+    stall(600);
+    await delay(200);
+    expect(end.closeError).toBeUndefined();
+    expect(end.destroyed).toBe(false);
   });
 });
 
