@@ -3,16 +3,19 @@
  * HeartbeatAcks, so a long transfer that delays an ack behind data is not mistaken for a dead peer.
  * Checking a counter a few times per timeout keeps per-packet work to one increment.
  *
- * A check that finds the timeout passed gives the verdict only after the sockets have been read once more
- * (setImmediate runs after the event loop's poll phase): when this process itself stalled (a starved CPU, a long
- * GC pause), the overdue timer runs before the socket holding the peer's packets is read, and a live peer would
- * otherwise be dropped.
+ * Time this process could not run does not count against the peer: when it stalls (a starved CPU, a long GC
+ * pause), it reads nothing, and the peer (or, in one process, both ends) could not be heard. So a check that runs
+ * late moves the deadline by its lateness, and a check that finds the timeout passed gives its verdict only after
+ * the sockets have been read once more (setImmediate runs after the event loop's poll phase): the overdue timer
+ * runs before the socket holding the peer's packets is read.
  */
 export class Liveness {
   private seen = 0;
   private lastCount = 0;
   private lastProgress = 0;
   private timeout = 0;
+  private every = 0;
+  private lastCheck = 0;
   private timer: NodeJS.Timeout | undefined;
   private verdict: NodeJS.Immediate | undefined;
 
@@ -24,9 +27,11 @@ export class Liveness {
 
   start(timeout: number): void {
     this.timeout = timeout;
+    this.every = Math.max(10, Math.floor(timeout / 4));
     this.lastProgress = Date.now();
+    this.lastCheck = this.lastProgress;
     this.lastCount = this.seen;
-    this.timer = setInterval(check, Math.max(10, Math.floor(timeout / 4)), this);
+    this.timer = setInterval(check, this.every, this);
   }
 
   stop(): void {
@@ -38,8 +43,12 @@ export class Liveness {
 
   /** @internal */
   check(): void {
+    const now = Date.now();
+    const late = now - this.lastCheck - this.every;
+    this.lastCheck = now;
+    if (late > 0) this.lastProgress += late;
     if (this.progressed()) return;
-    if (this.verdict === undefined && Date.now() - this.lastProgress >= this.timeout)
+    if (this.verdict === undefined && now - this.lastProgress >= this.timeout)
       this.verdict = setImmediate(decide, this);
   }
 

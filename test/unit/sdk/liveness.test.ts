@@ -54,6 +54,23 @@ describe('Liveness', () => {
     l.stop();
   });
 
+  it('time this process was stalled does not count against the peer: a late check moves the deadline', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'setImmediate', 'clearImmediate', 'Date'] });
+    let dead = 0;
+    const l = new Liveness(() => dead++);
+    l.start(300); // checks every 75 ms
+    await vi.advanceTimersByTimeAsync(150);
+    // A 10 s stall: the wall clock moves on, no timer runs (nor would any socket be read).
+    vi.setSystemTime(Date.now() + 10_000);
+    await vi.advanceTimersByTimeAsync(75); // the check at 225 runs 10 s late
+    expect(dead).toBe(0);
+    // The peer keeps what was left of its timeout: 300 ms of running time, at tick 300 (plus the verdict's turn).
+    await vi.advanceTimersByTimeAsync(74);
+    expect(dead).toBe(0);
+    await vi.advanceTimersByTimeAsync(2);
+    expect(dead).toBe(1);
+  });
+
   it('stop() cancels a verdict already scheduled', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
     let dead = 0;
