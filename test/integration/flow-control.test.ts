@@ -13,6 +13,7 @@ import {
   StreamRefusedError,
 } from '../../sdk/index.js';
 import { delay, randomBytes, tcpPair } from '../helpers/pair.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -184,24 +185,26 @@ describe('RequestCancel between geminio-node peers', () => {
   it('aborting a call aborts the remote handler', async () => {
     const { client, server } = await pair();
     let aborted: unknown;
-    const started = new Promise<void>((resolve) => {
-      server.register('slow', ({ signal }) => {
-        resolve();
-        return new Promise((_r, reject) =>
-          signal.addEventListener('abort', () => {
-            aborted = signal.reason;
-            reject(signal.reason);
-          }),
-        );
-      });
+    let started: () => void = () => {};
+    const handlerStarted = new Promise<void>((resolve) => {
+      started = resolve;
     });
-    await delay(20);
+    await server.register('slow', ({ signal }) => {
+      started();
+      return new Promise((_r, reject) =>
+        signal.addEventListener('abort', () => {
+          aborted = signal.reason;
+          reject(signal.reason);
+        }),
+      );
+    });
     const ctl = new AbortController();
     const call = client.call('slow', '', { signal: ctl.signal });
-    await started;
+    await handlerStarted;
     ctl.abort();
     await expect(call).rejects.toMatchObject({ code: 'GEMINIO_ERR_ABORTED' });
-    await delay(50);
+    // The RequestCancel crosses the connection after the local rejection: wait for it, however slow the machine.
+    await waitUntil(() => aborted !== undefined, 10_000, 'the remote handler aborted');
     expect(aborted).toMatchObject({ code: 'GEMINIO_ERR_ABORTED' });
   });
 });
