@@ -185,7 +185,9 @@ describe('reconnecting through the chaos proxy', () => {
       reconnect: { minDelay: 20, maxDelay: 100 },
     });
     cleanups.push(() => client.destroy());
-    const disconnected = nextEvent(client, 'disconnect', 5000);
+    // The error type says the liveness timeout ended it; the wait bounds it, and the moment itself is the fake-clock
+    // unit test's (test/unit/sdk/liveness.test.ts): timers run late on a loaded machine.
+    const disconnected = nextEvent(client, 'disconnect', 10_000);
     const t0 = Date.now();
     proxy.setFaults({ blackhole: true });
     const [err] = await disconnected;
@@ -193,7 +195,6 @@ describe('reconnecting through the chaos proxy', () => {
     expect(err).toBeInstanceOf(HeartbeatTimeoutError);
     expect((err as HeartbeatTimeoutError).retryable).toBe(true);
     expect(elapsed).toBeGreaterThanOrEqual(300);
-    expect(elapsed).toBeLessThan(2000);
     // Once the network heals, the client is back on its own.
     const back = nextEvent(client, 'reconnect', 5000);
     proxy.clearFaults();
@@ -468,7 +469,9 @@ describe('bad input (issue 3)', () => {
       const t0 = Date.now();
       const err = await client.call('hang', 'x', { timeout: 200 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(TimeoutError);
-      expect(Date.now() - t0).toBeLessThan(1000);
+      // The 200 ms given, not the 30 s default (bounded far above 200 ms: timers run late on a loaded machine).
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(195);
+      expect(Date.now() - t0).toBeLessThan(10_000);
       expect(started).toBe(1);
       // The handler's deadline timer fires (aborting its signal) and is then gone.
       await waitUntil(() => aborted === 1, 2000, 'handler signal aborted at the deadline');
