@@ -437,7 +437,9 @@ describe('the timers of an exchange pool (one coarse timer per pool)', () => {
   beforeAll(async () => {
     timed = await startPair(app, undefined, {
       services: { app: { target: extra.url } },
-      web: { bodyTimeoutMs: 300, keepAliveTimeoutMs: 300 },
+      // keepAliveTimeoutMs is what the idle test reads the open stream within (a metrics scrape over HTTP after the
+      // answer): 2 s, as a starved machine can take longer than 300 ms for that.
+      web: { bodyTimeoutMs: 300, keepAliveTimeoutMs: 2_000 },
     });
   });
   afterAll(async () => {
