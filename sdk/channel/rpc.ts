@@ -60,6 +60,9 @@ interface PendingCall {
   timer: NodeJS.Timeout | undefined;
   /** Calls with a signal: the timer and listener, released together. */
   release: (() => void) | undefined;
+  /** When the call times out (Date.now() ms; Infinity without a timeout), and its timeout. */
+  deadline: number;
+  timeout: number;
 }
 
 /** Method names as the bytes a Request carries, for the methods called most (bounded, see keyOf). */
@@ -156,7 +159,15 @@ export class RpcEndpoint {
           deadline: wireDeadline(options.timeout),
         },
       });
-      const pending: PendingCall = { method, resolve, reject, timer: undefined, release: undefined };
+      const pending: PendingCall = {
+        method,
+        resolve,
+        reject,
+        timer: undefined,
+        release: undefined,
+        deadline: Number.isFinite(timeout) && timeout > 0 ? Date.now() + timeout : Number.POSITIVE_INFINITY,
+        timeout,
+      };
       if (options.signal) {
         pending.release = guard(
           timeout,
@@ -286,6 +297,10 @@ export class RpcEndpoint {
     }
     const error = p.data.error;
     if (error) {
+      // An error that comes once the call's deadline passed is the timeout's: the handler was aborted at that
+      // deadline, and only the order of two timers due at the same moment (ours, the handler's) decided which
+      // answer came first. On a loaded machine either can; the caller sees the same TimeoutError both ways.
+      if (Date.now() >= pending.deadline) return this.timedOut(p.id, pending.timeout);
       this.settleCall(
         p.id,
         error.startsWith(NO_SUCH_RPC) ? new NoSuchMethodError(error) : new RemoteError(error),
@@ -460,14 +475,21 @@ class RunningCall {
     if (!this.controller) {
       this.controller = new AbortController();
       if (this.reason !== undefined) this.controller.abort(this.reason);
-      else if (this.deadline !== undefined && !this.finished) {
-        this.timer = setTimeout(
-          () => this.abort(new TimeoutError('deadline exceeded')),
-          Math.max(0, this.deadline - Date.now()),
-        );
-      }
+      else if (this.deadline !== undefined && !this.finished) this.arm();
     }
     return this.controller.signal;
+  }
+
+  /** Aborts at the deadline by the wall clock: a timer may fire a millisecond before Date.now() reaches it. */
+  private arm(): void {
+    const left = this.deadline! - Date.now();
+    if (left <= 0) this.abort(new TimeoutError('deadline exceeded'));
+    else this.timer = setTimeout(rearm, left, this);
+  }
+
+  /** @internal */
+  expire(): void {
+    if (this.reason === undefined && !this.finished) this.arm();
   }
 
   abort(reason: unknown): void {
@@ -481,6 +503,10 @@ class RunningCall {
     this.finished = true;
     clearTimeout(this.timer);
   }
+}
+
+function rearm(call: RunningCall): void {
+  call.expire();
 }
 
 function earliest(a: number | undefined, b: number | undefined): number | undefined {

@@ -1,6 +1,16 @@
+import diagnostics from 'node:diagnostics_channel';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ConnectionClosedError, dial, type End, type Listener, listen } from '../../sdk/index.js';
+import {
+  CHANNELS,
+  ConnectionClosedError,
+  dial,
+  type End,
+  type EndReconnectingMessage,
+  type Listener,
+  listen,
+} from '../../sdk/index.js';
 import { delay, once } from '../helpers/pair.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const open: Array<{ close(): Promise<void> } | End> = [];
 afterEach(async () => {
@@ -166,17 +176,32 @@ describe('client auto-reconnect', () => {
     const { port } = listener.address();
     const client = await dial(listener.address(), { reconnect: { minDelay: 20, maxDelay: 300, jitter: 0 } });
     open.push(client);
+    const delays: number[] = [];
+    const onReconnecting = (m: unknown) => delays.push((m as EndReconnectingMessage).delayMs);
+    diagnostics.subscribe(CHANNELS.endReconnecting, onReconnecting);
+    open.push({
+      close: async () => {
+        diagnostics.unsubscribe(CHANNELS.endReconnecting, onReconnecting);
+      },
+    });
     const first = await listener.acceptEnd();
     await listener.close();
     first.destroy();
     await once(client, 'disconnect');
-    await delay(500);
+    // Long enough for the doubling (20, 40, 80, 160, ...) to reach the 300 ms cap.
+    await waitUntil(() => delays.length >= 6, 20_000, 'six redials');
+    const reconnected = once(client, 'reconnect');
     const restarted = await server(port);
-    const t0 = Date.now();
+    // Counted, not timed: the redial already scheduled when the server came back (or, if one was refused just
+    // before it listened, the next one) gets in; no delay on the way is longer than maxDelay.
+    const scheduled = delays.length;
     const end = await restarted.acceptEnd();
-    expect(Date.now() - t0).toBeLessThanOrEqual(300 + 200); // next attempt lands within maxDelay (+ handshake slack)
     expect(end.clientId).not.toBe(0n);
-    await once(client, 'reconnect');
+    const [{ attempts }] = (await reconnected) as [{ attempts: number }];
+    expect(attempts).toBeGreaterThanOrEqual(scheduled);
+    expect(attempts).toBeLessThanOrEqual(scheduled + 1);
+    expect(delays.slice(0, 5)).toEqual([20, 40, 80, 160, 300]);
+    expect(delays.every((d) => d <= 300)).toBe(true);
     end.destroy();
   });
 

@@ -15,6 +15,13 @@ interface Pair {
 
 const certificate = selfSigned;
 
+/**
+ * Longer than any test here may take: a close exchange that sat until closeTimeout dropped the transport would
+ * hang its test past the 30 s test timeout and fail it, whatever the machine's speed, where a wall-clock bound
+ * would be a speed test.
+ */
+const NEVER = { closeTimeout: 600_000 };
+
 async function listenerPair(listener: Listener, dialOptions: Parameters<typeof dial>[1]): Promise<Pair> {
   try {
     const [client, server] = await Promise.all([dial(listener.address(), dialOptions), listener.acceptEnd()]);
@@ -37,7 +44,7 @@ const transports: Array<{ name: string; enabled: boolean; make: () => Promise<Pa
   {
     name: 'TCP',
     enabled: true,
-    make: async () => listenerPair(await listen('127.0.0.1:0'), {}),
+    make: async () => listenerPair(await listen('127.0.0.1:0', NEVER), NEVER),
   },
   {
     // Node cannot make certificates itself; without openssl on the PATH there is no certificate to test with.
@@ -45,8 +52,8 @@ const transports: Array<{ name: string; enabled: boolean; make: () => Promise<Pa
     enabled: hasOpenssl,
     make: async () => {
       const { key, cert } = certificate();
-      const listener = await listen('127.0.0.1:0', { tls: { key, cert } });
-      return listenerPair(listener, { tls: { ca: cert, servername: 'localhost' } });
+      const listener = await listen('127.0.0.1:0', { ...NEVER, tls: { key, cert } });
+      return listenerPair(listener, { ...NEVER, tls: { ca: cert, servername: 'localhost' } });
     },
   },
   {
@@ -54,7 +61,7 @@ const transports: Array<{ name: string; enabled: boolean; make: () => Promise<Pa
     enabled: true,
     make: async () => {
       const [a, b] = duplexPair();
-      const [client, server] = await Promise.all([clientEnd(a), serverEnd(b)]);
+      const [client, server] = await Promise.all([clientEnd(a, NEVER), serverEnd(b, NEVER)]);
       return {
         client,
         server,
@@ -85,8 +92,6 @@ function closedWith(end: End): Promise<unknown> {
 }
 
 const MiB = 1024 * 1024;
-/** Well under the default closeTimeout (5 s), far above what a clean close takes (a few ms). */
-const CLEAN_CLOSE_BOUND_MS = 2000;
 
 for (const transport of transports) {
   describe(`over ${transport.name}`, () => {
@@ -136,11 +141,9 @@ for (const transport of transports) {
       async () => {
         const { client, server } = await pair(transport.make);
         const serverClosed = closedWith(server);
-        const started = Date.now();
+        // The exchange is a few frames: it must not sit until closeTimeout drops the transport (see NEVER).
         await client.close();
         expect(await serverClosed).toBeUndefined();
-        // The exchange is a few frames: it must not sit until closeTimeout (5 s) drops the transport.
-        expect(Date.now() - started).toBeLessThan(CLEAN_CLOSE_BOUND_MS);
         expect(client.closeError).toBeUndefined();
         expect(server.errored).toBeNull();
       },
@@ -151,10 +154,8 @@ for (const transport of transports) {
       async () => {
         const { client, server } = await pair(transport.make);
         const clientClosed = closedWith(client);
-        const started = Date.now();
         await server.close();
         expect(await clientClosed).toBeUndefined();
-        expect(Date.now() - started).toBeLessThan(CLEAN_CLOSE_BOUND_MS);
         expect(server.closeError).toBeUndefined();
         expect(client.errored).toBeNull();
       },

@@ -30,6 +30,8 @@ interface Extra {
   sinkOpen: () => void;
   /** Requests /flaky got. */
   flaky: number;
+  /** Requests /hang got (it never answers them). */
+  hung: number;
 }
 
 const BIG = 32 * MiB;
@@ -43,7 +45,14 @@ const BIG_SHA = (() => {
 })();
 
 async function startExtra(): Promise<Extra> {
-  const x = { aborted: [] as string[], written: 0, blocked: false, sunk: 0, flaky: 0 } as unknown as Extra;
+  const x = {
+    aborted: [] as string[],
+    written: 0,
+    blocked: false,
+    sunk: 0,
+    flaky: 0,
+    hung: 0,
+  } as unknown as Extra;
   let openSink: () => void = () => {};
   const sinkOpened = new Promise<void>((r) => {
     openSink = r;
@@ -127,6 +136,7 @@ async function startExtra(): Promise<Extra> {
         return;
       case '/hang':
         req.resume();
+        x.hung++;
         return; // never answers; the client goes away
       default:
         req.resume();
@@ -301,8 +311,10 @@ describe('the exchange proto', () => {
   it('a client that goes away resets the exchange: the app sees the abort, the pool goes on', async () => {
     const base = extraUrl();
     const ac = new AbortController();
+    const hung = extra.hung;
     const pending = request(`${base}/hang`, { signal: ac.signal }).catch(() => 'aborted');
-    await delay(100);
+    // The client goes away once the app has the request (aborted earlier, the app would have nothing to abort).
+    await eventually(() => extra.hung > hung, 10_000, 'the app got /hang');
     ac.abort();
     expect(await pending).toBe('aborted');
     await eventually(() => {
@@ -425,7 +437,9 @@ describe('the timers of an exchange pool (one coarse timer per pool)', () => {
   beforeAll(async () => {
     timed = await startPair(app, undefined, {
       services: { app: { target: extra.url } },
-      web: { bodyTimeoutMs: 300, keepAliveTimeoutMs: 300 },
+      // keepAliveTimeoutMs is what the idle test reads the open stream within (a metrics scrape over HTTP after the
+      // answer): 2 s, as a starved machine can take longer than 300 ms for that.
+      web: { bodyTimeoutMs: 300, keepAliveTimeoutMs: 2_000 },
     });
   });
   afterAll(async () => {

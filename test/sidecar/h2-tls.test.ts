@@ -111,7 +111,9 @@ beforeAll(async () => {
             listen,
             upstream: 'up',
             service: 'app',
-            rpc: { maxBodyBytes: 1024, timeoutMs: 300 },
+            // Below /rpc/slow's 5 s (the 504 case), far above what /rpc/time needs however loaded the machine:
+            // at 300 ms, a good call through both sidecars on a starved machine could end 504.
+            rpc: { maxBodyBytes: 1024, timeoutMs: 2_000 },
             publish: { maxBodyBytes: 1024 },
           },
           {

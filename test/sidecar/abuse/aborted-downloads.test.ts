@@ -58,5 +58,8 @@ describe('aborted downloads', () => {
     await eventually(() => app.active() === 0, 5_000, 'the app to be idle');
     // The pool to the app is back at its baseline: no more connections than it may pool.
     expect(app.connections()).toBeLessThanOrEqual(256);
-  }, 120_000);
+    // The clients, both sidecars and the app share this one process, so the 10,000 downloads take what the CPU
+    // gives: 27 s at load ~4, while with two more CPU hogs 7,500 of them took 120 s (30 to 250 a second, never
+    // stalled). A wedge stops the count at any speed; this bound only has to be above the slow case.
+  }, 300_000);
 });

@@ -107,9 +107,11 @@ describe('connections per listener (httpServer.maxConnections 16)', () => {
   afterAll(() => small?.close());
 
   it('24 idle connections: 16 stay open, the other 8 are closed at accept', async () => {
-    const all = Array.from({ length: 24 }, () => raw(small.webPort, 'GET', { waitMs: 1_500 }));
+    // The 8 are closed at accept, the 16 held to the end of the wait: the wait only has to outlast a starved
+    // machine's accept-and-close, and stays below the default headersTimeoutMs that would cut the 16.
+    const all = Array.from({ length: 24 }, () => raw(small.webPort, 'GET', { waitMs: 4_000 }));
     const results = await Promise.all(all);
-    expect(results.filter((r) => r.closed && r.ms < 1_500)).toHaveLength(8);
+    expect(results.filter((r) => r.closed && r.ms < 4_000)).toHaveLength(8);
     // Once they are gone, the listener accepts again.
     const status = await eventually(async () => (await fetch(`${small.web}/after`)).status, 5_000);
     expect(status).toBe(200);

@@ -155,6 +155,22 @@ describe('Connection phases', () => {
     expect(await closed).toBeInstanceOf(ConnectionClosedError);
   });
 
+  it('an open client sends a Heartbeat every heartbeatInterval, each with a fresh PacketID', async () => {
+    const { conn, transport } = await openClient();
+    const heartbeats = () => transport.sent.filter((p) => p.type === T.Heartbeat);
+    // A write made while the fake clock ticks is released 1 ms later (its setImmediate lands on the next ms).
+    await vi.advanceTimersByTimeAsync(19_999);
+    expect(heartbeats()).toHaveLength(0);
+    for (let n = 1; n <= 3; n++) {
+      await vi.advanceTimersByTimeAsync(n === 1 ? 2 : 20_000);
+      expect(heartbeats()).toHaveLength(n);
+      transport.deliver({ type: T.HeartbeatAck, id: heartbeats()[n - 1]!.id });
+    }
+    expect(new Set(heartbeats().map((p) => p.id)).size).toBe(3);
+    expect(conn.state).toBe('open');
+    conn.destroy();
+  });
+
   it('hands every non-connection packet to the layer above, early ones included', async () => {
     const { conn, transport } = await openClient();
     const early: Packet = { type: T.Dismiss, id: 3n, sessionId: 9n, data: {} };

@@ -98,6 +98,53 @@ describe('RpcEndpoint', () => {
     expect(signal?.aborted).toBe(true);
   });
 
+  it("an error answer that comes once the deadline passed, before the call's timer ran, is the timeout", async () => {
+    // Two timers are due at the same moment: ours and the handler's (aborted at the deadline it got). On a loaded
+    // machine the handler's error can arrive first; it must not turn the timeout into a RemoteError.
+    const port = new FakePort();
+    const rpc = new RpcEndpoint(port);
+    const call = rpc.call('slow', 'x', { timeout: 1000 });
+    const failed = expect(call).rejects.toBeInstanceOf(TimeoutError);
+    vi.setSystemTime(Date.now() + 1000); // the wall clock reached the deadline; the timer has not run yet
+    rpc.handlePacket({
+      type: T.Response,
+      id: port.sent[0]!.id,
+      sessionId: 1n,
+      data: { error: 'deadline exceeded' },
+    });
+    await failed;
+    expect(port.sent[1]).toMatchObject({ type: T.RequestCancel, cancelType: CancelType.DeadlineExceeded });
+    expect(vi.getTimerCount()).toBe(0);
+    // Before the deadline, an error answer is the handler's own.
+    const early = rpc.call('slow', 'x', { timeout: 1000 });
+    vi.setSystemTime(Date.now() + 999);
+    rpc.handlePacket({ type: T.Response, id: port.sent[2]!.id, sessionId: 1n, data: { error: 'no' } });
+    await expect(early).rejects.toMatchObject({ name: 'RemoteError', message: 'no' });
+  });
+
+  it("a handler's signal does not abort before the deadline by the wall clock, even if its timer fires early", async () => {
+    const port = new FakePort();
+    const rpc = new RpcEndpoint(port);
+    let signal: AbortSignal | undefined;
+    const registered = rpc.register('wait', (req) => {
+      signal = req.signal;
+      return new Promise(() => {});
+    });
+    rpc.handlePacket({ type: T.RegisterAck, id: port.sent[0]!.id, sessionId: 1n, data: {} });
+    await registered;
+    const deadline = Date.now() + 2000;
+    rpc.handlePacket(request(502n, 'wait', deadline));
+    expect(signal?.aborted).toBe(false);
+    // The timer's clock and the wall clock disagree by a millisecond (they round differently).
+    vi.setSystemTime(Date.now() - 1);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(Date.now()).toBe(deadline - 1);
+    expect(signal?.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toBeInstanceOf(TimeoutError);
+  });
+
   it('a call to a method the peer does not have fails with NoSuchMethodError', async () => {
     const port = new FakePort();
     const rpc = new RpcEndpoint(port);
