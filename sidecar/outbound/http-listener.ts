@@ -76,9 +76,10 @@ export class HttpOutboundListener {
   private tls: tls.Server | undefined;
   private material: TlsMaterial = {};
   private closing = false;
-  private info: ObserveInfo | undefined;
-  private infoEnd: End | undefined;
+  /** What the exchanges are observed with, per End (each endpoint's End, and each reconnect, has its own ClientID). */
   private readonly infos = new WeakMap<End, ObserveInfo>();
+  /** The same while there is no End. */
+  private noEndInfo: ObserveInfo | undefined;
   /** What every request's attempts share (made once; each request's own state is an Attempts). */
   private readonly attempts: AttemptContext;
 
@@ -427,29 +428,23 @@ export class HttpOutboundListener {
    * ClientID), not per request.
    */
   private infoFor(end: End | undefined): ObserveInfo {
-    if (this.info && this.infoEnd === end) return this.info;
-    const known = end && this.infos.get(end);
-    if (known) {
-      this.infoEnd = end;
-      this.info = known;
-      return known;
-    }
+    const known = end ? this.infos.get(end) : this.noEndInfo;
+    if (known) return known;
     const { metrics, logger, inflight, accessLog, tracing } = this.deps;
-    const clientId = end ? String(end.clientId) : undefined;
-    this.infoEnd = end;
-    this.info = {
+    const info: ObserveInfo = {
       listener: this.config.name,
       series: this.series,
       direction: this.direction,
-      clientId,
+      clientId: end ? String(end.clientId) : undefined,
       metrics,
       logger,
       inflight,
       accessLog,
       tracing,
     };
-    if (end) this.infos.set(end, this.info);
-    return this.info;
+    if (end) this.infos.set(end, info);
+    else this.noEndInfo = info;
+    return info;
   }
 
   /** Upgrade (WebSocket): a fresh stream, the request head replayed on it, then raw bytes both ways. */
