@@ -59,6 +59,11 @@ export class Balancer {
     return false; // probing: its one probe is in flight
   }
 
+  /** Connected, not excluded, and eligible now. */
+  private open(c: Candidate, t: number, exclude: ReadonlySet<string> | undefined): boolean {
+    return c.usable && !exclude?.has(c.stats.id) && this.eligible(c.stats, t);
+  }
+
   /** Picks one endpoint (P2C) among the usable, eligible ones not in `exclude`; undefined when none is. */
   pick(candidates: readonly Candidate[], exclude?: ReadonlySet<string>): EndpointStats | undefined {
     const t = this.now();
@@ -67,7 +72,7 @@ export class Balancer {
     let probe: EndpointStats | undefined;
     let n = 0;
     for (const c of candidates) {
-      if (!c.usable || exclude?.has(c.stats.id) || !this.eligible(c.stats, t)) continue;
+      if (!this.open(c, t, exclude)) continue;
       n++;
       first ??= c.stats;
       // An ejected endpoint whose backoff is over is probed first: one unit of work tells whether it is back.
@@ -82,8 +87,7 @@ export class Balancer {
       chosen = first;
     } else {
       const open: EndpointStats[] = [];
-      for (const c of candidates)
-        if (c.usable && !exclude?.has(c.stats.id) && this.eligible(c.stats, t)) open.push(c.stats);
+      for (const c of candidates) if (this.open(c, t, exclude)) open.push(c.stats);
       const i = Math.floor(this.random() * open.length);
       let j = Math.floor(this.random() * (open.length - 1));
       if (j >= i) j++;
