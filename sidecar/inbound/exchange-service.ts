@@ -32,6 +32,7 @@ import {
   type H2Inbound,
   H2Observation,
   isGrpc,
+  isH2Target,
   plainHeaders,
   type ResponseHead,
 } from '../proxy/h2.js';
@@ -289,7 +290,7 @@ class InboundExchange {
     const { ctx, svc } = this.conn;
     const h = this.head;
     const target = ctx.config?.target ?? '';
-    const toH2 = /^h2c?:\/\//.test(target);
+    const toH2 = isH2Target(target);
     if (!this.h2 && !toH2 && ctx.info) {
       // The head is this exchange's own (parsed from its frame): observe() may add x-request-id to it.
       this.facade = new Facade(h.method, h.path, h.headers);
@@ -358,7 +359,7 @@ class InboundExchange {
     );
     this.obs?.inject(out);
     const target = ctx.config!.target;
-    if (/^h2c?:\/\//.test(target)) return this.toH2(target, out);
+    if (isH2Target(target)) return this.toH2(target, out);
     if (this.grpc || !ctx.dispatcher) {
       const why = `service "${ctx.service}" is an HTTP/1.1 target (${target}); gRPC needs an h2c:// or h2:// target`;
       this.conn.log.warn({ target, path: h.path }, why);

@@ -10,7 +10,7 @@ import type { Http2Config, ServiceConfig } from '../config/schema.js';
 import type { Direction } from '../observe/metrics.js';
 import { parseCarrier } from '../observe/tracing.js';
 import { EXCHANGE_PROTO } from '../proxy/exchange.js';
-import { H2Inbound } from '../proxy/h2.js';
+import { H2Inbound, isH2Target } from '../proxy/h2.js';
 import { createHttpServer } from '../proxy/http-server.js';
 import { deniedCode, ErrorCode, sendError } from '../proxy/http-util.js';
 import { parseStreamMeta } from '../proxy/stream-meta.js';
@@ -85,7 +85,7 @@ export class ServiceRouter {
     }
     this.h2Keys.clear();
     for (const [name, svc] of Object.entries(services))
-      if (/^h2c?:\/\//.test(svc.target)) this.h2Keys.set(name, JSON.stringify(svc));
+      if (isH2Target(svc.target)) this.h2Keys.set(name, JSON.stringify(svc));
     // The HTTP/2 target sessions: the first update runs from the constructor, before they exist.
     this.h2?.retain(services);
   }
@@ -165,7 +165,7 @@ export class ServiceRouter {
       const forwarder = this.http.get(service)?.forwarder;
       if (forwarder)
         return this.exchanges.serve(stream, { ...ctx, config: svc, ...forwarder.adopt(stream, direction) });
-      if (/^h2c?:\/\//.test(svc.target)) {
+      if (isH2Target(svc.target)) {
         // A reload that changes the service (its target, its TLS) applies to the streams already pooled: each
         // exchange reads the service as now configured, and a stream adopted under other settings ends after its
         // exchange (the opener's next one goes on a new stream). Ending an idle one at once would race the
@@ -186,7 +186,7 @@ export class ServiceRouter {
         refusal: { status: 502, code: ErrorCode.badGateway, message },
       });
     }
-    if (/^h2c?:\/\//.test(svc.target)) {
+    if (isH2Target(svc.target)) {
       // An HTTP/1.1 (or raw TCP) opener for an HTTP/2 app: not carried (an h2c or h2 app does not speak HTTP/1.1).
       log.warn({ proto }, 'a non-HTTP/2 stream for an h2c:// service; closing it');
       stream.destroy();

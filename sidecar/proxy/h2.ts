@@ -926,7 +926,7 @@ export class H2Inbound {
   retain(services: Record<string, ServiceConfig>): void {
     const used = new Set<string>();
     for (const svc of Object.values(services))
-      if (/^h2c?:\/\//.test(svc.target)) used.add(sessionKey(svc.target, svc));
+      if (isH2Target(svc.target)) used.add(sessionKey(svc.target, svc));
     for (const [key, s] of this.sessions) {
       if (used.has(key)) continue;
       this.sessions.delete(key);
@@ -946,6 +946,11 @@ export class H2Inbound {
   destroy(): void {
     for (const s of this.sessions.values()) s.destroy();
   }
+}
+
+/** A service target the sidecar reaches over HTTP/2 (`h2c://` in clear text, `h2://` over TLS). */
+export function isH2Target(target: string): boolean {
+  return target.startsWith('h2c://') || target.startsWith('h2://');
 }
 
 /** An h2:// session is the target's with that service's TLS settings (two services may trust differently). */
