@@ -126,15 +126,12 @@ export interface Observed {
 }
 
 /**
- * Response body bytes written to the client, counted by proxy/http.ts as it relays them: on the exchange that
- * observe() made for the response (a field, not a WeakMap entry per response), else in RESPONSE_BYTES.
+ * Response body bytes written to the client, counted by proxy/http.ts as it relays them, on the exchange observe()
+ * made for the response (only an observed response's bytes are ever read: by that exchange, when it ends).
  */
-const RESPONSE_BYTES = new WeakMap<ServerResponse, number>();
-
 export function countResponse(res: ServerResponse, n: number): void {
   const x = (res as Observable)[EXCHANGE];
   if (x) x.bytesOut = (x.bytesOut ?? 0) + n;
-  else RESPONSE_BYTES.set(res, (RESPONSE_BYTES.get(res) ?? 0) + n);
 }
 
 /** Request body bytes pushed by the parser, for a chunked request (one without a declared length). */
@@ -228,8 +225,7 @@ class Exchange implements Observed {
     const method = methodLabel(req.method);
     const status = res.headersSent ? res.statusCode : 499; // 499: the client went away before an answer
     const bytesIn = requestBytes(req, this.chunks);
-    const bytesOut =
-      this.bytesOut ?? RESPONSE_BYTES.get(res) ?? (Number(res.getHeader('content-length')) || 0);
+    const bytesOut = this.bytesOut ?? (Number(res.getHeader('content-length')) || 0);
     series.exchange(method, status, seconds, bytesIn, bytesOut);
     info.metrics.protocolRequest(info.listener, 'http/1.1');
     if (span) {

@@ -247,7 +247,7 @@ export async function proxyRequest(
   // The connection itself: a peer that ended (a stream's Dismiss, a FIN) or failed will not read this answer.
   // Watched on the socket, since its close (and so the response's) may never come while writes are pending on a
   // zero window; the socket is destroyed so that nothing waits on it. The socket's listeners are installed once
-  // per connection (not per request): the requests in flight on it are a set.
+  // per connection (not per request): the requests in flight on it are a list (InFlight).
   const inFlight = watchSocket(req.socket as Duplex | null);
   const fwd = new Forward(res, inFlight);
   inFlight?.add(fwd);
