@@ -180,25 +180,31 @@ async function main(): Promise<void> {
   await sleep(300);
   const serverHeap = JSON.parse(readFileSync(heapOut, 'utf8').trim().split('\n').pop()!);
   const perCallUs = (ticks: number) => Math.round(((ticks / CLK_TCK) * 1e6) / CALLS);
+  /** CPU, heap and GC per call of one process. */
+  const perCall = (
+    before: { user: number; sys: number },
+    after: { user: number; sys: number },
+    heap: { allocated: number; gcs: number; gcUs: number; promoted: number },
+  ) => ({
+    userUs: perCallUs(after.user - before.user),
+    sysUs: perCallUs(after.sys - before.sys),
+    heapBytes: Math.round(heap.allocated / CALLS),
+    gcsPer1000: +((heap.gcs * 1000) / CALLS).toFixed(2),
+    gcUs: +(heap.gcUs / CALLS).toFixed(2),
+    promotedBytes: Math.round(heap.promoted / CALLS),
+  });
   result.callsPerSec = Math.round(CALLS / seconds);
   result.client = {
-    userUs: perCallUs(c1.user - c0.user),
-    sysUs: perCallUs(c1.sys - c0.sys),
-    heapBytes: Math.round(clientHeap.allocated / CALLS),
-    gcsPer1000: +((clientHeap.gcs * 1000) / CALLS).toFixed(2),
-    gcUs: +(clientHeap.gcUs / CALLS).toFixed(2),
-    promotedBytes: Math.round(clientHeap.promoted / CALLS),
+    ...perCall(c0, c1, clientHeap),
     writesPerCall: +(writes / CALLS).toFixed(3),
     bytesPerWrite: Math.round(bytes / writes),
   };
-  result.server = {
-    userUs: perCallUs(s1.user - s0.user),
-    sysUs: perCallUs(s1.sys - s0.sys),
-    heapBytes: Math.round(serverHeap.allocatedBytes / CALLS),
-    gcsPer1000: +((serverHeap.gcs * 1000) / CALLS).toFixed(2),
-    gcUs: +(serverHeap.gcUs / CALLS).toFixed(2),
-    promotedBytes: Math.round(serverHeap.promotedBytes / CALLS),
-  };
+  result.server = perCall(s0, s1, {
+    allocated: serverHeap.allocatedBytes,
+    gcs: serverHeap.gcs,
+    gcUs: serverHeap.gcUs,
+    promoted: serverHeap.promotedBytes,
+  });
 
   for (const tool of ['perf', 'strace'] as const) {
     if (!argv.includes(`--${tool}`)) continue;
